@@ -1,0 +1,163 @@
+"""``TrialConfig``: the one currency between a search space and training."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from study.optim import get_optimizer_info
+from study.schedules import validate_schedule_params
+
+__all__ = ["TrialConfig", "ConfigError"]
+
+
+class ConfigError(ValueError):
+    """A ``TrialConfig`` field holds a value outside its allowed range."""
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """Everything one training run needs, validated on construction.
+
+    Hyperparameters that do not apply to the chosen optimizer stay ``None`` (momentum for
+    Adam, betas for SGD); ``None`` also means "the optimizer's own default".
+
+    Args:
+        optimizer: a name from ``study.optim.list_optimizers()``.
+        lr: base learning rate (> 0).
+        momentum: SGD/RMSprop momentum in [0, 1).
+        nesterov: Nesterov momentum (SGD, needs momentum > 0).
+        beta1, beta2: Adam/AdamW moment decay rates in [0, 1).
+        alpha: RMSprop's squared-gradient decay in [0, 1).
+        weight_decay: >= 0; 0 for optimizers without weight decay.
+        no_decay_1d: exempt biases (1-d parameters) from weight decay (timm's default); the
+            lab decays every parameter (``False``).
+        schedule: a name from ``study.schedules.list_schedules()``.
+        schedule_params: that schedule's parameters (durations in epochs); defaults filled in.
+        warmup_epochs: linear warm-up length in epochs, in [0, epochs).
+        batch_size: examples per optimizer update (>= 1).
+        epochs: passes over the training set (>= 1).
+        seed: seeds weight initialisation, dropout and the batch order (>= 0).
+
+    Raises:
+        ConfigError: a field out of range; the message names the field, the value and the
+            allowed values.
+    """
+
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float | None = None
+    nesterov: bool = False
+    beta1: float | None = None
+    beta2: float | None = None
+    alpha: float | None = None
+    weight_decay: float = 0.0
+    no_decay_1d: bool = True
+    schedule: str = "constant"
+    schedule_params: Mapping[str, Any] = field(default_factory=dict)
+    warmup_epochs: float = 0.0
+    batch_size: int = 64
+    epochs: int = 5
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        try:
+            info = get_optimizer_info(self.optimizer)
+        except ValueError as exc:
+            raise ConfigError(f"optimizer: {exc}") from None
+        _check(
+            _is_number(self.lr) and self.lr > 0,
+            f"lr must be a finite number > 0, but got lr={self.lr!r}.",
+        )
+        self._check_optional("momentum", info.has_momentum, "SGD and RMSprop")
+        self._check_optional("beta1", info.has_betas, "Adam and AdamW")
+        self._check_optional("beta2", info.has_betas, "Adam and AdamW")
+        self._check_optional("alpha", info.has_alpha, "RMSprop")
+        if self.nesterov:
+            _check(
+                info.has_nesterov and (self.momentum or 0) > 0,
+                f"nesterov=True needs an optimizer with Nesterov momentum (sgd) and momentum"
+                f" > 0, but got optimizer={self.optimizer!r}, momentum={self.momentum!r}.",
+            )
+        _check(
+            _is_number(self.weight_decay) and self.weight_decay >= 0,
+            f"weight_decay must be a finite number >= 0, but got"
+            f" weight_decay={self.weight_decay!r}.",
+        )
+        _check(
+            info.has_weight_decay or self.weight_decay == 0,
+            f"optimizer {self.optimizer!r} takes no weight decay, but got"
+            f" weight_decay={self.weight_decay!r}; set it to 0.",
+        )
+        try:
+            params = validate_schedule_params(self.schedule, self.schedule_params)
+        except ValueError as exc:
+            raise ConfigError(f"schedule: {exc}") from None
+        object.__setattr__(self, "schedule_params", params)
+        _check(
+            isinstance(self.epochs, int) and not isinstance(self.epochs, bool)
+            and self.epochs >= 1,
+            f"epochs must be an integer >= 1, but got epochs={self.epochs!r}.",
+        )
+        _check(
+            _is_number(self.warmup_epochs) and 0 <= self.warmup_epochs < self.epochs,
+            f"warmup_epochs must be in [0, epochs={self.epochs}), but got"
+            f" warmup_epochs={self.warmup_epochs!r}.",
+        )
+        _check(
+            isinstance(self.batch_size, int) and self.batch_size >= 1,
+            f"batch_size must be an integer >= 1, but got batch_size={self.batch_size!r}.",
+        )
+        _check(
+            isinstance(self.seed, int) and self.seed >= 0,
+            f"seed must be an integer >= 0, but got seed={self.seed!r}.",
+        )
+
+    def _check_optional(self, name: str, applies: bool, who: str) -> None:
+        value = getattr(self, name)
+        if value is None:
+            return
+        _check(
+            applies,
+            f"optimizer {self.optimizer!r} takes no {name} (only {who} do), but got"
+            f" {name}={value!r}; leave it None.",
+        )
+        _check(
+            _is_number(value) and 0 <= value < 1,
+            f"{name} must be in [0, 1), but got {name}={value!r}.",
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (lists for tuples), as stored in the study database."""
+        out = dataclasses.asdict(self)
+        out["schedule_params"] = {
+            k: list(v) if isinstance(v, tuple) else v for k, v in self.schedule_params.items()
+        }
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrialConfig:
+        """The inverse of :meth:`to_dict`; unknown keys are an error."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(
+                f"unknown TrialConfig field {unknown[0]!r}; fields: {', '.join(sorted(names))}."
+            )
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> TrialConfig:
+        """A copy with ``changes`` applied (validated again)."""
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,192 @@
+"""MNIST from the IDX files shipped under ``data/MNIST/raw``, as tensors on the device.
+
+Loaded once per process (per root, device and validation split), MD5-checked, normalised
+with the usual MNIST mean and std (0.1307, 0.3081). Batches are index slices of a seeded
+permutation (:func:`iter_batches`); there is no per-sample ``Dataset`` on the hot path.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = [
+    "DataError",
+    "MNIST_FILES",
+    "DEFAULT_ROOT",
+    "MEAN",
+    "STD",
+    "Dataset",
+    "read_idx",
+    "load_mnist",
+    "iter_batches",
+]
+
+MEAN, STD = 0.1307, 0.3081
+DEFAULT_ROOT = Path(__file__).resolve().parent.parent / "data" / "MNIST" / "raw"
+
+#: file name -> MD5 of its uncompressed content (the official IDX files).
+MNIST_FILES = {
+    "train-images-idx3-ubyte.gz": "6bbc9ace898e44ae57da46a324031adb",
+    "train-labels-idx1-ubyte.gz": "a25bea736e30d166cdddb491f175f624",
+    "t10k-images-idx3-ubyte.gz": "2646ac647ad5339dbf082846283269ea",
+    "t10k-labels-idx1-ubyte.gz": "27ae3e4e09519cfbb04c329615203637",
+}
+_RESTORE = "restore it with `git checkout -- data/MNIST/raw` (the project ships the files)"
+
+
+class DataError(RuntimeError):
+    """A data file is missing, corrupt or not an IDX file."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Normalised MNIST tensors on one device.
+
+    ``train_*`` is what the optimizer sees; ``eval_*`` is what is measured every epoch: the
+    test set, or a validation split held out of the training set (then ``eval_set`` is
+    ``"validation"`` and ``test_*`` is measured once at the end).
+    """
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    eval_x: torch.Tensor
+    eval_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    eval_set: str
+
+    @property
+    def device(self) -> torch.device:
+        return self.train_x.device
+
+    @property
+    def num_train(self) -> int:
+        return self.train_x.shape[0]
+
+
+def read_idx(path: Path, expected_md5: str | None = None) -> np.ndarray:
+    """Read one gzip-compressed IDX file into a uint8 array, checking its MD5.
+
+    Raises:
+        DataError: missing file, unreadable gzip, wrong MD5 or a malformed header; the
+            message names the file, the expected MD5 and how to restore it.
+    """
+    if not path.is_file():
+        raise DataError(f"MNIST file {path} is missing; {_RESTORE}.")
+    try:
+        raw = gzip.decompress(path.read_bytes())
+    except (OSError, EOFError) as exc:
+        raise DataError(
+            f"MNIST file {path} is not a readable gzip file ({exc}); expected uncompressed"
+            f" MD5 {expected_md5}; {_RESTORE}."
+        ) from None
+    if expected_md5 is not None:
+        actual = hashlib.md5(raw).hexdigest()
+        if actual != expected_md5:
+            raise DataError(
+                f"MNIST file {path} is corrupt: uncompressed MD5 {actual}, expected"
+                f" {expected_md5}; {_RESTORE}."
+            )
+    # IDX header: two zero bytes, a type code (0x08 = uint8), the number of dimensions,
+    # then one big-endian int32 per dimension.
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise DataError(f"MNIST file {path} is not a uint8 IDX file; {_RESTORE}.")
+    ndim = raw[3]
+    shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">i4", count=ndim, offset=4))
+    offset = 4 + 4 * ndim
+    if len(raw) - offset != int(np.prod(shape)):
+        raise DataError(f"MNIST file {path} is truncated for shape {shape}; {_RESTORE}.")
+    return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(shape)
+
+
+def _normalise(images: np.ndarray) -> torch.Tensor:
+    x = torch.from_numpy(images.reshape(images.shape[0], -1).astype(np.float32))
+    return (x / 255.0 - MEAN) / STD
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cpu(root: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    arrays = {name: read_idx(root / name, md5) for name, md5 in MNIST_FILES.items()}
+    return (
+        _normalise(arrays["train-images-idx3-ubyte.gz"]),
+        torch.from_numpy(arrays["train-labels-idx1-ubyte.gz"].astype(np.int64)),
+        _normalise(arrays["t10k-images-idx3-ubyte.gz"]),
+        torch.from_numpy(arrays["t10k-labels-idx1-ubyte.gz"].astype(np.int64)),
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _load(root: Path, device: str, validation_fraction: float, split_seed: int) -> Dataset:
+    train_x, train_y, test_x, test_y = _load_cpu(root)
+    if validation_fraction > 0:
+        n_val = max(1, round(validation_fraction * train_x.shape[0]))
+        generator = torch.Generator().manual_seed(split_seed)
+        perm = torch.randperm(train_x.shape[0], generator=generator)
+        val_idx, train_idx = perm[:n_val], perm[n_val:]
+        eval_x, eval_y = train_x[val_idx], train_y[val_idx]
+        train_x, train_y = train_x[train_idx], train_y[train_idx]
+        eval_set = "validation"
+    else:
+        eval_x, eval_y, eval_set = test_x, test_y, "test"
+    dev = torch.device(device)
+    return Dataset(
+        train_x=train_x.to(dev),
+        train_y=train_y.to(dev),
+        eval_x=eval_x.to(dev),
+        eval_y=eval_y.to(dev),
+        test_x=test_x.to(dev),
+        test_y=test_y.to(dev),
+        eval_set=eval_set,
+    )
+
+
+def load_mnist(
+    root: str | Path | None = None,
+    *,
+    device: str | torch.device = "cpu",
+    validation_fraction: float = 0.0,
+    split_seed: int = 0,
+) -> Dataset:
+    """MNIST as normalised tensors on ``device``, read once per process.
+
+    Args:
+        root: folder with the four ``*.gz`` IDX files; default the project's ``data/``.
+        device: where the tensors live (training runs there without host copies).
+        validation_fraction: share of the training set held out as the per-epoch
+            evaluation set; 0 evaluates on the test set every epoch.
+        split_seed: seeds the validation split.
+
+    Raises:
+        DataError: a file is missing or corrupt.
+        ValueError: ``validation_fraction`` outside [0, 0.5].
+    """
+    if not 0.0 <= validation_fraction <= 0.5:
+        raise ValueError(
+            f"validation_fraction must be in [0, 0.5], but got {validation_fraction=}."
+        )
+    root = Path(root) if root is not None else DEFAULT_ROOT
+    return _load(root.resolve(), str(torch.device(device)), float(validation_fraction), split_seed)
+
+
+def iter_batches(
+    x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Shuffled mini-batches: slices of a fresh permutation drawn from ``generator``.
+
+    The last batch is smaller when ``batch_size`` does not divide the set (like
+    ``DataLoader(drop_last=False)``).
+    """
+    perm = torch.randperm(x.shape[0], generator=generator, device=generator.device)
+    if perm.device != x.device:
+        perm = perm.to(x.device)
+    for start in range(0, x.shape[0], batch_size):
+        idx = perm[start : start + batch_size]
+        yield x[idx], y[idx]

@@ -1,0 +1,211 @@
+"""Storage URL -> Optuna storage, and opening a study safely.
+
+The default is a SQLite file ``studies/<study-name>.db`` (embedded, zero set-up) with a long
+lock timeout. PostgreSQL (``postgresql://user:password@host:5432/db``) is for many workers:
+a small connection pool per worker, heartbeat and retry of trials whose worker died.
+Anything wrong with the URL or the database is a :class:`StorageError` whose one-line message
+names the value and the fix, raised before the database is touched.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import optuna
+import sqlalchemy
+from sqlalchemy.engine import make_url
+
+__all__ = [
+    "StorageError",
+    "DEFAULT_STUDY_DIR",
+    "default_storage_url",
+    "display_url",
+    "open_storage",
+    "open_study",
+    "HEARTBEAT_INTERVAL",
+    "GRACE_PERIOD",
+]
+
+DEFAULT_STUDY_DIR = Path("studies")
+#: Seconds between heartbeats of a running trial, and the silence after which a trial whose
+#: worker died is marked failed (and retried, for PostgreSQL).
+HEARTBEAT_INTERVAL = 60
+GRACE_PERIOD = 180
+SQLITE_TIMEOUT = 300
+_STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_URL_HELP = "use sqlite:///path/to/file.db or postgresql://user:password@host:5432/dbname"
+
+
+class StorageError(ValueError):
+    """The storage URL, the database or the study in it cannot be used as asked."""
+
+
+def default_storage_url(study_name: str, directory: str | Path = DEFAULT_STUDY_DIR) -> str:
+    """``sqlite:///<directory>/<study_name>.db``.
+
+    Raises:
+        StorageError: the study name is not usable as a file name.
+    """
+    if not _STUDY_NAME.match(study_name):
+        raise StorageError(
+            f"study name {study_name!r} cannot name a file; use letters, digits, '.', '_' "
+            "and '-' (starting with a letter or digit), or pass --storage."
+        )
+    return f"sqlite:///{Path(directory) / f'{study_name}.db'}"
+
+
+def display_url(url: str) -> str:
+    """``url`` with any password masked, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except sqlalchemy.exc.ArgumentError:
+        return url
+
+
+def _check_sqlite_file(path: Path) -> None:
+    if not path.exists():
+        return
+    if path.is_dir():
+        raise StorageError(f"{path} is a folder, not a SQLite file; pass a file path.")
+    with path.open("rb") as fh:
+        header = fh.read(16)
+    if header and header != b"SQLite format 3\x00":
+        raise StorageError(
+            f"{path} is not a SQLite database (unreadable or another format); move it away "
+            "or pass another --storage / --study-name."
+        )
+    if not header:
+        return  # an empty file is an empty database
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    except sqlite3.DatabaseError as exc:
+        raise StorageError(
+            f"{path} is a damaged SQLite database ({exc}); move it away or pass another "
+            "--storage / --study-name."
+        ) from None
+    if tables and not {"studies", "trials", "version_info"} <= tables:
+        raise StorageError(
+            f"{path} is a SQLite database but not an Optuna study database; pass another "
+            "--storage / --study-name."
+        )
+
+
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    """The Optuna storage for ``url``, with this project's settings.
+
+    SQLite: the parent folder is created, a 300 s lock timeout, heartbeat. PostgreSQL (and
+    other servers): a pool of 2 (+2) connections per worker, heartbeat every 60 s, trials
+    silent for 180 s failed and retried up to 3 times.
+
+    Raises:
+        StorageError: malformed URL, missing driver, unreachable server, not an Optuna
+            database, or an incompatible schema version.
+    """
+    try:
+        parsed = make_url(url)
+    except sqlalchemy.exc.ArgumentError:
+        raise StorageError(f"--storage {url!r} is not a database URL; {_URL_HELP}.") from None
+    backend = parsed.get_backend_name()
+    engine_kwargs: dict[str, Any]
+    retry: Any = None
+    if backend == "sqlite":
+        if not parsed.database or parsed.database == ":memory:":
+            raise StorageError(
+                f"--storage {url!r} names no file; an in-memory database would lose the "
+                f"study. {_URL_HELP}."
+            )
+        path = Path(parsed.database)
+        _check_sqlite_file(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT}}
+    else:
+        engine_kwargs = {"pool_size": 2, "max_overflow": 2, "pool_pre_ping": True}
+        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=HEARTBEAT_INTERVAL,
+                grace_period=GRACE_PERIOD,
+                heartbeat_stale_trial_callback=retry,
+            )
+    except ImportError:
+        raise StorageError(
+            f"no database driver for {backend!r} URLs; for PostgreSQL run "
+            "`pip install -e '.[postgres]'` (psycopg2-binary)."
+        ) from None
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise StorageError(
+            f"cannot open --storage {display_url(url)} ({reason}); check the URL, that the "
+            "server runs and the credentials."
+        ) from None
+    except RuntimeError as exc:  # Optuna's schema-version check
+        raise StorageError(
+            f"--storage {display_url(url)}: {str(exc).splitlines()[0]} Run "
+            f"`optuna storage upgrade --storage URL` or use a new database."
+        ) from None
+
+
+def open_study(
+    storage: optuna.storages.BaseStorage,
+    study_name: str,
+    *,
+    settings: Mapping[str, Any],
+    checked: tuple[str, ...] = (),
+    sampler: optuna.samplers.BaseSampler | None = None,
+    pruner: optuna.pruners.BasePruner | None = None,
+) -> optuna.Study:
+    """Create study ``study_name`` (maximising accuracy) or load it if it exists.
+
+    ``settings`` is stored as the study's user attributes when it is created. When it exists,
+    its direction must be "maximize" and its stored value of every key in ``checked`` must
+    equal ``settings``' (a study's trials are only comparable under the same space, epochs,
+    ...).
+
+    Raises:
+        StorageError: the existing study differs; the message names the setting and the fix.
+    """
+    names = optuna.study.get_all_study_names(storage)
+    if study_name not in names:
+        optuna_study = optuna.create_study(
+            storage=storage,
+            study_name=study_name,
+            direction="maximize",
+            sampler=sampler,
+            pruner=pruner,
+        )
+        for key, value in settings.items():
+            optuna_study.set_user_attr(key, value)
+        return optuna_study
+    optuna_study = optuna.load_study(
+        study_name=study_name, storage=storage, sampler=sampler, pruner=pruner
+    )
+    if optuna_study.direction != optuna.study.StudyDirection.MAXIMIZE:
+        raise StorageError(
+            f"study {study_name!r} exists and minimises; this tool maximises accuracy. Pass "
+            "another --study-name."
+        )
+    stored = optuna_study.user_attrs
+    for key in checked:
+        if key not in stored:
+            raise StorageError(
+                f"study {study_name!r} exists but was not created by study.run (no {key!r}); "
+                "pass another --study-name."
+            )
+        if stored[key] != settings[key]:
+            option = "--" + key.replace("_", "-")
+            raise StorageError(
+                f"study {study_name!r} was created with {option} {stored[key]}, not "
+                f"{settings[key]}; run with {option} {stored[key]} to continue it, or pass "
+                "a new --study-name."
+            )
+    return optuna_study
