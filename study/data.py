@@ -124,7 +124,9 @@ def _load_cpu(root: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tor
 
 
 @functools.lru_cache(maxsize=4)
-def _load(root: Path, device: str, validation_fraction: float, split_seed: int) -> Dataset:
+def _load(
+    root: Path, device: str, validation_fraction: float, split_seed: int, train_size: int | None
+) -> Dataset:
     train_x, train_y, test_x, test_y = _load_cpu(root)
     if validation_fraction > 0:
         n_val = max(1, round(validation_fraction * train_x.shape[0]))
@@ -136,6 +138,8 @@ def _load(root: Path, device: str, validation_fraction: float, split_seed: int) 
         eval_set = "validation"
     else:
         eval_x, eval_y, eval_set = test_x, test_y, "test"
+    if train_size is not None:
+        train_x, train_y = train_x[:train_size], train_y[:train_size]
     dev = torch.device(device)
     return Dataset(
         train_x=train_x.to(dev),
@@ -154,6 +158,7 @@ def load_mnist(
     device: str | torch.device = "cpu",
     validation_fraction: float = 0.0,
     split_seed: int = 0,
+    train_size: int | None = None,
 ) -> Dataset:
     """MNIST as normalised tensors on ``device``, read once per process.
 
@@ -163,17 +168,24 @@ def load_mnist(
         validation_fraction: share of the training set held out as the per-epoch
             evaluation set; 0 evaluates on the test set every epoch.
         split_seed: seeds the validation split.
+        train_size: train on only the first ``train_size`` training examples (after the
+            validation split), for quick runs; ``None`` keeps them all.
 
     Raises:
         DataError: a file is missing or corrupt.
-        ValueError: ``validation_fraction`` outside [0, 0.5].
+        ValueError: ``validation_fraction`` outside [0, 0.5] or ``train_size`` < 1.
     """
     if not 0.0 <= validation_fraction <= 0.5:
         raise ValueError(
             f"validation_fraction must be in [0, 0.5], but got {validation_fraction=}."
         )
+    if train_size is not None and train_size < 1:
+        raise ValueError(f"train_size must be >= 1 or None, but got {train_size=}.")
     root = Path(root) if root is not None else DEFAULT_ROOT
-    return _load(root.resolve(), str(torch.device(device)), float(validation_fraction), split_seed)
+    return _load(
+        root.resolve(), str(torch.device(device)), float(validation_fraction), split_seed,
+        train_size,
+    )
 
 
 def iter_batches(

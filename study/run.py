@@ -15,6 +15,7 @@ import sys
 import time
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 import optuna
@@ -23,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from search_spaces import ConfigError, TrialConfig, get_space, list_spaces
-from study.data import DataError, load_mnist
+from study.data import DEFAULT_ROOT, DataError, load_mnist
 from study.objective import (
     Objective,
     create_pruner,
@@ -48,7 +49,7 @@ logger = logging.getLogger(__name__)
 PROG = "python -m study.run"
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 #: Settings a study keeps for life: its trials are only comparable under the same ones.
-CHECKED_SETTINGS = ("space", "epochs", "batch_size", "validation")
+CHECKED_SETTINGS = ("space", "epochs", "batch_size", "validation", "train_size")
 
 
 class UsageError(Exception):
@@ -133,6 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="hold out this share of the training set and prune on it "
                         "(the test set is then measured once per trial); 0 prunes on the "
                         "test set")
+    parser.add_argument("--train-size", type=_positive_int, default=None, metavar="N",
+                        help="train on the first N training examples only, for a quick look "
+                        "(default: all 60000, less the validation share)")
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_ROOT, metavar="DIR",
+                        help="folder with the four MNIST .gz IDX files")
     parser.add_argument("--threads", type=_positive_int, default=None,
                         help="CPU threads for torch (default: torch's choice)")
     return parser
@@ -152,14 +158,14 @@ def _raise_interrupt(signum: int, frame: Any) -> NoReturn:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv``; returns the exit code (2 for a usage error)."""
+    # group=True and heartbeat are "experimental" in Optuna 5; we rely on them on purpose.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help, or a bad option (already printed)
         return int(exc.code or 0)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    # group=True and heartbeat are "experimental" in Optuna 5; we rely on them on purpose.
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     try:
         return _run(args)
     except (UsageError, ConfigError, DataError, StorageError) as exc:
@@ -183,6 +189,7 @@ def _run(args: argparse.Namespace) -> int:
         "epochs": args.epochs,
         "batch_size": args.batch_size,
         "validation": args.validation,
+        "train_size": args.train_size,
         "eval_set": "validation" if args.validation > 0 else "test",
         "toolkit_version": _version(),
     }
@@ -200,7 +207,8 @@ def _run(args: argparse.Namespace) -> int:
         print(summarize(optuna_study, target=args.trials, storage_url=shown_url))
         return 0
 
-    data = load_mnist(device=device, validation_fraction=args.validation, split_seed=args.seed)
+    data = load_mnist(args.data_dir, device=device, validation_fraction=args.validation,
+                      split_seed=args.seed, train_size=args.train_size)
     space.enqueue_fixed_trials(optuna_study, args.trials)
     logger.info("study %r in %s: %d of %d trials finished; training on %s (%s set)",
                 study_name, shown_url, finished, args.trials, device, data.eval_set)
@@ -310,7 +318,7 @@ def _config_columns(config: dict[str, Any]) -> dict[str, Any]:
     schedule = config.get("schedule", "")
     params = config.get("schedule_params") or {}
     if params:
-        schedule += "(" + ", ".join(f"{k}={v:g}" if not isinstance(v, list) else
+        schedule += "(" + ", ".join(f"{k}={v:.3g}" if not isinstance(v, list) else
                                     f"{k}={v}" for k, v in params.items()) + ")"
     return {
         "optimizer": config.get("optimizer"),

@@ -140,7 +140,7 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
     except ImportError:
         raise StorageError(
             f"no database driver for {backend!r} URLs; for PostgreSQL run "
-            "`pip install -e '.[postgres]'` (psycopg2-binary)."
+            "`pip install -e '.[postgres]'` (psycopg 3)."
         ) from None
     except sqlalchemy.exc.SQLAlchemyError as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]

@@ -178,7 +178,7 @@ def fit(
                 break
         if bad.item() or loss_sum.item() / seen > loss_limit:
             diverged_lr, diverged_epoch = lr_used, epoch
-            logger.info("diverged in epoch %d at lr %.3g", epoch, lr_used)
+            logger.debug("diverged in epoch %d at lr %.3g", epoch, lr_used)
             break
         eval_loss, eval_acc = evaluate(model, data.eval_x, data.eval_y)
         stats = EpochStats(

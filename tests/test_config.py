@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from search_spaces import ConfigError, TrialConfig
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"lr": -0.1}, r"lr must be a finite number > 0, but got lr=-0.1"),
+        ({"lr": float("nan")}, r"lr must be a finite number > 0"),
+        ({"optimizer": "lamb"}, r"unknown optimizer 'lamb'; choose one of: sgd, rmsprop"),
+        ({"optimizer": "adam", "momentum": 0.9}, r"'adam' takes no momentum.*momentum=0.9"),
+        ({"optimizer": "sgd", "beta1": 0.9}, r"'sgd' takes no beta1"),
+        ({"momentum": 1.0}, r"momentum must be in \[0, 1\), but got momentum=1.0"),
+        ({"nesterov": True}, r"nesterov=True needs .* momentum > 0"),
+        ({"weight_decay": -1e-4}, r"weight_decay must be a finite number >= 0"),
+        ({"optimizer": "sgd_lab", "weight_decay": 1e-4}, r"'sgd_lab' takes no weight decay"),
+        ({"schedule": "cyclic"}, r"unknown schedule 'cyclic'"),
+        ({"schedule": "step", "schedule_params": {"gamma": 0}}, r"gamma must be in"),
+        ({"warmup_epochs": 5}, r"warmup_epochs must be in \[0, epochs=5\)"),
+        ({"batch_size": 0}, r"batch_size must be an integer >= 1, but got batch_size=0"),
+        ({"epochs": 0}, r"epochs must be an integer >= 1"),
+        ({"seed": -1}, r"seed must be an integer >= 0"),
+    ],
+)
+def test_bad_values_name_the_field_the_value_and_the_range(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        TrialConfig(**changes)
+
+
+def test_schedule_defaults_are_filled_in_and_the_dict_round_trips():
+    config = TrialConfig(optimizer="adamw", lr=3e-4, beta1=0.8, weight_decay=0.05,
+                         schedule="multistep", warmup_epochs=0.5)
+    assert config.schedule_params == {"milestones": (6.0, 11.0), "gamma": 0.1}
+    stored = json.loads(json.dumps(config.to_dict()))  # what the study database holds
+    assert TrialConfig.from_dict(stored) == config
+
+
+def test_from_dict_rejects_unknown_fields():
+    with pytest.raises(ConfigError, match="unknown TrialConfig field 'learning_rate'"):
+        TrialConfig.from_dict({"learning_rate": 0.1})
+
+
+def test_replace_validates_again():
+    with pytest.raises(ConfigError, match="lr must be"):
+        TrialConfig().replace(lr=0)

@@ -1,0 +1,211 @@
+"""The study end to end through ``main(argv)``, in a SQLite file under ``tmp_path``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from search_spaces import SearchSpace, TrialConfig
+from study.objective import Objective
+from study.run import main
+
+QUICK = ["--train-size", "2000", "--batch-size", "100"]
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+REPO = Path(__file__).resolve().parent.parent
+
+
+def load(tmp: Path, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{tmp / 'studies' / f'{name}.db'}")
+
+
+def test_small_real_study_records_curves_and_resumes_to_its_target(in_tmp, capsys):
+    args = ["--trials", "4", "--epochs", "2", "--study-name", "small", *QUICK]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "4 finished of target 4" in out and "Best trial per optimizer" in out
+    optuna_study = load(in_tmp, "small")
+    trials = optuna_study.get_trials()
+    assert len(trials) == 4 and all(t.state in FINISHED for t in trials)
+    for t in trials:
+        attrs = t.user_attrs
+        epochs = len(attrs["eval_accuracy"])
+        assert 1 <= epochs <= 2
+        for key in ("train_loss", "train_accuracy", "lr", "batch_size", "epoch_seconds"):
+            assert len(attrs[key]) == epochs, key
+        assert attrs["seed"] == t.number and attrs["eval_set"] == "test"
+        assert attrs["diverged"] is False
+        assert TrialConfig.from_dict(attrs["config"]).optimizer == t.params["optimizer"]
+        assert t.intermediate_values == dict(enumerate(attrs["eval_accuracy"], start=1))
+    assert optuna_study.user_attrs["space"] == "default"
+    assert optuna_study.user_attrs["epochs"] == 2
+    first_starts = [t.datetime_start for t in trials]
+
+    # A higher target continues: only the missing trials run.
+    assert main(["--trials", "6", *args[2:]]) == 0
+    trials = load(in_tmp, "small").get_trials()
+    assert len(trials) == 6 and all(t.state in FINISHED for t in trials)
+    assert [t.datetime_start for t in trials[:4]] == first_starts
+
+    # At its target: nothing runs, and it says so.
+    assert main(["--trials", "6", *args[2:]]) == 0
+    assert "already has 6 finished trials (target 6); nothing to run" in capsys.readouterr().out
+    assert len(load(in_tmp, "small").get_trials()) == 6
+
+
+def test_lab_space_runs_exactly_the_three_lab_configs(in_tmp):
+    assert main(["--space", "lab", "--trials", "3", "--epochs", "1", *QUICK]) == 0
+    configs = [t.user_attrs["config"] for t in load(in_tmp, "lab").get_trials()]
+    assert [c["optimizer"] for c in configs] == ["sgd", "rmsprop", "adam"]
+    sgd, rmsprop, adam = configs
+    assert (sgd["lr"], sgd["momentum"], sgd["weight_decay"], sgd["no_decay_1d"]) == (0.1, 0.9, 5e-4, False)
+    assert (rmsprop["lr"], rmsprop["momentum"], rmsprop["weight_decay"]) == (0.01, None, 0.0)
+    assert (adam["lr"], adam["beta1"], adam["weight_decay"]) == (0.001, None, 0.0)
+    assert {c["schedule"] for c in configs} == {"constant"}
+    # Past three trials the configurations repeat with new seeds.
+    assert main(["--space", "lab", "--trials", "5", "--epochs", "1", *QUICK]) == 0
+    trials = load(in_tmp, "lab").get_trials()
+    assert [t.user_attrs["config"]["optimizer"] for t in trials] == ["sgd", "rmsprop", "adam", "sgd", "rmsprop"]
+    assert len({t.user_attrs["seed"] for t in trials}) == 5
+
+
+def test_a_diverged_trial_is_complete_with_the_worst_value_and_its_lr(tmp_path, tiny_data):
+    def huge_lr(trial, base):
+        return base.replace(optimizer="sgd", lr=trial.suggest_float("lr", 1e5, 1e6, log=True))
+
+    space = SearchSpace("huge", "always diverges", huge_lr)
+    optuna_study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'd.db'}", direction="maximize")
+    optuna_study.optimize(Objective(space, tiny_data, TrialConfig(epochs=2, batch_size=32)), n_trials=1)
+    (trial,) = optuna_study.get_trials()
+    assert trial.state == optuna.trial.TrialState.COMPLETE and trial.value == 0.0
+    assert trial.user_attrs["diverged"] is True
+    assert 1e5 <= trial.user_attrs["diverged_lr"] <= 1e6
+    assert trial.user_attrs["diverged_epoch"] == 1
+
+
+def test_seeded_runs_sample_the_same_configs(tmp_path):
+    for name in ("a", "b"):
+        storage = f"sqlite:///{tmp_path / name}.db"
+        assert main(["--trials", "2", "--epochs", "1", "--storage", storage, "--sampler", "random",
+                     "--study-name", "s", *QUICK]) == 0
+    a, b = (optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / n}.db") for n in "ab")
+    assert [t.params for t in a.get_trials()] == [t.params for t in b.get_trials()]
+    assert [t.value for t in a.get_trials()] == [t.value for t in b.get_trials()]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--space", "nope"], "unknown search space 'nope'; choose one of: default, lr-sweep, lab"),
+        (["--sampler", "cmaes"], "unknown sampler 'cmaes'; choose one of: tpe, random, qmc"),
+        (["--pruner", "always"], "unknown pruner 'always'; choose one of: median, hyperband, none"),
+        (["--trials", "0"], "--trials: must be an integer >= 1, but got '0'"),
+        (["--validation", "0.9"], "--validation: must be a number in [0, 0.5], but got '0.9'"),
+        (["--storage", "not a url"], "--storage 'not a url' is not a database URL; use sqlite:///"),
+        (["--storage", "sqlite://"], "names no file"),
+        (["--study-name", "../escape"], "study name '../escape' cannot name a file"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_code_2(in_tmp, capsys, argv, message):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (in_tmp / "studies").exists() or not any((in_tmp / "studies").iterdir())
+
+
+def test_garbage_db_is_refused_and_left_untouched(in_tmp, capsys):
+    db = in_tmp / "studies" / "default.db"
+    db.parent.mkdir()
+    db.write_bytes(b"this is not a database" * 100)
+    before = db.read_bytes()
+    assert main(["--trials", "1"]) == 2
+    err = capsys.readouterr().err
+    assert f"{Path('studies/default.db')} is not a SQLite database" in err and err.count("\n") == 1
+    assert db.read_bytes() == before
+
+
+def test_a_foreign_sqlite_db_is_refused_and_left_untouched(in_tmp, capsys):
+    db = in_tmp / "other.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE notes (x TEXT)")
+    before = db.read_bytes()
+    assert main(["--trials", "1", "--storage", f"sqlite:///{db}"]) == 2
+    assert "not an Optuna study database" in capsys.readouterr().err
+    assert db.read_bytes() == before
+
+
+def test_resuming_with_another_space_or_epochs_is_refused(in_tmp, capsys):
+    assert main(["--trials", "1", "--epochs", "1", "--study-name", "s", *QUICK]) == 0
+    capsys.readouterr()
+    assert main(["--trials", "2", "--epochs", "1", "--study-name", "s", "--space", "lab", *QUICK]) == 2
+    assert "was created with --space default, not lab; run with --space default" in capsys.readouterr().err
+    assert main(["--trials", "2", "--epochs", "3", "--study-name", "s", *QUICK]) == 2
+    assert "was created with --epochs 1, not 3" in capsys.readouterr().err
+    assert len(load(in_tmp, "s").get_trials()) == 1
+
+
+def test_a_minimising_study_of_the_same_name_is_refused(in_tmp, capsys):
+    (in_tmp / "studies").mkdir()
+    optuna.create_study(study_name="m", storage="sqlite:///studies/m.db", direction="minimize")
+    assert main(["--trials", "1", "--study-name", "m"]) == 2
+    assert "exists and minimises" in capsys.readouterr().err
+
+
+def test_corrupt_data_file_through_the_cli(in_tmp, capsys):
+    data = in_tmp / "mnist"
+    data.mkdir()
+    for f in (REPO / "data" / "MNIST" / "raw").glob("*.gz"):
+        (data / f.name).write_bytes(f.read_bytes())
+    (data / "t10k-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b broken")
+    assert main(["--trials", "1", "--data-dir", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert "t10k-images-idx3-ubyte.gz" in err and "2646ac647ad5339dbf082846283269ea" in err
+    assert err.count("\n") == 1
+
+
+def test_help_documents_every_option_with_its_default(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for option in ("--trials", "--epochs", "--study-name", "--storage", "--space", "--sampler",
+                   "--pruner", "--seed", "--device", "--batch-size", "--threads"):
+        assert option in out
+    assert "(default: 50)" in out and "(default: tpe)" in out and "(default: median)" in out
+
+
+@pytest.mark.slow
+def test_sigterm_marks_the_running_trial_failed_and_a_rerun_finishes(tmp_path):
+    cmd = [sys.executable, "-m", "study.run", "--trials", "3", "--epochs", "3",
+           "--study-name", "t", "--train-size", "20000", "--pruner", "none"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    # Wait until the first trial has finished, then stop the second mid-way.
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("trial   0"):
+            break
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, "".join(lines) + out
+    assert "Interrupted" in out
+    states = [t.state for t in load(tmp_path, "t").get_trials()]
+    assert optuna.trial.TrialState.RUNNING not in states
+    assert states[0] == optuna.trial.TrialState.COMPLETE
+    assert states[1] == optuna.trial.TrialState.FAIL
+
+    rerun = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    trials = load(tmp_path, "t").get_trials()
+    finished = [t for t in trials if t.state in FINISHED]
+    assert len(finished) == 3
+    assert len(trials) == 4  # the failed one stays as a record; nothing finished ran again

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import time
+import uuid
+
+import optuna
+import pytest
+from sqlalchemy.engine import make_url
+
+from study import storage as storage_mod
+from study.run import main
+from study.storage import StorageError, default_storage_url, open_storage, open_study
+
+
+def test_default_url_is_a_sqlite_file_under_studies():
+    assert default_storage_url("adam-vs-sgd") == "sqlite:///studies/adam-vs-sgd.db"
+
+
+def test_open_storage_creates_the_folder_and_sets_a_long_lock_timeout(tmp_path):
+    url = f"sqlite:///{tmp_path / 'deep' / 'er' / 's.db'}"
+    storage = open_storage(url)
+    assert (tmp_path / "deep" / "er").is_dir()
+    assert storage.engine_kwargs["connect_args"]["timeout"] >= 60
+    assert storage.heartbeat_interval == storage_mod.HEARTBEAT_INTERVAL
+
+
+def test_unreachable_server_is_a_storage_error_with_the_password_masked():
+    with pytest.raises(StorageError) as err:
+        open_storage("postgresql://me:secret@127.0.0.1:1/none")
+    assert "secret" not in str(err.value) and "***" in str(err.value)
+    assert "check the URL, that the server runs" in str(err.value)
+
+
+def test_open_study_stores_settings_and_checks_them_on_resume(tmp_path):
+    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}")
+    created = open_study(storage, "s", settings={"space": "default", "epochs": 5},
+                         checked=("space", "epochs"))
+    assert created.user_attrs == {"space": "default", "epochs": 5}
+    assert open_study(storage, "s", settings={"space": "default", "epochs": 5},
+                      checked=("space", "epochs")).study_name == "s"
+    with pytest.raises(StorageError, match="created with --epochs 5, not 3"):
+        open_study(storage, "s", settings={"space": "default", "epochs": 3},
+                   checked=("space", "epochs"))
+
+
+@pytest.mark.postgres
+def test_postgres_study_runs_and_resumes(postgres_url, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    name = f"pg-{uuid.uuid4().hex[:8]}"
+    args = ["--storage", postgres_url, "--study-name", name, "--epochs", "1",
+            "--train-size", "1000", "--batch-size", "100"]
+    assert main(["--trials", "2", *args]) == 0
+    assert main(["--trials", "3", *args]) == 0
+    optuna_study = optuna.load_study(study_name=name, storage=postgres_url)
+    assert len(optuna_study.get_trials()) == 3
+    assert all("eval_accuracy" in t.user_attrs for t in optuna_study.get_trials())
+    password = make_url(postgres_url).password
+    if password:
+        assert password not in capsys.readouterr().out  # the summary masks it
+    optuna.delete_study(study_name=name, storage=postgres_url)
+
+
+@pytest.mark.postgres
+def test_postgres_trial_of_a_dead_worker_is_failed_and_retried(postgres_url, monkeypatch):
+    monkeypatch.setattr(storage_mod, "HEARTBEAT_INTERVAL", 1)
+    monkeypatch.setattr(storage_mod, "GRACE_PERIOD", 2)
+    storage = open_storage(postgres_url)
+    assert storage.engine_kwargs["pool_size"] == 2
+    name = f"pg-{uuid.uuid4().hex[:8]}"
+    optuna_study = optuna.create_study(storage=storage, study_name=name, direction="maximize")
+    trial = optuna_study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    storage.record_heartbeat(trial._trial_id)  # the worker's last sign of life
+    time.sleep(3)
+    optuna.storages.fail_stale_trials(optuna_study)
+    states = [t.state for t in optuna_study.get_trials()]
+    assert states == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.WAITING]
+    retry = optuna_study.get_trials()[1]
+    assert retry.params == trial.params
+    assert optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(retry) == 0
+    optuna.delete_study(study_name=name, storage=postgres_url)
