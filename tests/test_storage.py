@@ -61,6 +61,7 @@ def test_postgres_study_runs_and_resumes(postgres_url, tmp_path, monkeypatch, ca
 
 
 @pytest.mark.postgres
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
 def test_postgres_trial_of_a_dead_worker_is_failed_and_retried(postgres_url, monkeypatch):
     monkeypatch.setattr(storage_mod, "HEARTBEAT_INTERVAL", 1)
     monkeypatch.setattr(storage_mod, "GRACE_PERIOD", 2)
