@@ -25,6 +25,7 @@ def test_open_storage_creates_the_folder_and_sets_a_long_lock_timeout(tmp_path):
 
 
 def test_unreachable_server_is_a_storage_error_with_the_password_masked():
+    pytest.importorskip("psycopg", reason="the PostgreSQL driver is the `postgres` extra")
     with pytest.raises(StorageError) as err:
         open_storage("postgresql://me:secret@127.0.0.1:1/none")
     assert "secret" not in str(err.value) and "***" in str(err.value)
