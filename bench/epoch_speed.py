@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torchvision import datasets, transforms
 
 from search_spaces import LAB_CONFIGS, TrialConfig
-from study.data import DEFAULT_ROOT, MEAN, STD, MNIST_FILES, load_mnist
+from study.data import DEFAULT_ROOT, MEAN, MNIST_FILES, STD, load_mnist
 from study.model import MLP
 from study.train import fit
 
@@ -57,7 +57,9 @@ def lab_loaders(root: Path, batch_size: int) -> tuple[torch.utils.data.DataLoade
     raw = root / "MNIST" / "raw"
     raw.mkdir(parents=True)
     for name in MNIST_FILES:
-        (raw / name.removesuffix(".gz")).write_bytes(gzip.decompress((DEFAULT_ROOT / name).read_bytes()))
+        (raw / name.removesuffix(".gz")).write_bytes(
+            gzip.decompress((DEFAULT_ROOT / name).read_bytes())
+        )
     tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((MEAN,), (STD,))])
     train = datasets.MNIST(root, train=True, download=False, transform=tf)
     test = datasets.MNIST(root, train=False, download=False, transform=tf)
@@ -114,9 +116,12 @@ def main(argv: list[str] | None = None) -> int:
             ours.append(result.history[0].seconds)
             seconds, lab_acc = lab_epoch(trainloader, testloader, args.device, seed=r)
             lab.append(seconds)
-            print(f"repeat {r + 1}/{args.repeats}: fit {ours[-1]:.2f} s "
-                  f"(acc {result.final_accuracy:.4f}), lab loop {seconds:.2f} s "
-                  f"(acc {lab_acc:.4f})", file=sys.stderr)
+            print(
+                f"repeat {r + 1}/{args.repeats}: fit {ours[-1]:.2f} s "
+                f"(acc {result.final_accuracy:.4f}), lab loop {seconds:.2f} s "
+                f"(acc {lab_acc:.4f})",
+                file=sys.stderr,
+            )
     ours_median, lab_median = statistics.median(ours), statistics.median(lab)
     figures = {
         "device": args.device,
@@ -130,8 +135,10 @@ def main(argv: list[str] | None = None) -> int:
         "lab_epoch_s_median": round(lab_median, 3),
         "speedup": round(lab_median / ours_median, 2),
     }
-    print(f"seconds per epoch (train 60k + test 10k), median of {args.repeats}, "
-          f"{args.device}, batch {args.batch_size}:")
+    print(
+        f"seconds per epoch (train 60k + test 10k), median of {args.repeats}, "
+        f"{args.device}, batch {args.batch_size}:"
+    )
     print(f"  study.train.fit   {ours_median:7.2f} s")
     print(f"  lab DataLoader    {lab_median:7.2f} s")
     print(f"  speed-up          {lab_median / ours_median:7.2f} x")

@@ -39,6 +39,8 @@ class SearchSpace:
         fixed_trials: parameter sets to enqueue, cycled up to the study's target (the
             ``lab`` space runs exactly the lab's configurations this way).
         definition: a JSON-ready description of the ranges, stored with the study.
+        pruner: the pruner used when the command line names none (``none`` for the lab
+            space, whose runs are meant to go the full length).
     """
 
     name: str
@@ -46,6 +48,7 @@ class SearchSpace:
     suggest: Callable[[optuna.Trial, TrialConfig], TrialConfig]
     fixed_trials: tuple[Mapping[str, Any], ...] = ()
     definition: Mapping[str, Any] | None = None
+    pruner: str = "median"
 
     def enqueue_fixed_trials(self, optuna_study: optuna.Study, n_trials: int) -> int:
         """Enqueue the fixed parameter sets the study still needs to reach ``n_trials``.
@@ -56,8 +59,8 @@ class SearchSpace:
         """
         if not self.fixed_trials:
             return 0
-        keys = [_fixed_key(p) for p in self.fixed_trials]
-        wanted = Counter(itertools.islice(itertools.cycle(keys), n_trials))
+        by_key = {_fixed_key(p): p for p in self.fixed_trials}
+        wanted = list(itertools.islice(itertools.cycle(by_key), n_trials))
         alive = (
             optuna.trial.TrialState.COMPLETE,
             optuna.trial.TrialState.PRUNED,
@@ -69,12 +72,14 @@ class SearchSpace:
             for t in optuna_study.get_trials(deepcopy=False, states=alive)
         )
         enqueued = 0
-        for key, params in zip(keys, self.fixed_trials, strict=True):
-            for _ in range(wanted[key] - have[key]):
-                optuna_study.enqueue_trial(
-                    dict(params), user_attrs={"fixed_trial": key}, skip_if_exists=False
-                )
-                enqueued += 1
+        for key in wanted:  # in cycle order: a, b, c, a, b, c, ...
+            if have[key] > 0:
+                have[key] -= 1
+                continue
+            optuna_study.enqueue_trial(
+                dict(by_key[key]), user_attrs={"fixed_trial": key}, skip_if_exists=False
+            )
+            enqueued += 1
         return enqueued
 
 
@@ -231,4 +236,5 @@ register(SearchSpace(
     suggest=_suggest_lab,
     fixed_trials=tuple({"lab_config": name} for name in LAB_CONFIGS),
     definition={"lab_config": LAB_CONFIGS},
+    pruner="none",
 ))

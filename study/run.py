@@ -122,8 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: sqlite:///studies/<study-name>.db)")
     parser.add_argument("--sampler", type=_registry_name(get_sampler_info),
                         default="tpe", help=f"sampler: {', '.join(list_samplers())}")
-    parser.add_argument("--pruner", type=_registry_name(get_pruner_info),
-                        default="median", help=f"pruner: {', '.join(list_pruners())}")
+    parser.add_argument("--pruner", type=_registry_name(get_pruner_info), default=None,
+                        help=f"pruner: {', '.join(list_pruners())} (default: the space's, "
+                        "median; none for the lab space)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seeds the sampler; trial k trains with seed SEED + k")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
@@ -194,7 +195,8 @@ def _run(args: argparse.Namespace) -> int:
         "toolkit_version": _version(),
     }
     optuna_study = open_study(storage, study_name, settings=settings, checked=CHECKED_SETTINGS,
-                              pruner=create_pruner(args.pruner, epochs=args.epochs))
+                              pruner=create_pruner(args.pruner or space.pruner,
+                                                   epochs=args.epochs))
     optuna.storages.fail_stale_trials(optuna_study)
     n_existing = len(optuna_study.get_trials(deepcopy=False))
     optuna_study.sampler = create_sampler(args.sampler, seed=args.seed,

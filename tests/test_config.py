@@ -33,8 +33,14 @@ def test_bad_values_name_the_field_the_value_and_the_range(changes, message):
 
 
 def test_schedule_defaults_are_filled_in_and_the_dict_round_trips():
-    config = TrialConfig(optimizer="adamw", lr=3e-4, beta1=0.8, weight_decay=0.05,
-                         schedule="multistep", warmup_epochs=0.5)
+    config = TrialConfig(
+        optimizer="adamw",
+        lr=3e-4,
+        beta1=0.8,
+        weight_decay=0.05,
+        schedule="multistep",
+        warmup_epochs=0.5,
+    )
     assert config.schedule_params == {"milestones": (6.0, 11.0), "gamma": 0.1}
     stored = json.loads(json.dumps(config.to_dict()))  # what the study database holds
     assert TrialConfig.from_dict(stored) == config

@@ -41,8 +41,12 @@ def test_every_optimizer_with_every_schedule_lowers_the_loss(name, schedule, tin
     model = MLP()
     optimizer = create_optimizer(config, model)
     steps_per_epoch = -(-tiny_data.num_train // config.batch_size)
-    scheduler = create_scheduler(optimizer, build_lr_lambda(
-        schedule, steps_per_epoch=steps_per_epoch, epochs=config.epochs, warmup_epochs=0.5))
+    scheduler = create_scheduler(
+        optimizer,
+        build_lr_lambda(
+            schedule, steps_per_epoch=steps_per_epoch, epochs=config.epochs, warmup_epochs=0.5
+        ),
+    )
     x, y = tiny_data.train_x, tiny_data.train_y
 
     def full_loss() -> float:
@@ -75,14 +79,17 @@ def test_unknown_optimizer_lists_the_registered_ones():
 
 def test_capability_flags_decide_the_constructor_arguments():
     model = MLP()
-    sgd = create_optimizer(TrialConfig(optimizer="sgd", lr=0.1, momentum=0.8, nesterov=True), model)
+    sgd = create_optimizer(
+        TrialConfig(optimizer="sgd", lr=0.1, momentum=0.8, nesterov=True), model
+    )
     assert sgd.param_groups[0]["momentum"] == 0.8 and sgd.param_groups[0]["nesterov"]
     adam = create_optimizer(TrialConfig(optimizer="adam", lr=1e-3, beta1=0.7), model)
     assert adam.param_groups[0]["betas"] == (0.7, 0.999)
     rms = create_optimizer(TrialConfig(optimizer="rmsprop", lr=1e-2), model)
     assert rms.param_groups[0]["alpha"] == 0.99  # torch's default kept
-    assert isinstance(create_optimizer(TrialConfig(optimizer="adamw", lr=1e-3), model),
-                      torch.optim.AdamW)
+    assert isinstance(
+        create_optimizer(TrialConfig(optimizer="adamw", lr=1e-3), model), torch.optim.AdamW
+    )
 
 
 def test_biases_are_not_decayed_unless_asked():
@@ -101,9 +108,12 @@ def test_biases_are_not_decayed_unless_asked():
 def test_lab_param_group_split_works_on_the_mlp():
     model = MLP()
     optimizer = torch.optim.SGD(
-        [{"params": model.layers[:6].parameters(), "weight_decay": 5e-4},
-         {"params": model.layers[6:].parameters(), "weight_decay": 1e-3}],
-        momentum=0.9, lr=0.1,
+        [
+            {"params": model.layers[:6].parameters(), "weight_decay": 5e-4},
+            {"params": model.layers[6:].parameters(), "weight_decay": 1e-3},
+        ],
+        momentum=0.9,
+        lr=0.1,
     )
     assert len(optimizer.param_groups) == 2
     assert len(optimizer.param_groups[0]["params"]) == 4  # two Linear layers

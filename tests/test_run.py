@@ -23,7 +23,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def load(tmp: Path, name: str) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=f"sqlite:///{tmp / 'studies' / f'{name}.db'}")
+    return optuna.load_study(
+        study_name=name, storage=f"sqlite:///{tmp / 'studies' / f'{name}.db'}"
+    )
 
 
 def test_small_real_study_records_curves_and_resumes_to_its_target(in_tmp, capsys):
@@ -61,19 +63,29 @@ def test_small_real_study_records_curves_and_resumes_to_its_target(in_tmp, capsy
 
 
 def test_lab_space_runs_exactly_the_three_lab_configs(in_tmp):
-    assert main(["--space", "lab", "--trials", "3", "--epochs", "1", *QUICK]) == 0
+    assert main(["--space", "lab", "--trials", "3", "--epochs", "2", *QUICK]) == 0
     configs = [t.user_attrs["config"] for t in load(in_tmp, "lab").get_trials()]
     assert [c["optimizer"] for c in configs] == ["sgd", "rmsprop", "adam"]
     sgd, rmsprop, adam = configs
-    assert (sgd["lr"], sgd["momentum"], sgd["weight_decay"], sgd["no_decay_1d"]) == (0.1, 0.9, 5e-4, False)
+    assert (sgd["lr"], sgd["momentum"], sgd["weight_decay"], sgd["no_decay_1d"]) == (
+        0.1,
+        0.9,
+        5e-4,
+        False,
+    )
     assert (rmsprop["lr"], rmsprop["momentum"], rmsprop["weight_decay"]) == (0.01, None, 0.0)
     assert (adam["lr"], adam["beta1"], adam["weight_decay"]) == (0.001, None, 0.0)
     assert {c["schedule"] for c in configs} == {"constant"}
-    # Past three trials the configurations repeat with new seeds.
-    assert main(["--space", "lab", "--trials", "5", "--epochs", "1", *QUICK]) == 0
+    # Past three trials the configurations repeat, in turn, with new seeds; none is pruned.
+    assert main(["--space", "lab", "--trials", "8", "--epochs", "2", *QUICK]) == 0
     trials = load(in_tmp, "lab").get_trials()
-    assert [t.user_attrs["config"]["optimizer"] for t in trials] == ["sgd", "rmsprop", "adam", "sgd", "rmsprop"]
-    assert len({t.user_attrs["seed"] for t in trials}) == 5
+    assert [t.user_attrs["config"]["optimizer"] for t in trials] == [
+        "sgd",
+        "rmsprop",
+        "adam",
+    ] * 2 + ["sgd", "rmsprop"]
+    assert len({t.user_attrs["seed"] for t in trials}) == 8
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
 
 
 def test_a_diverged_trial_is_complete_with_the_worst_value_and_its_lr(tmp_path, tiny_data):
@@ -81,8 +93,12 @@ def test_a_diverged_trial_is_complete_with_the_worst_value_and_its_lr(tmp_path, 
         return base.replace(optimizer="sgd", lr=trial.suggest_float("lr", 1e5, 1e6, log=True))
 
     space = SearchSpace("huge", "always diverges", huge_lr)
-    optuna_study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'd.db'}", direction="maximize")
-    optuna_study.optimize(Objective(space, tiny_data, TrialConfig(epochs=2, batch_size=32)), n_trials=1)
+    optuna_study = optuna.create_study(
+        storage=f"sqlite:///{tmp_path / 'd.db'}", direction="maximize"
+    )
+    optuna_study.optimize(
+        Objective(space, tiny_data, TrialConfig(epochs=2, batch_size=32)), n_trials=1
+    )
     (trial,) = optuna_study.get_trials()
     assert trial.state == optuna.trial.TrialState.COMPLETE and trial.value == 0.0
     assert trial.user_attrs["diverged"] is True
@@ -93,9 +109,27 @@ def test_a_diverged_trial_is_complete_with_the_worst_value_and_its_lr(tmp_path, 
 def test_seeded_runs_sample_the_same_configs(tmp_path):
     for name in ("a", "b"):
         storage = f"sqlite:///{tmp_path / name}.db"
-        assert main(["--trials", "2", "--epochs", "1", "--storage", storage, "--sampler", "random",
-                     "--study-name", "s", *QUICK]) == 0
-    a, b = (optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / n}.db") for n in "ab")
+        assert (
+            main(
+                [
+                    "--trials",
+                    "2",
+                    "--epochs",
+                    "1",
+                    "--storage",
+                    storage,
+                    "--sampler",
+                    "random",
+                    "--study-name",
+                    "s",
+                    *QUICK,
+                ]
+            )
+            == 0
+        )
+    a, b = (
+        optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / n}.db") for n in "ab"
+    )
     assert [t.params for t in a.get_trials()] == [t.params for t in b.get_trials()]
     assert [t.value for t in a.get_trials()] == [t.value for t in b.get_trials()]
 
@@ -103,12 +137,21 @@ def test_seeded_runs_sample_the_same_configs(tmp_path):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--space", "nope"], "unknown search space 'nope'; choose one of: default, lr-sweep, lab"),
+        (
+            ["--space", "nope"],
+            "unknown search space 'nope'; choose one of: default, lr-sweep, lab",
+        ),
         (["--sampler", "cmaes"], "unknown sampler 'cmaes'; choose one of: tpe, random, qmc"),
-        (["--pruner", "always"], "unknown pruner 'always'; choose one of: median, hyperband, none"),
+        (
+            ["--pruner", "always"],
+            "unknown pruner 'always'; choose one of: median, hyperband, none",
+        ),
         (["--trials", "0"], "--trials: must be an integer >= 1, but got '0'"),
         (["--validation", "0.9"], "--validation: must be a number in [0, 0.5], but got '0.9'"),
-        (["--storage", "not a url"], "--storage 'not a url' is not a database URL; use sqlite:///"),
+        (
+            ["--storage", "not a url"],
+            "--storage 'not a url' is not a database URL; use sqlite:///",
+        ),
         (["--storage", "sqlite://"], "names no file"),
         (["--study-name", "../escape"], "study name '../escape' cannot name a file"),
     ],
@@ -145,8 +188,14 @@ def test_a_foreign_sqlite_db_is_refused_and_left_untouched(in_tmp, capsys):
 def test_resuming_with_another_space_or_epochs_is_refused(in_tmp, capsys):
     assert main(["--trials", "1", "--epochs", "1", "--study-name", "s", *QUICK]) == 0
     capsys.readouterr()
-    assert main(["--trials", "2", "--epochs", "1", "--study-name", "s", "--space", "lab", *QUICK]) == 2
-    assert "was created with --space default, not lab; run with --space default" in capsys.readouterr().err
+    assert (
+        main(["--trials", "2", "--epochs", "1", "--study-name", "s", "--space", "lab", *QUICK])
+        == 2
+    )
+    assert (
+        "was created with --space default, not lab; run with --space default"
+        in capsys.readouterr().err
+    )
     assert main(["--trials", "2", "--epochs", "3", "--study-name", "s", *QUICK]) == 2
     assert "was created with --epochs 1, not 3" in capsys.readouterr().err
     assert len(load(in_tmp, "s").get_trials()) == 1
@@ -174,19 +223,44 @@ def test_corrupt_data_file_through_the_cli(in_tmp, capsys):
 def test_help_documents_every_option_with_its_default(capsys):
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    for option in ("--trials", "--epochs", "--study-name", "--storage", "--space", "--sampler",
-                   "--pruner", "--seed", "--device", "--batch-size", "--threads"):
+    for option in (
+        "--trials",
+        "--epochs",
+        "--study-name",
+        "--storage",
+        "--space",
+        "--sampler",
+        "--pruner",
+        "--seed",
+        "--device",
+        "--batch-size",
+        "--threads",
+    ):
         assert option in out
-    assert "(default: 50)" in out and "(default: tpe)" in out and "(default: median)" in out
+    assert "(default: 50)" in out and "(default: tpe)" in out and "median; none for the lab" in out
 
 
 @pytest.mark.slow
 def test_sigterm_marks_the_running_trial_failed_and_a_rerun_finishes(tmp_path):
-    cmd = [sys.executable, "-m", "study.run", "--trials", "3", "--epochs", "3",
-           "--study-name", "t", "--train-size", "20000", "--pruner", "none"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "study.run",
+        "--trials",
+        "3",
+        "--epochs",
+        "3",
+        "--study-name",
+        "t",
+        "--train-size",
+        "20000",
+        "--pruner",
+        "none",
+    ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     # Wait until the first trial has finished, then stop the second mid-way.
     lines = []
     for line in proc.stdout:

@@ -6,7 +6,12 @@ import pickle
 import pytest
 import torch
 
-from study.schedules import build_lr_lambda, create_scheduler, list_schedules, validate_schedule_params
+from study.schedules import (
+    build_lr_lambda,
+    create_scheduler,
+    list_schedules,
+    validate_schedule_params,
+)
 
 SPE = 10  # updates per epoch in these tests
 
@@ -15,8 +20,10 @@ def lrs(name: str, params=None, *, epochs: int = 5, warmup: float = 0.0, base: f
     """The learning rate used by each update, read from a real optimizer + LambdaLR."""
     param = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.SGD([param], lr=base)
-    scheduler = create_scheduler(optimizer, build_lr_lambda(
-        name, params, steps_per_epoch=SPE, epochs=epochs, warmup_epochs=warmup))
+    scheduler = create_scheduler(
+        optimizer,
+        build_lr_lambda(name, params, steps_per_epoch=SPE, epochs=epochs, warmup_epochs=warmup),
+    )
     used = []
     for _ in range(epochs * SPE):
         used.append(optimizer.param_groups[0]["lr"])
@@ -57,7 +64,9 @@ def test_cosine_reaches_its_floor_at_the_end():
     used = lrs("cosine", {"floor": 0.1})
     assert used[0] == pytest.approx(0.1)
     steps = 5 * SPE
-    assert used[-1] == pytest.approx(0.1 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (steps - 1) / steps))))
+    assert used[-1] == pytest.approx(
+        0.1 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (steps - 1) / steps)))
+    )
     # the factor at the end of the run is exactly the floor
     f = build_lr_lambda("cosine", {"floor": 0.1}, steps_per_epoch=SPE, epochs=5)
     assert f(steps) == pytest.approx(0.1)

@@ -34,22 +34,38 @@ def test_unreachable_server_is_a_storage_error_with_the_password_masked():
 
 def test_open_study_stores_settings_and_checks_them_on_resume(tmp_path):
     storage = open_storage(f"sqlite:///{tmp_path / 's.db'}")
-    created = open_study(storage, "s", settings={"space": "default", "epochs": 5},
-                         checked=("space", "epochs"))
+    created = open_study(
+        storage, "s", settings={"space": "default", "epochs": 5}, checked=("space", "epochs")
+    )
     assert created.user_attrs == {"space": "default", "epochs": 5}
-    assert open_study(storage, "s", settings={"space": "default", "epochs": 5},
-                      checked=("space", "epochs")).study_name == "s"
+    assert (
+        open_study(
+            storage, "s", settings={"space": "default", "epochs": 5}, checked=("space", "epochs")
+        ).study_name
+        == "s"
+    )
     with pytest.raises(StorageError, match="created with --epochs 5, not 3"):
-        open_study(storage, "s", settings={"space": "default", "epochs": 3},
-                   checked=("space", "epochs"))
+        open_study(
+            storage, "s", settings={"space": "default", "epochs": 3}, checked=("space", "epochs")
+        )
 
 
 @pytest.mark.postgres
 def test_postgres_study_runs_and_resumes(postgres_url, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     name = f"pg-{uuid.uuid4().hex[:8]}"
-    args = ["--storage", postgres_url, "--study-name", name, "--epochs", "1",
-            "--train-size", "1000", "--batch-size", "100"]
+    args = [
+        "--storage",
+        postgres_url,
+        "--study-name",
+        name,
+        "--epochs",
+        "1",
+        "--train-size",
+        "1000",
+        "--batch-size",
+        "100",
+    ]
     assert main(["--trials", "2", *args]) == 0
     assert main(["--trials", "3", *args]) == 0
     optuna_study = optuna.load_study(study_name=name, storage=postgres_url)

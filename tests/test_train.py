@@ -10,8 +10,15 @@ from study.train import fit
 
 
 def test_fit_records_one_entry_per_epoch_with_the_lr_in_effect(tiny_data):
-    config = TrialConfig(optimizer="sgd", lr=0.05, momentum=0.9, epochs=4, batch_size=32,
-                         schedule="step", schedule_params={"step_epochs": 2, "gamma": 0.1})
+    config = TrialConfig(
+        optimizer="sgd",
+        lr=0.05,
+        momentum=0.9,
+        epochs=4,
+        batch_size=32,
+        schedule="step",
+        schedule_params={"step_epochs": 2, "gamma": 0.1},
+    )
     seen = []
     result = fit(config, tiny_data, on_epoch=seen.append)
     assert [s.epoch for s in result.history] == [1, 2, 3, 4]
