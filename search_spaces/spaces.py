@@ -8,9 +8,10 @@ TPE with ``group=True`` models each conditional subspace separately.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ import optuna
 
 from search_spaces.config import TrialConfig
 from study.optim import get_optimizer_info
+from study.registry import Registry
 
 __all__ = ["SearchSpace", "register", "get_space", "list_spaces", "LAB_CONFIGS"]
 
@@ -34,8 +36,11 @@ class SearchSpace:
     Args:
         name: registry key (``--space``).
         description: one line for ``--help`` and the study database.
-        suggest: ``(trial, base) -> TrialConfig``; ``base`` carries what the command line
-            fixes (epochs, batch size, seed) and the space fills in the rest.
+        suggest: ``(trial, base, optimizers) -> TrialConfig``; ``base`` carries what the
+            command line fixes (epochs, batch size, seed), ``optimizers`` the optimizer
+            choices, and the space fills in the rest.
+        optimizers: the optimizers it chooses from (empty for spaces of fixed
+            configurations); :meth:`restrict` narrows them.
         fixed_trials: parameter sets to enqueue, cycled up to the study's target (the
             ``lab`` space runs exactly the lab's configurations this way).
         definition: a JSON-ready description of the ranges, stored with the study.
@@ -45,10 +50,39 @@ class SearchSpace:
 
     name: str
     description: str
-    suggest: Callable[[optuna.Trial, TrialConfig], TrialConfig]
+    suggest: Callable[[optuna.Trial, TrialConfig, tuple[str, ...]], TrialConfig]
+    optimizers: tuple[str, ...] = ()
     fixed_trials: tuple[Mapping[str, Any], ...] = ()
     definition: Mapping[str, Any] | None = None
     pruner: str = "median"
+
+    def config_for(self, trial: optuna.Trial, base: TrialConfig) -> TrialConfig:
+        """The configuration this space proposes for ``trial``."""
+        return self.suggest(trial, base, self.optimizers)
+
+    def restrict(self, optimizers: Sequence[str]) -> SearchSpace:
+        """This space choosing only among ``optimizers`` (a subset of its own).
+
+        Raises:
+            ValueError: an unknown name, a name this space does not search, or a space of
+                fixed configurations; the message lists what is allowed.
+        """
+        if not self.optimizers:
+            raise ValueError(
+                f"the {self.name!r} space runs fixed configurations; choosing optimizers "
+                f"applies to: {', '.join(s.name for s in _SPACES if s.optimizers)}."
+            )
+        for name in optimizers:
+            get_optimizer_info(name)  # unknown names list the registered ones
+            if name not in self.optimizers:
+                raise ValueError(
+                    f"the {self.name!r} space does not search optimizer {name!r}; choose "
+                    f"among: {', '.join(self.optimizers)}."
+                )
+        if not optimizers:
+            raise ValueError("choose at least one optimizer.")
+        chosen = tuple(dict.fromkeys(optimizers))  # drop repeats, keep the order
+        return dataclasses.replace(self, optimizers=chosen)
 
     def enqueue_fixed_trials(self, optuna_study: optuna.Study, n_trials: int) -> int:
         """Enqueue the fixed parameter sets the study still needs to reach ``n_trials``.
@@ -87,34 +121,13 @@ def _fixed_key(params: Mapping[str, Any]) -> str:
     return ",".join(f"{k}={params[k]}" for k in sorted(params))
 
 
-_SPACES: dict[str, SearchSpace] = {}
-
-
-def register(space: SearchSpace) -> SearchSpace:
-    """Add a search space to the registry; its name must be new."""
-    if space.name in _SPACES:
-        raise ValueError(f"search space {space.name!r} is already registered.")
-    _SPACES[space.name] = space
-    return space
-
-
-def list_spaces() -> list[str]:
-    """Names of the registered search spaces."""
-    return list(_SPACES)
-
-
-def get_space(name: str) -> SearchSpace:
-    """The registered space ``name``.
-
-    Raises:
-        ValueError: unknown name; the message lists the registered ones.
-    """
-    try:
-        return _SPACES[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown search space {name!r}; choose one of: {', '.join(_SPACES)}."
-        ) from None
+_SPACES: Registry[SearchSpace] = Registry("search space")
+#: Add a search space; its name must be new.
+register = _SPACES.register
+#: Names of the registered search spaces.
+list_spaces = _SPACES.names
+#: The space registered under a name; an unknown name lists the registered ones (ValueError).
+get_space = _SPACES.get
 
 
 # --- default: every searched optimizer, its own ranges, a schedule and warm-up ------------
@@ -129,8 +142,10 @@ WEIGHT_DECAY_RANGES = {
 }
 
 
-def _suggest_default(trial: optuna.Trial, base: TrialConfig) -> TrialConfig:
-    name = trial.suggest_categorical("optimizer", SEARCHED_OPTIMIZERS)
+def _suggest_default(
+    trial: optuna.Trial, base: TrialConfig, optimizers: tuple[str, ...]
+) -> TrialConfig:
+    name = trial.suggest_categorical("optimizer", optimizers)
     info = get_optimizer_info(name)
     changes: dict[str, Any] = {
         "optimizer": name,
@@ -180,6 +195,7 @@ register(SearchSpace(
     description="SGD/RMSprop/Adam/AdamW, each with its own LR and weight-decay range; "
     "momentum, Nesterov, beta1, schedule (constant/step/cosine) and warm-up",
     suggest=_suggest_default,
+    optimizers=SEARCHED_OPTIMIZERS,
     definition=_definition_default(),
 ))
 
@@ -187,8 +203,10 @@ register(SearchSpace(
 # --- lr-sweep: only the learning rate moves, everything else at the optimizer's defaults --
 
 
-def _suggest_lr_sweep(trial: optuna.Trial, base: TrialConfig) -> TrialConfig:
-    name = trial.suggest_categorical("optimizer", SEARCHED_OPTIMIZERS)
+def _suggest_lr_sweep(
+    trial: optuna.Trial, base: TrialConfig, optimizers: tuple[str, ...]
+) -> TrialConfig:
+    name = trial.suggest_categorical("optimizer", optimizers)
     low, high = get_optimizer_info(name).lr_range
     # Two decades wider than the default space on each side: the sweep is meant to find
     # where each optimizer stops learning and where it diverges.
@@ -202,6 +220,7 @@ register(SearchSpace(
     description="only the learning rate, over a wide log range per optimizer "
     "(SGD with momentum 0.9, the rest at torch defaults, constant schedule)",
     suggest=_suggest_lr_sweep,
+    optimizers=SEARCHED_OPTIMIZERS,
     definition={
         "optimizer": list(SEARCHED_OPTIMIZERS),
         "lr (log)": {
@@ -224,7 +243,9 @@ LAB_CONFIGS: dict[str, dict[str, Any]] = {
 }
 
 
-def _suggest_lab(trial: optuna.Trial, base: TrialConfig) -> TrialConfig:
+def _suggest_lab(
+    trial: optuna.Trial, base: TrialConfig, optimizers: tuple[str, ...]
+) -> TrialConfig:
     name = trial.suggest_categorical("lab_config", tuple(LAB_CONFIGS))
     return base.replace(schedule="constant", schedule_params={}, **LAB_CONFIGS[name])
 

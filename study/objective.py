@@ -30,6 +30,7 @@ import optuna
 from search_spaces.config import TrialConfig
 from search_spaces.spaces import SearchSpace
 from study.data import Dataset
+from study.registry import Registry
 from study.train import EpochStats, fit
 
 __all__ = [
@@ -93,7 +94,7 @@ class Objective:
 
     def _run(self, trial: optuna.Trial) -> float:
         seed = self.base.seed + trial.number
-        config = self.space.suggest(trial, self.base.replace(seed=seed))
+        config = self.space.config_for(trial, self.base.replace(seed=seed))
         trial.set_user_attr("config", config.to_dict())
         trial.set_user_attr("seed", seed)
         trial.set_user_attr("eval_set", self.data.eval_set)
@@ -164,58 +165,32 @@ def _qmc(seed: int | None) -> optuna.samplers.BaseSampler:
     )
 
 
-_SAMPLERS = {
-    info.name: info
-    for info in (
-        SamplerInfo("tpe", "multivariate TPE with group=True (conditional parameters)", _tpe),
-        SamplerInfo("random", "independent uniform / log-uniform sampling",
-                    lambda seed: optuna.samplers.RandomSampler(seed=seed)),
-        SamplerInfo("qmc", "scrambled Sobol sequence for the shared parameters", _qmc,
-                    reseed_on_resume=False),
-    )
-}
-_PRUNERS = {
-    info.name: info
-    for info in (
-        PrunerInfo("median", "stop a trial below the median of earlier trials at the same "
-                   "epoch (from epoch 2, after 5 trials)",
-                   lambda epochs: optuna.pruners.MedianPruner(
-                       n_startup_trials=5, n_warmup_steps=2)),
-        PrunerInfo("hyperband", "Hyperband over epochs (min 1, reduction factor 3)",
-                   lambda epochs: optuna.pruners.HyperbandPruner(
-                       min_resource=1, max_resource=epochs, reduction_factor=3)),
-        PrunerInfo("none", "never prune", lambda epochs: optuna.pruners.NopPruner()),
-    )
-}
+_SAMPLERS: Registry[SamplerInfo] = Registry("sampler")
+_SAMPLERS.register(SamplerInfo(
+    "tpe", "multivariate TPE with group=True (conditional parameters)", _tpe))
+_SAMPLERS.register(SamplerInfo(
+    "random", "independent uniform / log-uniform sampling",
+    lambda seed: optuna.samplers.RandomSampler(seed=seed)))
+_SAMPLERS.register(SamplerInfo(
+    "qmc", "scrambled Sobol sequence for the shared parameters", _qmc, reseed_on_resume=False))
 
+_PRUNERS: Registry[PrunerInfo] = Registry("pruner")
+_PRUNERS.register(PrunerInfo(
+    "median", "stop a trial below the median of earlier trials at the same epoch (from epoch "
+    "2, after 5 trials)",
+    lambda epochs: optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)))
+_PRUNERS.register(PrunerInfo(
+    "hyperband", "Hyperband over epochs (min 1, reduction factor 3)",
+    lambda epochs: optuna.pruners.HyperbandPruner(
+        min_resource=1, max_resource=epochs, reduction_factor=3)))
+_PRUNERS.register(PrunerInfo("none", "never prune", lambda epochs: optuna.pruners.NopPruner()))
 
-def list_samplers() -> list[str]:
-    """Names of the registered samplers."""
-    return list(_SAMPLERS)
-
-
-def list_pruners() -> list[str]:
-    """Names of the registered pruners."""
-    return list(_PRUNERS)
-
-
-def get_sampler_info(name: str) -> SamplerInfo:
-    """The registry entry for sampler ``name``; unknown names list the known ones."""
-    return _lookup(_SAMPLERS, "sampler", name)
-
-
-def get_pruner_info(name: str) -> PrunerInfo:
-    """The registry entry for pruner ``name``; unknown names list the known ones."""
-    return _lookup(_PRUNERS, "pruner", name)
-
-
-def _lookup(registry: dict, kind: str, name: str):  # noqa: ANN202 - private helper
-    try:
-        return registry[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown {kind} {name!r}; choose one of: {', '.join(registry)}."
-        ) from None
+#: Names of the registered samplers / pruners; their registry entries by name (an unknown
+#: name is a ValueError listing the registered ones).
+list_samplers = _SAMPLERS.names
+list_pruners = _PRUNERS.names
+get_sampler_info = _SAMPLERS.get
+get_pruner_info = _PRUNERS.get
 
 
 def create_sampler(

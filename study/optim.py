@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from study.registry import Registry
+
 if TYPE_CHECKING:
     from search_spaces.config import TrialConfig
 
@@ -100,34 +102,13 @@ class OptimInfo:
             raise ValueError(f"lr_range must satisfy 0 < low < high, but got {self.lr_range=}.")
 
 
-_OPTIMIZERS: dict[str, OptimInfo] = {}
-
-
-def register(info: OptimInfo) -> OptimInfo:
-    """Add an optimizer to the registry; its name must be new."""
-    if info.name in _OPTIMIZERS:
-        raise ValueError(f"optimizer {info.name!r} is already registered.")
-    _OPTIMIZERS[info.name] = info
-    return info
-
-
-def list_optimizers() -> list[str]:
-    """Names of the registered optimizers, in registration order."""
-    return list(_OPTIMIZERS)
-
-
-def get_optimizer_info(name: str) -> OptimInfo:
-    """The registry entry for ``name``.
-
-    Raises:
-        ValueError: unknown name; the message lists the registered ones.
-    """
-    try:
-        return _OPTIMIZERS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown optimizer {name!r}; choose one of: {', '.join(_OPTIMIZERS)}."
-        ) from None
+_OPTIMIZERS: Registry[OptimInfo] = Registry("optimizer")
+#: Add an optimizer; its name must be new.
+register = _OPTIMIZERS.register
+#: Names of the registered optimizers, in registration order.
+list_optimizers = _OPTIMIZERS.names
+#: The registry entry for a name; an unknown name lists the registered ones (ValueError).
+get_optimizer_info = _OPTIMIZERS.get
 
 
 register(OptimInfo(

@@ -34,6 +34,7 @@ from study.objective import (
     list_pruners,
     list_samplers,
 )
+from study.optim import get_optimizer_info
 from study.storage import (
     StorageError,
     default_storage_url,
@@ -49,7 +50,7 @@ logger = logging.getLogger(__name__)
 PROG = "python -m study.run"
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 #: Settings a study keeps for life: its trials are only comparable under the same ones.
-CHECKED_SETTINGS = ("space", "epochs", "batch_size", "validation", "train_size")
+CHECKED_SETTINGS = ("space", "optimizers", "epochs", "batch_size", "validation", "train_size")
 
 
 class UsageError(Exception):
@@ -91,6 +92,18 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _name_list(value: str) -> list[str]:
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    for name in names:
+        try:
+            get_optimizer_info(name)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected names like sgd,adam, but got {value!r}")
+    return names
+
+
 def _fraction(value: str) -> float:
     try:
         number = float(value)
@@ -115,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="training epochs per trial (the lab uses 5)")
     parser.add_argument("--space", type=_registry_name(get_space), default="default",
                         help=f"search space: {', '.join(list_spaces())}")
+    parser.add_argument("--optimizers", type=_name_list, default=None, metavar="A,B",
+                        help="only these optimizers, comma-separated, e.g. sgd,adam "
+                        "(default: all the space searches: sgd, rmsprop, adam, adamw)")
     parser.add_argument("--study-name", default=None,
                         help="study name (default: the space's name)")
     parser.add_argument("--storage", default=None, metavar="URL",
@@ -180,6 +196,11 @@ def _run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     base = TrialConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
     space = get_space(args.space)
+    if args.optimizers is not None:
+        try:
+            space = space.restrict(args.optimizers)
+        except ValueError as exc:
+            raise UsageError(f"--optimizers: {exc}") from None
     study_name = args.study_name or args.space
     url = args.storage or default_storage_url(study_name)
     storage = open_storage(url)
@@ -187,6 +208,7 @@ def _run(args: argparse.Namespace) -> int:
         "space": space.name,
         "space_description": space.description,
         "space_definition": dict(space.definition or {}),
+        "optimizers": list(space.optimizers),
         "epochs": args.epochs,
         "batch_size": args.batch_size,
         "validation": args.validation,

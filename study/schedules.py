@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from study.registry import Registry
+
 __all__ = [
     "ScheduleParam",
     "ScheduleInfo",
@@ -112,34 +114,13 @@ class ScheduleInfo:
     params: tuple[ScheduleParam, ...] = ()
 
 
-_SCHEDULES: dict[str, ScheduleInfo] = {}
-
-
-def register(info: ScheduleInfo) -> ScheduleInfo:
-    """Add a schedule to the registry; its name must be new."""
-    if info.name in _SCHEDULES:
-        raise ValueError(f"schedule {info.name!r} is already registered.")
-    _SCHEDULES[info.name] = info
-    return info
-
-
-def list_schedules() -> list[str]:
-    """Names of the registered schedules, in registration order."""
-    return list(_SCHEDULES)
-
-
-def get_schedule_info(name: str) -> ScheduleInfo:
-    """The registry entry for ``name``.
-
-    Raises:
-        ValueError: unknown name; the message lists the registered ones.
-    """
-    try:
-        return _SCHEDULES[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown schedule {name!r}; choose one of: {', '.join(_SCHEDULES)}."
-        ) from None
+_SCHEDULES: Registry[ScheduleInfo] = Registry("schedule")
+#: Add a schedule; its name must be new.
+register = _SCHEDULES.register
+#: Names of the registered schedules, in registration order.
+list_schedules = _SCHEDULES.names
+#: The registry entry for a name; an unknown name lists the registered ones (ValueError).
+get_schedule_info = _SCHEDULES.get
 
 
 def _epochs_to_steps(epochs: float, steps_per_epoch: int) -> int:

@@ -155,6 +155,12 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         ) from None
 
 
+def _show(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
 def open_study(
     storage: optuna.storages.BaseStorage,
     study_name: str,
@@ -203,9 +209,9 @@ def open_study(
             )
         if stored[key] != settings[key]:
             option = "--" + key.replace("_", "-")
+            was, now = _show(stored[key]), _show(settings[key])
             raise StorageError(
-                f"study {study_name!r} was created with {option} {stored[key]}, not "
-                f"{settings[key]}; run with {option} {stored[key]} to continue it, or pass "
-                "a new --study-name."
+                f"study {study_name!r} was created with {option} {was}, not {now}; run with "
+                f"{option} {was} to continue it, or pass a new --study-name."
             )
     return optuna_study

@@ -89,7 +89,7 @@ def test_lab_space_runs_exactly_the_three_lab_configs(in_tmp):
 
 
 def test_a_diverged_trial_is_complete_with_the_worst_value_and_its_lr(tmp_path, tiny_data):
-    def huge_lr(trial, base):
+    def huge_lr(trial, base, optimizers):
         return base.replace(optimizer="sgd", lr=trial.suggest_float("lr", 1e5, 1e6, log=True))
 
     space = SearchSpace("huge", "always diverges", huge_lr)
@@ -104,6 +104,19 @@ def test_a_diverged_trial_is_complete_with_the_worst_value_and_its_lr(tmp_path, 
     assert trial.user_attrs["diverged"] is True
     assert 1e5 <= trial.user_attrs["diverged_lr"] <= 1e6
     assert trial.user_attrs["diverged_epoch"] == 1
+
+
+def test_optimizers_option_restricts_the_choice_for_the_life_of_the_study(in_tmp, capsys):
+    args = ["--epochs", "1", "--study-name", "two", *QUICK]
+    assert main(["--trials", "6", "--optimizers", "sgd,adam", *args]) == 0
+    optuna_study = load(in_tmp, "two")
+    assert {t.params["optimizer"] for t in optuna_study.get_trials()} <= {"sgd", "adam"}
+    assert optuna_study.user_attrs["optimizers"] == ["sgd", "adam"]
+    capsys.readouterr()
+    assert main(["--trials", "7", *args]) == 2
+    assert (
+        "created with --optimizers sgd,adam, not sgd,rmsprop,adam,adamw" in capsys.readouterr().err
+    )
 
 
 def test_seeded_runs_sample_the_same_configs(tmp_path):
@@ -147,6 +160,9 @@ def test_seeded_runs_sample_the_same_configs(tmp_path):
             "unknown pruner 'always'; choose one of: median, hyperband, none",
         ),
         (["--trials", "0"], "--trials: must be an integer >= 1, but got '0'"),
+        (["--optimizers", "sgd,lamb"], "unknown optimizer 'lamb'; choose one of: sgd, rmsprop"),
+        (["--optimizers", "sgd_lab"], "space does not search optimizer 'sgd_lab'; choose among"),
+        (["--space", "lab", "--optimizers", "sgd"], "'lab' space runs fixed configurations"),
         (["--validation", "0.9"], "--validation: must be a number in [0, 0.5], but got '0.9'"),
         (
             ["--storage", "not a url"],
