@@ -23,8 +23,8 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from search_spaces import ConfigError, TrialConfig, get_space, list_spaces
-from study.data import DEFAULT_ROOT, DataError, load_mnist
+from search_spaces import ConfigError, SearchSpace, TrialConfig, get_space, list_spaces
+from study.data import DEFAULT_ROOT, DataError, Dataset, load_mnist
 from study.objective import (
     Objective,
     create_pruner,
@@ -203,6 +203,9 @@ def _run(args: argparse.Namespace) -> int:
             raise UsageError(f"--optimizers: {exc}") from None
     study_name = args.study_name or args.space
     url = args.storage or default_storage_url(study_name)
+    # Data first: a missing or corrupt file stops the run before any database is created.
+    data = load_mnist(args.data_dir, device=device, validation_fraction=args.validation,
+                      split_seed=args.seed, train_size=args.train_size)
     storage = open_storage(url)
     settings = {
         "space": space.name,
@@ -231,17 +234,15 @@ def _run(args: argparse.Namespace) -> int:
         print(summarize(optuna_study, target=args.trials, storage_url=shown_url))
         return 0
 
-    data = load_mnist(args.data_dir, device=device, validation_fraction=args.validation,
-                      split_seed=args.seed, train_size=args.train_size)
     space.enqueue_fixed_trials(optuna_study, args.trials)
     logger.info("study %r in %s: %d of %d trials finished; training on %s (%s set)",
                 study_name, shown_url, finished, args.trials, device, data.eval_set)
 
-    interrupted = _optimize(optuna_study, space, data, base, target=args.trials,
-                            finished=finished)
+    interrupted, wall_seconds = _optimize(optuna_study, space, data, base,
+                                          target=args.trials, finished=finished)
     print(summarize(optuna_study, target=args.trials, storage_url=shown_url,
-                    wall_seconds=interrupted[1]))
-    if interrupted[0]:
+                    wall_seconds=wall_seconds))
+    if interrupted:
         print(f"Interrupted: the running trial was marked failed. Run the same command to "
               f"continue to {args.trials} finished trials.")
         return 130
@@ -250,8 +251,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def _optimize(
     optuna_study: optuna.Study,
-    space: Any,
-    data: Any,
+    space: SearchSpace,
+    data: Dataset,
     base: TrialConfig,
     *,
     target: int,

@@ -234,6 +234,7 @@ def test_corrupt_data_file_through_the_cli(in_tmp, capsys):
     err = capsys.readouterr().err
     assert "t10k-images-idx3-ubyte.gz" in err and "2646ac647ad5339dbf082846283269ea" in err
     assert err.count("\n") == 1
+    assert not (in_tmp / "studies").exists()  # no database was created
 
 
 def test_help_documents_every_option_with_its_default(capsys):
