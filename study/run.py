@@ -336,7 +336,7 @@ def _trial_line(trial: optuna.trial.FrozenTrial) -> str:
         outcome = f"accuracy {trial.value:.4f}"
     else:
         outcome = trial.state.name.lower()
-    return f"{head}  {outcome}  ({epochs} epochs, {seconds:.1f} s)"
+    return f"{head}  {outcome}  ({epochs} epoch{'' if epochs == 1 else 's'}, {seconds:.1f} s)"
 
 
 def _config_columns(config: dict[str, Any]) -> dict[str, Any]:
