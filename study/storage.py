@@ -96,12 +96,17 @@ def _check_sqlite_file(path: Path) -> None:
         )
 
 
-def open_storage(url: str) -> optuna.storages.BaseStorage:
+def open_storage(url: str, *, create: bool = True) -> optuna.storages.BaseStorage:
     """The Optuna storage for ``url``, with this project's settings.
 
     SQLite: the parent folder is created, a 300 s lock timeout, heartbeat. PostgreSQL (and
     other servers): a pool of 2 (+2) connections per worker, heartbeat every 60 s, trials
     silent for 180 s failed and retried up to 3 times.
+
+    Args:
+        url: a SQLAlchemy database URL.
+        create: make a new SQLite file when there is none; readers pass ``False`` and get
+            an error instead of an empty database.
 
     Raises:
         StorageError: malformed URL, missing driver, unreachable server, not an Optuna
@@ -121,6 +126,11 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
                 f"study. {_URL_HELP}."
             )
         path = Path(parsed.database)
+        if not create and not path.is_file():
+            raise StorageError(
+                f"{path} does not exist; run a study first (python -m study.run) or check "
+                "the storage URL."
+            )
         _check_sqlite_file(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT}}

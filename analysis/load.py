@@ -1,0 +1,197 @@
+"""Study database -> tidy pandas DataFrames.
+
+Reads only the study database, through Optuna's public API (``load_study``,
+``get_trials``), so it works on a study that is still running and on any storage URL.
+Several studies load into one frame with a ``study`` column, to compare them in one table or
+plot.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+
+from study.storage import open_storage
+
+__all__ = [
+    "StudyNotFoundError",
+    "HPARAM_COLUMNS",
+    "load_studies",
+    "load_trials",
+    "load_curves",
+    "list_study_names",
+]
+
+#: Hyperparameter columns of :func:`load_trials` (NaN where one does not apply).
+HPARAM_COLUMNS = (
+    "optimizer", "lr", "momentum", "nesterov", "beta1", "beta2", "alpha", "weight_decay",
+    "schedule", "schedule_params", "warmup_epochs", "batch_size", "epochs", "seed",
+)
+_STATES = {
+    optuna.trial.TrialState.COMPLETE: "complete",
+    optuna.trial.TrialState.PRUNED: "pruned",
+    optuna.trial.TrialState.FAIL: "failed",
+    optuna.trial.TrialState.RUNNING: "running",
+    optuna.trial.TrialState.WAITING: "waiting",
+}
+_CURVES = ("train_loss", "train_accuracy", "eval_accuracy", "lr", "batch_size", "epoch_seconds")
+
+
+class StudyNotFoundError(LookupError):
+    """No study of that name in the storage; the message lists the ones there are."""
+
+
+def _storage(storage: str | optuna.storages.BaseStorage) -> optuna.storages.BaseStorage:
+    if isinstance(storage, str):
+        return open_storage(storage, create=False)
+    return storage
+
+
+def list_study_names(storage: str | optuna.storages.BaseStorage) -> list[str]:
+    """Names of the studies in ``storage``."""
+    return optuna.study.get_all_study_names(_storage(storage))
+
+
+def load_studies(
+    storage: str | optuna.storages.BaseStorage, study_names: str | Sequence[str] | None = None
+) -> list[optuna.Study]:
+    """The studies ``study_names`` (one name, several, or ``None`` for all) in ``storage``.
+
+    Raises:
+        StudyNotFoundError: a name is not in the storage; the message lists those that are.
+        study.storage.StorageError: the URL or database cannot be read.
+    """
+    backend = _storage(storage)
+    available = optuna.study.get_all_study_names(backend)
+    if study_names is None:
+        names = available
+    elif isinstance(study_names, str):
+        names = [study_names]
+    else:
+        names = list(study_names)
+    for name in names:
+        if name not in available:
+            listed = ", ".join(repr(n) for n in available) or "none"
+            raise StudyNotFoundError(
+                f"no study {name!r} in this storage; its studies: {listed}."
+            )
+    return [optuna.load_study(study_name=name, storage=backend) for name in names]
+
+
+def _nan_if_none(value: Any) -> Any:
+    return math.nan if value is None else value
+
+
+def _schedule_text(params: dict[str, Any] | None) -> str:
+    if not params:
+        return ""
+    return ", ".join(f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}"
+                     for k, v in params.items())
+
+
+def _trial_row(study_name: str, trial: optuna.trial.FrozenTrial, eval_set: str) -> dict:
+    attrs = trial.user_attrs
+    config = attrs.get("config") or {}
+    curve = attrs.get("eval_accuracy") or []
+    diverged = bool(attrs.get("diverged", False))
+    duration = trial.duration.total_seconds() if trial.duration is not None else math.nan
+    row: dict[str, Any] = {
+        "study": study_name,
+        "number": trial.number,
+        "state": _STATES.get(trial.state, trial.state.name.lower()),
+        "value": _nan_if_none(trial.value),
+    }
+    for column in HPARAM_COLUMNS:
+        row[column] = _nan_if_none(config.get(column))
+    row["optimizer"] = config.get("optimizer") or trial.params.get("optimizer") or ""
+    row["schedule"] = config.get("schedule") or ""
+    row["schedule_params"] = _schedule_text(config.get("schedule_params"))
+    row["seed"] = _nan_if_none(attrs.get("seed", config.get("seed")))
+    row.update({
+        "final_accuracy": curve[-1] if curve and not diverged else math.nan,
+        "best_accuracy": max(curve) if curve else math.nan,
+        "test_accuracy": _nan_if_none(attrs.get("test_accuracy")),
+        "epochs_run": len(curve),
+        "diverged": diverged,
+        "diverged_lr": _nan_if_none(attrs.get("diverged_lr")),
+        "diverged_epoch": _nan_if_none(attrs.get("diverged_epoch")),
+        "duration_s": duration,
+        "eval_set": attrs.get("eval_set", eval_set),
+    })
+    return row
+
+
+def load_trials(
+    storage: str | optuna.storages.BaseStorage, study_name: str | Sequence[str] | None = None
+) -> pd.DataFrame:
+    """One row per trial.
+
+    Columns: ``study``, ``number``, ``state`` (complete / pruned / failed / running /
+    waiting), ``value`` (what Optuna holds: the last evaluation accuracy, 0.0 for a diverged
+    trial), the hyperparameters ``optimizer``, ``lr``, ``momentum``, ``nesterov``, ``beta1``,
+    ``beta2``, ``alpha``, ``weight_decay``, ``schedule``, ``schedule_params`` (text),
+    ``warmup_epochs``, ``batch_size``, ``epochs``, ``seed`` (NaN where one does not apply),
+    ``final_accuracy`` (evaluation accuracy after the last epoch run; NaN for a diverged
+    trial), ``best_accuracy`` (best epoch), ``test_accuracy`` (test set at the end of a
+    complete trial), ``epochs_run``, ``diverged``, ``diverged_lr``, ``diverged_epoch``,
+    ``duration_s`` and ``eval_set`` (``test`` or ``validation``).
+
+    Args:
+        storage: a storage URL (``sqlite:///studies/default.db``) or Optuna storage.
+        study_name: one study, several (a ``study`` column tells them apart) or ``None``
+            for every study in the storage.
+    """
+    rows = []
+    for optuna_study in load_studies(storage, study_name):
+        eval_set = optuna_study.user_attrs.get("eval_set", "test")
+        rows += [_trial_row(optuna_study.study_name, t, eval_set)
+                 for t in optuna_study.get_trials(deepcopy=False)]
+    columns = ["study", "number", "state", "value", *HPARAM_COLUMNS, "final_accuracy",
+               "best_accuracy", "test_accuracy", "epochs_run", "diverged", "diverged_lr",
+               "diverged_epoch", "duration_s", "eval_set"]
+    frame = pd.DataFrame(rows, columns=columns)
+    return frame.astype({"diverged": bool, "epochs_run": int})
+
+
+def load_curves(
+    storage: str | optuna.storages.BaseStorage, study_name: str | Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Long format, one row per trial and epoch.
+
+    Columns: ``study``, ``number``, ``state``, ``optimizer``, ``schedule``, ``epoch``
+    (1-based), ``train_loss``, ``train_accuracy`` (running averages over the epoch),
+    ``eval_accuracy`` (after the epoch, on the evaluation set), ``lr`` (learning rate in
+    effect at the epoch's last update), ``batch_size`` (in effect) and ``epoch_seconds``.
+    """
+    rows = []
+    for optuna_study in load_studies(storage, study_name):
+        for trial in optuna_study.get_trials(deepcopy=False):
+            rows += list(_curve_rows(optuna_study.study_name, trial))
+    columns = ["study", "number", "state", "optimizer", "schedule", "epoch", *_CURVES]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _curve_rows(study_name: str, trial: optuna.trial.FrozenTrial) -> Iterable[dict]:
+    attrs = trial.user_attrs
+    config = attrs.get("config") or {}
+    n = len(attrs.get("eval_accuracy") or [])
+    for i in range(n):
+        row = {
+            "study": study_name,
+            "number": trial.number,
+            "state": _STATES.get(trial.state, trial.state.name.lower()),
+            "optimizer": config.get("optimizer", ""),
+            "schedule": config.get("schedule", ""),
+            "epoch": i + 1,
+        }
+        for key in _CURVES:
+            values = attrs.get(key) or []
+            row[key] = values[i] if i < len(values) else np.nan
+        yield row
+
+

@@ -1,0 +1,233 @@
+"""``python -m analysis.report``: one HTML page of tables and plots for a study.
+
+Writes ``DIR/index.html``, the plots as PNG files it references and every table as CSV, then
+prints where. Reads only the study database, so it also works while the study runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import matplotlib
+import matplotlib.pyplot as plt
+import optuna
+import pandas as pd
+
+from analysis import plots
+from analysis.load import StudyNotFoundError, load_curves, load_studies, load_trials
+from analysis.tables import best_trials, ci_separation, lr_sensitivity, param_importance
+from study.storage import StorageError, default_storage_url, display_url
+
+__all__ = ["main", "write_report", "ReportError"]
+
+PROG = "python -m analysis.report"
+
+
+class ReportError(Exception):
+    """Nothing to report (empty study, no complete trial); the message says why."""
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def write_report(
+    storage: str,
+    study_names: Sequence[str],
+    out: Path,
+    *,
+    progress: Callable[[str], None] = _progress,
+) -> Path:
+    """Write the report of ``study_names`` in ``storage`` to ``out``; returns index.html.
+
+    Raises:
+        ReportError: the studies have no trial, or no complete one.
+        analysis.load.StudyNotFoundError, study.storage.StorageError: as from loading.
+    """
+    studies = load_studies(storage, study_names)
+    trials = load_trials(storage, study_names)
+    label = ", ".join(repr(n) for n in study_names)
+    if trials.empty:
+        raise ReportError(f"study {label} has no trials yet; run `python -m study.run` first.")
+    complete = trials[(trials["state"] == "complete") & ~trials["diverged"]]
+    if complete.empty:
+        counts = trials["state"].value_counts().to_dict()
+        raise ReportError(
+            f"study {label} has no complete, non-diverged trial yet ({counts}); nothing to "
+            "compare. Let the study run longer."
+        )
+    curves = load_curves(storage, study_names)
+    out.mkdir(parents=True, exist_ok=True)
+
+    tables: dict[str, pd.DataFrame] = {
+        "lr_sensitivity": lr_sensitivity(trials),
+        "best_per_optimizer": best_trials(trials),
+        "best_per_optimizer_schedule": best_trials(trials, by=("optimizer", "schedule")),
+    }
+    tables["ci_separation"] = ci_separation(tables["lr_sensitivity"])
+    importance = []
+    for optuna_study in studies:
+        frame = param_importance(optuna_study)
+        importance.append(frame.assign(study=optuna_study.study_name))
+    tables["importance"] = pd.concat(importance, ignore_index=True)
+    tables["trials"] = trials
+    tables["curves"] = curves
+    for name, frame in tables.items():
+        frame.to_csv(out / f"{name}.csv", index=False)
+        progress(f"table {name}.csv ({len(frame)} rows)")
+
+    figures: list[tuple[str, str, Callable[[], object]]] = [
+        ("lr_sensitivity", "Final accuracy against learning rate",
+         lambda: _axes(lambda ax: plots.lr_sensitivity_plot(trials, ax=ax), (8, 5))),
+        ("lr_sensitivity_by_schedule", "The same, one panel per schedule",
+         lambda: plots.lr_sensitivity_grid(trials)),
+        ("learning_curves", "Accuracy per epoch (pruned trials dashed and faded)",
+         lambda: plots.learning_curves(curves)),
+        ("lr_schedules", "Learning rate in effect, best trial of each schedule",
+         lambda: _axes(lambda ax: plots.lr_schedule_plot(curves, trials, ax=ax))),
+        ("lr_weight_decay", "Learning rate x weight decay",
+         lambda: _axes(lambda ax: plots.hparam_scatter(trials, y="weight_decay", ax=ax))),
+        ("lr_momentum", "Learning rate x momentum (SGD)",
+         lambda: _axes(lambda ax: plots.hparam_scatter(trials, y="momentum", ax=ax))),
+        ("importance", "Hyperparameter importance (PED-ANOVA)",
+         lambda: _axes(lambda ax: plots.importance_plot(
+             tables["importance"].groupby("param", as_index=False)["importance"].mean()
+             .sort_values("importance", ascending=False), ax=ax), (6, 5))),
+        ("best_so_far", "Best accuracy so far against trial number",
+         lambda: _axes(lambda ax: plots.best_so_far_plot(trials, ax=ax))),
+    ]
+    images = []
+    for i, (name, title, draw) in enumerate(figures, start=1):
+        progress(f"plot {i}/{len(figures)}: {name}.png")
+        figure = draw()
+        figure.savefig(out / f"{name}.png", dpi=100, bbox_inches="tight")
+        plt.close(figure.figure if hasattr(figure, "figure") else figure)
+        images.append((name, title))
+
+    index = out / "index.html"
+    index.write_text(_html(storage, study_names, trials, tables, images), encoding="utf-8")
+    return index
+
+
+def _axes(draw: Callable[[plt.Axes], object], size: tuple[float, float] = (7, 4.5)):
+    figure, ax = plt.subplots(figsize=size)
+    draw(ax)
+    figure.tight_layout()
+    return figure
+
+
+def _finding(sensitivity: pd.DataFrame, separation: pd.DataFrame) -> str:
+    if sensitivity.empty or len(sensitivity) < 2:
+        return "Only one optimizer has results: nothing to compare yet."
+    top = sensitivity.iloc[0]
+    pairs = separation[separation["a"] == top["optimizer"]]
+    if pairs["separated"].isna().all():
+        return (f"{top['optimizer']} has the best accuracy ({top['best_accuracy']:.4f}), but "
+                "the study has too few complete trials per optimizer for confidence intervals; "
+                "whether the differences are real cannot be told yet.")
+    beaten = pairs[pairs["separated"] == True]["b"].tolist()  # noqa: E712 - NaN-aware
+    overlapping = pairs[pairs["separated"] == False]["b"].tolist()  # noqa: E712
+    parts = [f"{top['optimizer']} has the best accuracy ({top['best_accuracy']:.4f})."]
+    if beaten:
+        parts.append(f"Its 95 % interval lies above those of {', '.join(beaten)}: that "
+                     "difference exceeds the bootstrap confidence intervals.")
+    if overlapping:
+        parts.append(f"Its interval overlaps those of {', '.join(overlapping)}: those "
+                     "differences are within the confidence intervals.")
+    return " ".join(parts)
+
+
+def _html(storage, study_names, trials, tables, images) -> str:
+    def table(frame: pd.DataFrame) -> str:
+        return frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="",
+                             border=0, classes="t")
+
+    eval_sets = ", ".join(sorted(trials["eval_set"].dropna().unique()))
+    per_optimizer = trials.groupby("optimizer")["state"].value_counts().unstack(fill_value=0)
+    per_optimizer["diverged"] = trials.groupby("optimizer")["diverged"].sum()
+    per_optimizer = per_optimizer.reset_index()
+    finding = _finding(tables["lr_sensitivity"], tables["ci_separation"])
+    esc = html.escape
+    body = [
+        f"<h1>Study {esc(', '.join(study_names))}</h1>",
+        f"<p>Storage <code>{esc(display_url(storage))}</code>. {len(trials)} trials. "
+        f"Accuracies are measured on the <b>{esc(eval_sets)}</b> set"
+        + (" (held out of the training set; the test set is measured once per trial, column "
+           "test_accuracy)" if "validation" in eval_sets else "") + ".</p>",
+        "<h2>Trials per optimizer</h2>", table(per_optimizer),
+        "<h2>Learning-rate sensitivity</h2>",
+        f"<p><b>{esc(finding)}</b></p>",
+        "<p>best_lr / best_accuracy: the best complete run. good_lr_width: decades of learning "
+        "rate whose runs reach within 1 percentage point of the best. sensitivity: best "
+        "accuracy minus the mean accuracy over log-LR bins (half a decade), diverged runs "
+        "counted at chance (10 %), after Wortsman et al. 2023: 0 means insensitive. *_lo / "
+        "*_hi: 95 % bootstrap intervals, shown from 5 complete runs on. Pruned runs are "
+        "counted but not used.</p>",
+        table(tables["lr_sensitivity"]),
+        "<h3>Do the differences exceed the intervals?</h3>", table(tables["ci_separation"]),
+    ]
+    for name, title in images:
+        body.append(f'<h2>{esc(title)}</h2><img src="{name}.png" alt="{esc(title)}">')
+        if name == "lr_sensitivity":
+            body += ["<h2>Best trial per optimizer</h2>", table(tables["best_per_optimizer"]),
+                     "<h2>Best trial per optimizer and schedule</h2>",
+                     table(tables["best_per_optimizer_schedule"])]
+        if name == "importance":
+            body.append(table(tables["importance"]))
+    body.append("<p>All tables are also in this folder as CSV (trials.csv, curves.csv, "
+                "lr_sensitivity.csv, ...).</p>")
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+             "table.t{border-collapse:collapse;font-size:0.85em;margin:0.5em 0}"
+             "table.t td,table.t th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}"
+             "img{max-width:100%}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>Study report</title>"
+            f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Write an HTML report (tables, plots, CSV) of one or more studies.",
+    )
+    parser.add_argument("--study-name", action="append", required=True, dest="study_names",
+                        help="study to report; repeat to compare several in one report")
+    parser.add_argument("--storage", default=None, metavar="URL",
+                        help="database URL (default: sqlite:///studies/<study-name>.db of the "
+                        "first study)")
+    parser.add_argument("--out", type=Path, default=None, metavar="DIR",
+                        help="output folder (default: reports/<study-name>)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv``; 0 on success, 1 when there is nothing to report, 2 for
+    a usage error."""
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    matplotlib.use("Agg")  # files only, no window
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    names = args.study_names
+    try:
+        storage = args.storage or default_storage_url(names[0])
+        out = args.out or Path("reports") / "-".join(names)
+        index = write_report(storage, names, out)
+    except ReportError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
+    except (StudyNotFoundError, StorageError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {index} (open it in a browser; plots and CSV tables beside it)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
