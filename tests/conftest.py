@@ -55,3 +55,68 @@ def postgres_url() -> str:
             pytest.fail("STUDY_REQUIRE_POSTGRES=1 but STUDY_TEST_POSTGRES_URL is not set")
         pytest.skip("set STUDY_TEST_POSTGRES_URL to run the PostgreSQL tests")
     return url
+
+
+def add_trial(
+    optuna_study,
+    optimizer: str,
+    lr: float,
+    accuracy: float | None,
+    *,
+    state: str = "complete",
+    diverged: bool = False,
+    epochs: int = 3,
+    schedule: str = "constant",
+    weight_decay: float = 0.0,
+    momentum: float | None = None,
+):
+    """Add a finished trial shaped like the ones ``study.run`` writes (known values)."""
+    import optuna
+
+    from search_spaces import TrialConfig
+
+    config = TrialConfig(
+        optimizer=optimizer,
+        lr=lr,
+        epochs=epochs,
+        schedule=schedule,
+        weight_decay=weight_decay,
+        momentum=momentum,
+    ).to_dict()
+    run = 0 if diverged else (epochs if state == "complete" else 1)
+    curve = [accuracy - 0.01 * (run - 1 - i) for i in range(run)] if run else []
+    attrs = {
+        "config": config,
+        "seed": len(optuna_study.trials),
+        "eval_set": "test",
+        "diverged": diverged,
+        "eval_accuracy": curve,
+        "train_loss": [0.5] * run,
+        "train_accuracy": [0.9] * run,
+        "lr": [lr] * run,
+        "batch_size": [64] * run,
+        "epoch_seconds": [1.0] * run,
+    }
+    if diverged:
+        attrs.update(diverged_lr=lr, diverged_epoch=1)
+    distributions = {
+        "optimizer": optuna.distributions.CategoricalDistribution(
+            ["sgd", "adam", "adamw", "rmsprop"]
+        ),
+        f"{optimizer}_lr": optuna.distributions.FloatDistribution(1e-6, 10, log=True),
+    }
+    trial_state = (
+        optuna.trial.TrialState.COMPLETE
+        if state == "complete"
+        else (optuna.trial.TrialState.PRUNED)
+    )
+    optuna_study.add_trial(
+        optuna.trial.create_trial(
+            state=trial_state,
+            value=0.0 if diverged else (curve[-1] if curve else None),
+            params={"optimizer": optimizer, f"{optimizer}_lr": lr},
+            distributions=distributions,
+            user_attrs=attrs,
+            intermediate_values=dict(enumerate(curve, start=1)),
+        )
+    )

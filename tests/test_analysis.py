@@ -1,0 +1,220 @@
+"""analysis.load and analysis.tables on real and synthetic studies in SQLite files."""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+import pytest
+from conftest import add_trial
+
+from analysis import (
+    HPARAM_COLUMNS,
+    StudyNotFoundError,
+    best_trials,
+    ci_separation,
+    load_curves,
+    load_studies,
+    load_trials,
+    lr_sensitivity,
+    param_importance,
+)
+from study.run import main
+from study.storage import StorageError
+
+# LRs in the middle of half-decade bins, so the binning below is exact.
+GOOD = [10**e for e in (-3.75, -3.25, -2.75, -2.25, -1.75)]
+
+
+@pytest.fixture(scope="module")
+def real_study(tmp_path_factory):
+    """A small real study made by the CLI: 6 trials, 2 epochs, 2000 training images."""
+    folder = tmp_path_factory.mktemp("real")
+    url = f"sqlite:///{folder / 'r.db'}"
+    argv = [
+        "--trials",
+        "6",
+        "--epochs",
+        "2",
+        "--study-name",
+        "real",
+        "--storage",
+        url,
+        "--train-size",
+        "2000",
+        "--batch-size",
+        "100",
+    ]
+    assert main(argv) == 0
+    return url
+
+
+@pytest.fixture
+def known(tmp_path):
+    """SGD flat at 0.98 over exactly two decades, worse below, diverged above; Adam, 3 runs."""
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    optuna_study = optuna.create_study(storage=url, study_name="known", direction="maximize")
+    for lr in GOOD:
+        add_trial(optuna_study, "sgd", lr, 0.98)
+    add_trial(optuna_study, "sgd", 10**-3.7, 0.98)  # a second run in the first good bin
+    add_trial(optuna_study, "sgd", 10**-4.75, 0.50)
+    add_trial(optuna_study, "sgd", 10**-0.75, None, diverged=True)
+    add_trial(optuna_study, "sgd", 10**-0.25, None, diverged=True)
+    add_trial(optuna_study, "sgd", 10**-4.25, 0.40, state="pruned")
+    for lr, acc in ((1e-4, 0.95), (1e-3, 0.97), (1e-2, 0.90)):
+        add_trial(optuna_study, "adam", lr, acc)
+    return url
+
+
+def test_load_trials_has_one_row_per_trial_with_documented_columns(real_study):
+    trials = load_trials(real_study, "real")
+    assert len(trials) == 6
+    for column in (
+        "study",
+        "number",
+        "state",
+        *HPARAM_COLUMNS,
+        "final_accuracy",
+        "best_accuracy",
+        "test_accuracy",
+        "epochs_run",
+        "diverged",
+        "diverged_lr",
+        "duration_s",
+        "eval_set",
+    ):
+        assert column in trials, column
+    assert set(trials["state"]) <= {"complete", "pruned"}
+    assert (trials["study"] == "real").all() and (trials["eval_set"] == "test").all()
+    sgd = trials[trials["optimizer"] == "sgd"]
+    adam = trials[trials["optimizer"].isin(["adam", "adamw"])]
+    assert sgd["momentum"].notna().all() and sgd["beta1"].isna().all()
+    assert adam["momentum"].isna().all() and adam["beta1"].notna().all()
+    assert (trials["final_accuracy"] > 0).all() and (trials["duration_s"] > 0).all()
+
+
+def test_load_curves_is_long_one_row_per_trial_epoch(real_study):
+    trials = load_trials(real_study, "real")
+    curves = load_curves(real_study, "real")
+    assert len(curves) == trials["epochs_run"].sum()
+    assert list(curves.columns[:6]) == [
+        "study",
+        "number",
+        "state",
+        "optimizer",
+        "schedule",
+        "epoch",
+    ]
+    for column in (
+        "train_loss",
+        "train_accuracy",
+        "eval_accuracy",
+        "lr",
+        "batch_size",
+        "epoch_seconds",
+    ):
+        assert curves[column].notna().all(), column
+    last = curves.sort_values("epoch").groupby("number").tail(1).set_index("number")
+    assert (
+        last["eval_accuracy"].to_dict() == trials.set_index("number")["final_accuracy"].to_dict()
+    )
+
+
+def test_several_studies_in_one_frame_with_a_study_column(real_study):
+    # A second study in the same storage: the same command, another name.
+    assert (
+        main(
+            [
+                "--trials",
+                "2",
+                "--epochs",
+                "2",
+                "--study-name",
+                "other",
+                "--storage",
+                real_study,
+                "--train-size",
+                "2000",
+                "--batch-size",
+                "100",
+            ]
+        )
+        == 0
+    )
+    both = load_trials(real_study, ["real", "other"])
+    assert both.groupby("study").size().to_dict() == {"real": 6, "other": 2}
+    assert set(load_curves(real_study, ["real", "other"])["study"]) == {"real", "other"}
+    assert len(load_trials(real_study)) == 8  # None: every study in the storage
+    assert "study" in best_trials(both).columns
+
+
+def test_unknown_study_lists_the_ones_in_the_storage(real_study):
+    with pytest.raises(
+        StudyNotFoundError, match="no study 'nope' in this storage; its studies: 'real'"
+    ):
+        load_trials(real_study, "nope")
+
+
+def test_reading_a_missing_file_does_not_create_it(tmp_path):
+    with pytest.raises(StorageError, match="does not exist; run a study first"):
+        load_trials(f"sqlite:///{tmp_path / 'none.db'}", "x")
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_sensitivity_metrics_have_the_known_answers(known):
+    table = lr_sensitivity(load_trials(known, "known"), n_boot=200).set_index("optimizer")
+    sgd = table.loc["sgd"]
+    assert sgd["n"] == 9  # complete and diverged runs; the pruned one is left out
+    assert sgd["best_accuracy"] == pytest.approx(0.98)
+    assert sgd["good_lr_width"] == pytest.approx(2.0)  # flat over exactly two decades
+    # Bins: five good ones at 0.98 (one holding two runs), 0.50, and two diverged at chance.
+    expected = 0.98 - (5 * 0.98 + 0.50 + 0.10 + 0.10) / 8
+    assert sgd["sensitivity"] == pytest.approx(expected)
+    assert sgd["min_diverged_lr"] == pytest.approx(10**-0.75)
+    assert (sgd["n_complete"], sgd["n_pruned"], sgd["n_diverged"]) == (7, 1, 2)
+    assert sgd["note"] == ""
+    assert sgd["good_lr_width_lo"] <= 2.0 + 1e-9 and sgd["best_accuracy_hi"] == pytest.approx(0.98)
+    adam = table.loc["adam"]
+    assert adam["note"] == "n too small (3 < 5)" and math.isnan(adam["sensitivity_lo"])
+    assert adam["good_lr_width"] == pytest.approx(0.0)  # only 1e-3 is within 1 point of 0.97
+    # Pruned runs count when asked to (as lower bounds).
+    with_pruned = lr_sensitivity(load_trials(known, "known"), include_pruned=True, n_boot=10)
+    assert with_pruned.set_index("optimizer").loc["sgd", "n"] == 10
+
+
+def test_wider_tolerance_widens_the_good_range(known):
+    trials = load_trials(known, "known")
+    narrow = lr_sensitivity(trials, n_boot=10).set_index("optimizer").loc["adam", "good_lr_width"]
+    wide = lr_sensitivity(trials, tolerance=0.03, n_boot=10).set_index("optimizer")
+    assert narrow == pytest.approx(0.0)
+    assert wide.loc["adam", "good_lr_width"] == pytest.approx(1.0)  # 1e-4 .. 1e-3
+
+
+def test_ci_separation_tells_real_differences_from_noise(tmp_path):
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    optuna_study = optuna.create_study(storage=url, study_name="c", direction="maximize")
+    for i in range(8):
+        add_trial(optuna_study, "sgd", 10 ** (-2 + 0.1 * i), 0.98 + 0.001 * (i % 2))
+        add_trial(optuna_study, "adam", 10 ** (-4 + 0.1 * i), 0.90 + 0.001 * (i % 2))
+        add_trial(optuna_study, "adamw", 10 ** (-4 + 0.1 * i), 0.979 + 0.002 * (i % 3))
+    separation = ci_separation(lr_sensitivity(load_trials(url, "c"), n_boot=300))
+    pairs = {frozenset((r.a, r.b)): r.separated for r in separation.itertuples()}
+    assert pairs[frozenset(("sgd", "adam"))] == True  # noqa: E712 - 0.98 vs 0.90
+    assert pairs[frozenset(("sgd", "adamw"))] == False  # noqa: E712 - overlapping intervals
+    assert separation.iloc[0]["difference"] >= 0  # a is the better of each pair
+
+
+def test_best_trials_per_optimizer_and_schedule(known):
+    trials = load_trials(known, "known")
+    best = best_trials(trials)
+    assert list(best["optimizer"]) == ["sgd", "adam"]
+    assert list(best["final_accuracy"]) == pytest.approx([0.98, 0.97])
+    by_schedule = best_trials(trials, by=("optimizer", "schedule"))
+    assert set(by_schedule.columns) >= {"optimizer", "schedule", "number", "lr"}
+
+
+def test_importance_is_a_table_summing_to_one(real_study):
+    table = param_importance(load_studies(real_study, "real")[0])
+    assert list(table.columns) == ["param", "importance"]
+    assert "optimizer" in set(table["param"])
+    assert table["importance"].sum() == pytest.approx(1.0)

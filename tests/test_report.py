@@ -1,0 +1,169 @@
+"""The report CLI, the notebook (executed with nbclient) and Optuna's own tools on our
+database."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import nbformat
+import optuna
+import pytest
+from conftest import add_trial
+from nbclient import NotebookClient
+
+from analysis.report import main as report_main
+from study.run import main as run_main
+
+REPO = Path(__file__).resolve().parent.parent
+PLOTS = (
+    "lr_sensitivity",
+    "lr_sensitivity_by_schedule",
+    "learning_curves",
+    "lr_schedules",
+    "lr_weight_decay",
+    "lr_momentum",
+    "importance",
+    "best_so_far",
+)
+TABLES = (
+    "lr_sensitivity",
+    "best_per_optimizer",
+    "best_per_optimizer_schedule",
+    "ci_separation",
+    "importance",
+    "trials",
+    "curves",
+)
+
+
+@pytest.fixture(scope="module")
+def study_db(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("report")
+    url = f"sqlite:///{folder / 'r.db'}"
+    assert (
+        run_main(
+            [
+                "--trials",
+                "8",
+                "--epochs",
+                "2",
+                "--study-name",
+                "r",
+                "--storage",
+                url,
+                "--train-size",
+                "2000",
+                "--batch-size",
+                "100",
+                "--pruner",
+                "none",
+            ]
+        )
+        == 0
+    )
+    return url
+
+
+def test_report_writes_the_page_its_plots_and_tables(study_db, tmp_path, capsys):
+    out = tmp_path / "rep"
+    assert report_main(["--storage", study_db, "--study-name", "r", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert f"wrote {out / 'index.html'}" in captured.out
+    for name in PLOTS:
+        assert (out / f"{name}.png").stat().st_size > 1000, name
+        assert f"{name}.png" in captured.err  # a progress line per plot
+    for name in TABLES:
+        assert (out / f"{name}.csv").is_file(), name
+    page = (out / "index.html").read_text()
+    assert all(f'src="{name}.png"' in page for name in PLOTS)
+    assert "<b>test</b> set" in page  # the evaluation set is stated
+    assert "Trials per optimizer" in page
+    assert "confidence intervals" in page  # whether differences exceed the CIs
+    plt.close("all")
+
+
+def test_report_on_an_empty_study_says_so(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'e.db'}"
+    optuna.create_study(storage=url, study_name="empty", direction="maximize")
+    assert (
+        report_main(["--storage", url, "--study-name", "empty", "--out", str(tmp_path / "o")]) == 1
+    )
+    err = capsys.readouterr().err
+    assert "has no trials yet" in err and "Traceback" not in err
+
+
+def test_report_on_a_study_without_complete_trials_says_so(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    optuna_study = optuna.create_study(storage=url, study_name="d", direction="maximize")
+    add_trial(optuna_study, "sgd", 5.0, None, diverged=True)
+    assert report_main(["--storage", url, "--study-name", "d", "--out", str(tmp_path / "o")]) == 1
+    assert "no complete, non-diverged trial yet" in capsys.readouterr().err
+
+
+def test_report_on_an_unknown_study_lists_the_studies(study_db, tmp_path, capsys):
+    assert report_main(["--storage", study_db, "--study-name", "x", "--out", str(tmp_path)]) == 2
+    assert "no study 'x' in this storage; its studies: 'r'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_notebook_runs_against_a_study(study_db):
+    path = REPO / "notebooks" / "lr_sensitivity.ipynb"
+    notebook = nbformat.read(path, as_version=4)
+    assert all(not cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code")
+    env = {"STUDY_STORAGE": study_db, "STUDY_NAME": "r"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        NotebookClient(
+            notebook,
+            timeout=300,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(path.parent)}},
+        ).execute()
+    finally:
+        for key, value in old.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 6
+    assert any("8 trials" in o.get("text", "") for o in outputs)
+
+
+def test_optuna_cli_reads_our_database(study_db):
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "optuna"),
+            "trials",
+            "--study-name",
+            "r",
+            "--storage",
+            study_db,
+            "-f",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count('"number"') == 8
+    assert '"eval_accuracy"' in result.stdout  # our user attributes come along
+
+
+@pytest.mark.filterwarnings("ignore:Some regimes for parameter")
+def test_optuna_visualization_reads_our_database(study_db):
+    optuna_study = optuna.load_study(study_name="r", storage=study_db)
+    from optuna.visualization.matplotlib import plot_intermediate_values, plot_param_importances
+
+    ax = plot_intermediate_values(optuna_study)
+    assert len(ax.get_lines()) == 8  # one curve per trial, from trial.report()
+    ax = plot_param_importances(optuna_study)
+    assert len(ax.patches) > 0
+    plt.close("all")
