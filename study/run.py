@@ -406,9 +406,10 @@ def summarize(
         lines.append(per_opt.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     else:
         lines.append("No complete trial yet.")
-    lines.append(
-        f"Open it: optuna trials --study-name {optuna_study.study_name} --storage {storage_url}"
-    )
+    name = optuna_study.study_name
+    storage = "" if storage_url == default_storage_url(name) else f" --storage {storage_url}"
+    lines.append(f"Report: python -m analysis.report --study-name {name}{storage}")
+    lines.append(f"Trials: optuna trials --study-name {name} --storage {storage_url}")
     return "\n".join(lines)
 
 
