@@ -86,6 +86,9 @@ def write_report(
          lambda: _axes(lambda ax: plots.lr_sensitivity_plot(trials, ax=ax), (8, 5))),
         ("lr_sensitivity_by_schedule", "The same, one panel per schedule",
          lambda: plots.lr_sensitivity_grid(trials)),
+        *([("lr_sensitivity_by_study", "The same, one panel per study",
+            lambda: plots.lr_sensitivity_grid(trials, col="study"))]
+          if trials["study"].nunique() > 1 else []),
         ("learning_curves", "Accuracy per epoch (pruned trials dashed and faded)",
          lambda: plots.learning_curves(curves)),
         ("lr_schedules", "Learning rate in effect, best trial of each schedule",

@@ -148,6 +148,19 @@ def test_several_studies_in_one_frame_with_a_study_column(real_study):
     assert "study" in best_trials(both).columns
 
 
+def test_a_running_trial_is_read_as_running(real_study):
+    optuna_study = optuna.load_study(study_name="real", storage=real_study)
+    trial = optuna_study.ask()  # a worker that has just started a trial
+    trial.set_user_attr("eval_accuracy", [0.5])
+    trials = load_trials(real_study, "real")
+    assert trials.set_index("number").loc[trial.number, "state"] == "running"
+    assert len(load_curves(real_study, "real").query("number == @trial.number")) == 1
+    optuna_study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    assert (
+        load_trials(real_study, "real").set_index("number").loc[trial.number, "state"] == "failed"
+    )
+
+
 def test_unknown_study_lists_the_ones_in_the_storage(real_study):
     with pytest.raises(
         StudyNotFoundError, match="no study 'nope' in this storage; its studies: 'real'"

@@ -11,6 +11,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import nbformat
 import optuna
+import pandas as pd
 import pytest
 from conftest import add_trial
 from nbclient import NotebookClient
@@ -83,6 +84,34 @@ def test_report_writes_the_page_its_plots_and_tables(study_db, tmp_path, capsys)
     assert "<b>test</b> set" in page  # the evaluation set is stated
     assert "Trials per optimizer" in page
     assert "confidence intervals" in page  # whether differences exceed the CIs
+    plt.close("all")
+
+
+def test_report_of_two_studies_compares_them(study_db, tmp_path, capsys):
+    assert (
+        run_main(
+            [
+                "--trials",
+                "2",
+                "--epochs",
+                "2",
+                "--study-name",
+                "r2",
+                "--storage",
+                study_db,
+                "--train-size",
+                "2000",
+                "--batch-size",
+                "100",
+            ]
+        )
+        == 0
+    )
+    out = tmp_path / "two"
+    argv = ["--storage", study_db, "--study-name", "r", "--study-name", "r2", "--out", str(out)]
+    assert report_main(argv) == 0
+    assert (out / "lr_sensitivity_by_study.png").is_file()
+    assert set(pd.read_csv(out / "trials.csv")["study"]) == {"r", "r2"}
     plt.close("all")
 
 
