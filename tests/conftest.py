@@ -120,3 +120,27 @@ def add_trial(
             intermediate_values=dict(enumerate(curve, start=1)),
         )
     )
+
+
+#: Command-line options for a quick real study: 2000 training images, batches of 100.
+QUICK = ["--train-size", "2000", "--batch-size", "100"]
+
+
+def run_small_study(url: str, name: str, trials: int, *extra: str) -> str:
+    """Run ``python -m study.run`` for a quick real 2-epoch study into ``url``; returns it."""
+    from study.run import main
+
+    argv = [
+        "--trials",
+        str(trials),
+        "--epochs",
+        "2",
+        "--study-name",
+        name,
+        "--storage",
+        url,
+        *QUICK,
+        *extra,
+    ]
+    assert main(argv) == 0
+    return url

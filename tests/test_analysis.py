@@ -6,7 +6,7 @@ import math
 
 import optuna
 import pytest
-from conftest import add_trial
+from conftest import add_trial, run_small_study
 
 from analysis import (
     HPARAM_COLUMNS,
@@ -19,7 +19,6 @@ from analysis import (
     lr_sensitivity,
     param_importance,
 )
-from study.run import main
 from study.storage import StorageError
 
 # LRs in the middle of half-decade bins, so the binning below is exact.
@@ -29,24 +28,7 @@ GOOD = [10**e for e in (-3.75, -3.25, -2.75, -2.25, -1.75)]
 @pytest.fixture(scope="module")
 def real_study(tmp_path_factory):
     """A small real study made by the CLI: 6 trials, 2 epochs, 2000 training images."""
-    folder = tmp_path_factory.mktemp("real")
-    url = f"sqlite:///{folder / 'r.db'}"
-    argv = [
-        "--trials",
-        "6",
-        "--epochs",
-        "2",
-        "--study-name",
-        "real",
-        "--storage",
-        url,
-        "--train-size",
-        "2000",
-        "--batch-size",
-        "100",
-    ]
-    assert main(argv) == 0
-    return url
+    return run_small_study(f"sqlite:///{tmp_path_factory.mktemp('real') / 'r.db'}", "real", 6)
 
 
 @pytest.fixture
@@ -122,25 +104,7 @@ def test_load_curves_is_long_one_row_per_trial_epoch(real_study):
 
 def test_several_studies_in_one_frame_with_a_study_column(real_study):
     # A second study in the same storage: the same command, another name.
-    assert (
-        main(
-            [
-                "--trials",
-                "2",
-                "--epochs",
-                "2",
-                "--study-name",
-                "other",
-                "--storage",
-                real_study,
-                "--train-size",
-                "2000",
-                "--batch-size",
-                "100",
-            ]
-        )
-        == 0
-    )
+    run_small_study(real_study, "other", 2)  # a second study in the same storage
     both = load_trials(real_study, ["real", "other"])
     assert both.groupby("study").size().to_dict() == {"real": 6, "other": 2}
     assert set(load_curves(real_study, ["real", "other"])["study"]) == {"real", "other"}

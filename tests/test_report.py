@@ -13,11 +13,10 @@ import nbformat
 import optuna
 import pandas as pd
 import pytest
-from conftest import add_trial
+from conftest import add_trial, run_small_study
 from nbclient import NotebookClient
 
 from analysis.report import main as report_main
-from study.run import main as run_main
 
 REPO = Path(__file__).resolve().parent.parent
 PLOTS = (
@@ -43,30 +42,8 @@ TABLES = (
 
 @pytest.fixture(scope="module")
 def study_db(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("report")
-    url = f"sqlite:///{folder / 'r.db'}"
-    assert (
-        run_main(
-            [
-                "--trials",
-                "8",
-                "--epochs",
-                "2",
-                "--study-name",
-                "r",
-                "--storage",
-                url,
-                "--train-size",
-                "2000",
-                "--batch-size",
-                "100",
-                "--pruner",
-                "none",
-            ]
-        )
-        == 0
-    )
-    return url
+    url = f"sqlite:///{tmp_path_factory.mktemp('report') / 'r.db'}"
+    return run_small_study(url, "r", 8, "--pruner", "none")
 
 
 def test_report_writes_the_page_its_plots_and_tables(study_db, tmp_path, capsys):
@@ -88,25 +65,7 @@ def test_report_writes_the_page_its_plots_and_tables(study_db, tmp_path, capsys)
 
 
 def test_report_of_two_studies_compares_them(study_db, tmp_path, capsys):
-    assert (
-        run_main(
-            [
-                "--trials",
-                "2",
-                "--epochs",
-                "2",
-                "--study-name",
-                "r2",
-                "--storage",
-                study_db,
-                "--train-size",
-                "2000",
-                "--batch-size",
-                "100",
-            ]
-        )
-        == 0
-    )
+    run_small_study(study_db, "r2", 2)
     out = tmp_path / "two"
     argv = ["--storage", study_db, "--study-name", "r", "--study-name", "r2", "--out", str(out)]
     assert report_main(argv) == 0

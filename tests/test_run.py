@@ -12,12 +12,12 @@ from pathlib import Path
 
 import optuna
 import pytest
+from conftest import QUICK
 
 from search_spaces import SearchSpace, TrialConfig
 from study.objective import Objective
 from study.run import main
 
-QUICK = ["--train-size", "2000", "--batch-size", "100"]
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 REPO = Path(__file__).resolve().parent.parent
 
