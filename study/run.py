@@ -142,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"pruner: {', '.join(list_pruners())} (default: the space's, "
                         "median; none for the lab space)")
     parser.add_argument("--seed", type=int, default=0,
-                        help="seeds the sampler; trial k trains with seed SEED + k")
+                        help="seeds the sampler; trial k trains with seed SEED + k (give "
+                        "parallel workers different seeds)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="where training runs; auto picks cuda when available")
     parser.add_argument("--batch-size", type=_positive_int, default=64,
