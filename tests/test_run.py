@@ -292,7 +292,7 @@ def test_sigterm_marks_the_running_trial_failed_and_a_rerun_finishes(tmp_path):
     states = [t.state for t in load(tmp_path, "t").get_trials()]
     assert optuna.trial.TrialState.RUNNING not in states
     assert states[0] == optuna.trial.TrialState.COMPLETE
-    assert states[1] == optuna.trial.TrialState.FAIL
+    assert states.count(optuna.trial.TrialState.FAIL) == 1  # the one stopped mid-way
 
     rerun = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
