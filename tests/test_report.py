@@ -97,12 +97,11 @@ def test_report_on_an_unknown_study_lists_the_studies(study_db, tmp_path, capsys
     assert "no study 'x' in this storage; its studies: 'r'" in capsys.readouterr().err
 
 
-@pytest.mark.slow
-def test_notebook_runs_against_a_study(study_db):
-    path = REPO / "notebooks" / "lr_sensitivity.ipynb"
+def _execute(name: str, env: dict[str, str]) -> list:
+    """Run notebooks/<name> with ``env`` set; returns its code cells' outputs."""
+    path = REPO / "notebooks" / name
     notebook = nbformat.read(path, as_version=4)
     assert all(not cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code")
-    env = {"STUDY_STORAGE": study_db, "STUDY_NAME": "r"}
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
@@ -120,8 +119,28 @@ def test_notebook_runs_against_a_study(study_db):
                 os.environ[key] = value
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
-    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 6
+    return outputs
+
+
+def _images(outputs: list) -> int:
+    return sum("image/png" in o.get("data", {}) for o in outputs)
+
+
+@pytest.mark.slow
+def test_notebook_runs_against_a_study(study_db):
+    outputs = _execute("lr_sensitivity.ipynb", {"STUDY_STORAGE": study_db, "STUDY_NAME": "r"})
+    assert _images(outputs) >= 6
     assert any("8 trials" in o.get("text", "") for o in outputs)
+
+
+@pytest.mark.slow
+def test_comparison_notebook_runs_against_two_studies(study_db):
+    if "r2" not in optuna.study.get_all_study_names(study_db):
+        run_small_study(study_db, "r2", 2)
+    outputs = _execute("compare_studies.ipynb", {"STUDY_STORAGE": study_db, "STUDY_NAMES": "r,r2"})
+    assert _images(outputs) >= 2
+    tables = [o["data"]["text/plain"] for o in outputs if "text/plain" in o.get("data", {})]
+    assert any("r2" in t for t in tables)
 
 
 def test_optuna_cli_reads_our_database(study_db):
