@@ -16,6 +16,7 @@ import numpy as np
 import optuna
 import pandas as pd
 
+from study.schedules import format_schedule_params
 from study.storage import open_storage
 
 __all__ = [
@@ -87,13 +88,6 @@ def _nan_if_none(value: Any) -> Any:
     return math.nan if value is None else value
 
 
-def _schedule_text(params: dict[str, Any] | None) -> str:
-    if not params:
-        return ""
-    return ", ".join(f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}"
-                     for k, v in params.items())
-
-
 def _trial_row(study_name: str, trial: optuna.trial.FrozenTrial, eval_set: str) -> dict:
     attrs = trial.user_attrs
     config = attrs.get("config") or {}
@@ -110,7 +104,7 @@ def _trial_row(study_name: str, trial: optuna.trial.FrozenTrial, eval_set: str) 
         row[column] = _nan_if_none(config.get(column))
     row["optimizer"] = config.get("optimizer") or trial.params.get("optimizer") or ""
     row["schedule"] = config.get("schedule") or ""
-    row["schedule_params"] = _schedule_text(config.get("schedule_params"))
+    row["schedule_params"] = format_schedule_params(config.get("schedule_params"))
     row["seed"] = _nan_if_none(attrs.get("seed", config.get("seed")))
     row.update({
         "final_accuracy": curve[-1] if curve and not diverged else math.nan,

@@ -35,6 +35,7 @@ from study.objective import (
     list_samplers,
 )
 from study.optim import get_optimizer_info
+from study.schedules import format_schedule_params
 from study.storage import (
     StorageError,
     default_storage_url,
@@ -342,10 +343,9 @@ def _trial_line(trial: optuna.trial.FrozenTrial) -> str:
 
 def _config_columns(config: dict[str, Any]) -> dict[str, Any]:
     schedule = config.get("schedule", "")
-    params = config.get("schedule_params") or {}
+    params = format_schedule_params(config.get("schedule_params"))
     if params:
-        schedule += "(" + ", ".join(f"{k}={v:.3g}" if not isinstance(v, list) else
-                                    f"{k}={v}" for k, v in params.items()) + ")"
+        schedule += f"({params})"
     return {
         "optimizer": config.get("optimizer"),
         "lr": config.get("lr"),
