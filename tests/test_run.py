@@ -119,6 +119,17 @@ def test_optimizers_option_restricts_the_choice_for_the_life_of_the_study(in_tmp
     )
 
 
+def test_validation_split_prunes_on_validation_and_measures_test_once(in_tmp):
+    argv = ["--trials", "2", "--epochs", "2", "--study-name", "v", "--validation", "0.1", *QUICK]
+    assert main(argv) == 0
+    optuna_study = load(in_tmp, "v")
+    assert optuna_study.user_attrs["eval_set"] == "validation"
+    for trial in optuna_study.get_trials():
+        assert trial.user_attrs["eval_set"] == "validation"
+        assert 0.1 < trial.user_attrs["test_accuracy"] <= 1.0
+        assert trial.value == trial.user_attrs["eval_accuracy"][-1]  # pruned/told on validation
+
+
 def test_seeded_runs_sample_the_same_configs(tmp_path):
     for name in ("a", "b"):
         storage = f"sqlite:///{tmp_path / name}.db"
