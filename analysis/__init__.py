@@ -10,6 +10,7 @@ from analysis.load import (
 )
 from analysis.tables import (
     CHANCE,
+    is_complete,
     best_trials,
     ci_separation,
     lr_sensitivity,
@@ -25,6 +26,7 @@ __all__ = [
     "load_studies",
     "load_trials",
     "CHANCE",
+    "is_complete",
     "best_trials",
     "ci_separation",
     "lr_sensitivity",

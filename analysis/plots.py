@@ -15,7 +15,7 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 
-from analysis.tables import CHANCE
+from analysis.tables import CHANCE, is_complete
 
 __all__ = [
     "optimizer_palette",
@@ -61,7 +61,7 @@ def lr_sensitivity_plot(
     runs = trials[trials["lr"].notna()]
     for name, group in runs.groupby(hue, sort=True):
         colour = palette.get(name, "grey")
-        complete = group[(group["state"] == "complete") & ~group["diverged"]]
+        complete = group[is_complete(group)]
         pruned = group[group["state"] == "pruned"]
         diverged = group[group["diverged"]]
         ax.scatter(complete["lr"], complete["final_accuracy"], color=colour, s=28,
@@ -155,7 +155,7 @@ def lr_schedule_plot(
 ) -> Axes:
     """Learning rate in effect per epoch for the best complete trial of each schedule."""
     ax = _ax(ax)
-    done = trials[(trials["state"] == "complete") & ~trials["diverged"]].dropna(
+    done = trials[is_complete(trials)].dropna(
         subset=["final_accuracy"])
     for schedule, group in done.groupby("schedule", sort=True):
         best = group.loc[group["final_accuracy"].idxmax()]
@@ -181,7 +181,7 @@ def hparam_scatter(
     """``x`` against ``y`` (log axes for rates), coloured by final accuracy, one marker per
     optimizer; complete trials only."""
     ax = _ax(ax)
-    done = trials[(trials["state"] == "complete") & ~trials["diverged"]].dropna(
+    done = trials[is_complete(trials)].dropna(
         subset=[x, y, "final_accuracy"])
     if not done.empty:
         sns.scatterplot(data=done, x=x, y=y, hue="final_accuracy", style="optimizer",
@@ -211,8 +211,7 @@ def best_so_far_plot(trials: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
     ax = _ax(ax)
     palette = optimizer_palette(trials["optimizer"].dropna())
     ordered = trials.sort_values("number")
-    accuracy = ordered["final_accuracy"].where(
-        (ordered["state"] == "complete") & ~ordered["diverged"])
+    accuracy = ordered["final_accuracy"].where(is_complete(ordered))
     for name, group in ordered.assign(acc=accuracy).groupby("optimizer", sort=True):
         running = group["acc"].cummax().ffill()
         ax.step(group["number"], running, where="post", color=palette[name], label=name)

@@ -20,7 +20,13 @@ import pandas as pd
 
 from analysis import plots
 from analysis.load import StudyNotFoundError, load_curves, load_studies, load_trials
-from analysis.tables import best_trials, ci_separation, lr_sensitivity, param_importance
+from analysis.tables import (
+    best_trials,
+    ci_separation,
+    is_complete,
+    lr_sensitivity,
+    param_importance,
+)
 from study.storage import StorageError, default_storage_url, display_url
 
 __all__ = ["main", "write_report", "ReportError"]
@@ -54,7 +60,7 @@ def write_report(
     label = ", ".join(repr(n) for n in study_names)
     if trials.empty:
         raise ReportError(f"study {label} has no trials yet; run `python -m study.run` first.")
-    complete = trials[(trials["state"] == "complete") & ~trials["diverged"]]
+    complete = trials[is_complete(trials)]
     if complete.empty:
         counts = trials["state"].value_counts().to_dict()
         raise ReportError(

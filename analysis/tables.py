@@ -17,6 +17,7 @@ import pandas as pd
 
 __all__ = [
     "CHANCE",
+    "is_complete",
     "best_trials",
     "lr_sensitivity",
     "sensitivity_metrics",
@@ -28,6 +29,11 @@ __all__ = [
 CHANCE = 0.10
 _CONFIG_COLUMNS = ("lr", "momentum", "nesterov", "beta1", "weight_decay", "schedule",
                    "schedule_params", "warmup_epochs", "batch_size")
+
+
+def is_complete(trials: pd.DataFrame) -> pd.Series:
+    """Rows of trials that ran to the end without diverging (their accuracy is final)."""
+    return (trials["state"] == "complete") & ~trials["diverged"]
 
 
 def _groups(trials: pd.DataFrame, by: Sequence[str]) -> list[str]:
@@ -42,7 +48,7 @@ def best_trials(trials: pd.DataFrame, by: Sequence[str] = ("optimizer",)) -> pd.
     configuration (columns empty for every row are dropped); best first.
     """
     keys = _groups(trials, by)
-    done = trials[(trials["state"] == "complete") & ~trials["diverged"]]
+    done = trials[is_complete(trials)]
     done = done.dropna(subset=["final_accuracy"])
     if done.empty:
         return pd.DataFrame(columns=[*keys, "number", "final_accuracy"])
@@ -144,7 +150,7 @@ def lr_sensitivity(
         row.update(sensitivity_metrics(lr, accuracy, **kwargs))
         diverged_lrs = group.loc[group["diverged"], "lr"]
         row["min_diverged_lr"] = diverged_lrs.min() if len(diverged_lrs) else math.nan
-        row["n_complete"] = int(((states == "complete") & ~group["diverged"]).sum())
+        row["n_complete"] = int(is_complete(group).sum())
         row["n_pruned"] = int((states == "pruned").sum())
         row["n_diverged"] = int(group["diverged"].sum())
         row["n_failed"] = int((states == "failed").sum())
