@@ -10,9 +10,9 @@ from analysis.load import (
 )
 from analysis.tables import (
     CHANCE,
-    is_complete,
     best_trials,
     ci_separation,
+    is_complete,
     lr_sensitivity,
     param_importance,
     sensitivity_metrics,
