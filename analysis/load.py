@@ -16,7 +16,7 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from study.schedules import format_schedule_params
+from study import records
 from study.storage import open_storage
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "load_trials",
     "load_curves",
     "list_study_names",
+    "open_readonly",
 ]
 
 #: Hyperparameter columns of :func:`load_trials` (NaN where one does not apply).
@@ -33,21 +34,16 @@ HPARAM_COLUMNS = (
     "optimizer", "lr", "momentum", "nesterov", "beta1", "beta2", "alpha", "weight_decay",
     "schedule", "schedule_params", "warmup_epochs", "batch_size", "epochs", "seed",
 )
-_STATES = {
-    optuna.trial.TrialState.COMPLETE: "complete",
-    optuna.trial.TrialState.PRUNED: "pruned",
-    optuna.trial.TrialState.FAIL: "failed",
-    optuna.trial.TrialState.RUNNING: "running",
-    optuna.trial.TrialState.WAITING: "waiting",
-}
-_CURVES = ("train_loss", "train_accuracy", "eval_accuracy", "lr", "batch_size", "epoch_seconds")
+_CURVES = tuple(records.CURVES)
 
 
 class StudyNotFoundError(LookupError):
     """No study of that name in the storage; the message lists the ones there are."""
 
 
-def _storage(storage: str | optuna.storages.BaseStorage) -> optuna.storages.BaseStorage:
+def open_readonly(storage: str | optuna.storages.BaseStorage) -> optuna.storages.BaseStorage:
+    """The storage at URL ``storage`` for reading (a missing SQLite file is an error, never
+    created); a storage object is returned as it is. Open once, pass it to several loads."""
     if isinstance(storage, str):
         return open_storage(storage, create=False)
     return storage
@@ -55,7 +51,7 @@ def _storage(storage: str | optuna.storages.BaseStorage) -> optuna.storages.Base
 
 def list_study_names(storage: str | optuna.storages.BaseStorage) -> list[str]:
     """Names of the studies in ``storage``."""
-    return optuna.study.get_all_study_names(_storage(storage))
+    return optuna.study.get_all_study_names(open_readonly(storage))
 
 
 def load_studies(
@@ -67,7 +63,7 @@ def load_studies(
         StudyNotFoundError: a name is not in the storage; the message lists those that are.
         study.storage.StorageError: the URL or database cannot be read.
     """
-    backend = _storage(storage)
+    backend = open_readonly(storage)
     available = optuna.study.get_all_study_names(backend)
     if study_names is None:
         names = available
@@ -88,34 +84,40 @@ def _nan_if_none(value: Any) -> Any:
     return math.nan if value is None else value
 
 
+def _state(trial: optuna.trial.FrozenTrial) -> str:
+    return records.STATE_NAMES.get(trial.state, trial.state.name.lower())
+
+
 def _trial_row(study_name: str, trial: optuna.trial.FrozenTrial, eval_set: str) -> dict:
     attrs = trial.user_attrs
-    config = attrs.get("config") or {}
-    curve = attrs.get("eval_accuracy") or []
-    diverged = bool(attrs.get("diverged", False))
+    config = attrs.get(records.CONFIG) or {}
+    curve = attrs.get(records.EVAL_ACCURACY) or []
+    diverged = bool(attrs.get(records.DIVERGED, False))
     duration = trial.duration.total_seconds() if trial.duration is not None else math.nan
+    state = _state(trial)
     row: dict[str, Any] = {
         "study": study_name,
         "number": trial.number,
-        "state": _STATES.get(trial.state, trial.state.name.lower()),
+        "state": state,
+        "outcome": records.outcome(state, diverged),
         "value": _nan_if_none(trial.value),
     }
     for column in HPARAM_COLUMNS:
         row[column] = _nan_if_none(config.get(column))
     row["optimizer"] = config.get("optimizer") or trial.params.get("optimizer") or ""
     row["schedule"] = config.get("schedule") or ""
-    row["schedule_params"] = format_schedule_params(config.get("schedule_params"))
-    row["seed"] = _nan_if_none(attrs.get("seed", config.get("seed")))
+    row["schedule_params"] = records.format_schedule_params(config.get("schedule_params"))
+    row["seed"] = _nan_if_none(attrs.get(records.SEED, config.get("seed")))
     row.update({
         "final_accuracy": curve[-1] if curve and not diverged else math.nan,
         "best_accuracy": max(curve) if curve else math.nan,
-        "test_accuracy": _nan_if_none(attrs.get("test_accuracy")),
+        "test_accuracy": _nan_if_none(attrs.get(records.TEST_ACCURACY)),
         "epochs_run": len(curve),
         "diverged": diverged,
-        "diverged_lr": _nan_if_none(attrs.get("diverged_lr")),
-        "diverged_epoch": _nan_if_none(attrs.get("diverged_epoch")),
+        "diverged_lr": _nan_if_none(attrs.get(records.DIVERGED_LR)),
+        "diverged_epoch": _nan_if_none(attrs.get(records.DIVERGED_EPOCH)),
         "duration_s": duration,
-        "eval_set": attrs.get("eval_set", eval_set),
+        "eval_set": attrs.get(records.EVAL_SET, eval_set),
     })
     return row
 
@@ -126,8 +128,10 @@ def load_trials(
     """One row per trial.
 
     Columns: ``study``, ``number``, ``state`` (complete / pruned / failed / running /
-    waiting), ``value`` (what Optuna holds: the last evaluation accuracy, 0.0 for a diverged
-    trial), the hyperparameters ``optimizer``, ``lr``, ``momentum``, ``nesterov``, ``beta1``,
+    waiting), ``outcome`` (the state, except ``diverged`` for a complete trial that
+    diverged: the one counting rule of the summary, the tables and the report),
+    ``value`` (what Optuna holds: the last evaluation accuracy, 0.0 for a diverged trial),
+    the hyperparameters ``optimizer``, ``lr``, ``momentum``, ``nesterov``, ``beta1``,
     ``beta2``, ``alpha``, ``weight_decay``, ``schedule``, ``schedule_params`` (text),
     ``warmup_epochs``, ``batch_size``, ``epochs``, ``seed`` (NaN where one does not apply),
     ``final_accuracy`` (evaluation accuracy after the last epoch run; NaN for a diverged
@@ -142,10 +146,10 @@ def load_trials(
     """
     rows = []
     for optuna_study in load_studies(storage, study_name):
-        eval_set = optuna_study.user_attrs.get("eval_set", "test")
+        eval_set = optuna_study.user_attrs.get(records.EVAL_SET, "test")
         rows += [_trial_row(optuna_study.study_name, t, eval_set)
                  for t in optuna_study.get_trials(deepcopy=False)]
-    columns = ["study", "number", "state", "value", *HPARAM_COLUMNS, "final_accuracy",
+    columns = ["study", "number", "state", "outcome", "value", *HPARAM_COLUMNS, "final_accuracy",
                "best_accuracy", "test_accuracy", "epochs_run", "diverged", "diverged_lr",
                "diverged_epoch", "duration_s", "eval_set"]
     frame = pd.DataFrame(rows, columns=columns)
@@ -172,13 +176,14 @@ def load_curves(
 
 def _curve_rows(study_name: str, trial: optuna.trial.FrozenTrial) -> Iterable[dict]:
     attrs = trial.user_attrs
-    config = attrs.get("config") or {}
-    n = len(attrs.get("eval_accuracy") or [])
+    config = attrs.get(records.CONFIG) or {}
+    n = len(attrs.get(records.EVAL_ACCURACY) or [])
+    state = _state(trial)
     for i in range(n):
         row = {
             "study": study_name,
             "number": trial.number,
-            "state": _STATES.get(trial.state, trial.state.name.lower()),
+            "state": state,
             "optimizer": config.get("optimizer", ""),
             "schedule": config.get("schedule", ""),
             "epoch": i + 1,

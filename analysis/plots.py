@@ -15,7 +15,7 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 
-from analysis.tables import CHANCE, is_complete
+from analysis.tables import CHANCE, counted_accuracy, is_complete, lr_bin_centres, lr_bins
 
 __all__ = [
     "optimizer_palette",
@@ -72,11 +72,11 @@ def lr_sensitivity_plot(
                    s=40, label=f"{name} diverged", zorder=3)
         counted = pd.concat([complete, diverged])
         if trend and counted["lr"].nunique() >= 2:
-            bins = np.floor(np.log10(counted["lr"].to_numpy(float)) * bins_per_decade)
+            bins = lr_bins(counted["lr"], bins_per_decade)
             frame = pd.DataFrame({
-                "lr_bin": 10 ** ((bins + 0.5) / bins_per_decade),
-                "accuracy": np.where(counted["diverged"], chance,
-                                     np.maximum(counted["final_accuracy"], chance)),
+                "lr_bin": lr_bin_centres(bins, bins_per_decade),
+                "accuracy": counted_accuracy(counted["final_accuracy"], counted["diverged"],
+                                             chance),
             })
             sns.lineplot(data=frame, x="lr_bin", y="accuracy", color=colour, ax=ax,
                          errorbar=("ci", 95), n_boot=200, seed=0, legend=False)

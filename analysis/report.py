@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import html
+import logging
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -19,7 +20,13 @@ import optuna
 import pandas as pd
 
 from analysis import plots
-from analysis.load import StudyNotFoundError, load_curves, load_studies, load_trials
+from analysis.load import (
+    StudyNotFoundError,
+    load_curves,
+    load_studies,
+    load_trials,
+    open_readonly,
+)
 from analysis.tables import (
     best_trials,
     ci_separation,
@@ -27,36 +34,31 @@ from analysis.tables import (
     lr_sensitivity,
     param_importance,
 )
+from study.records import OUTCOMES
 from study.storage import StorageError, default_storage_url, display_url
 
 __all__ = ["main", "write_report", "ReportError"]
 
 PROG = "python -m analysis.report"
+logger = logging.getLogger(__name__)
 
 
 class ReportError(Exception):
     """Nothing to report (empty study, no complete trial); the message says why."""
 
 
-def _progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def write_report(
-    storage: str,
-    study_names: Sequence[str],
-    out: Path,
-    *,
-    progress: Callable[[str], None] = _progress,
-) -> Path:
+def write_report(storage: str, study_names: Sequence[str], out: Path) -> Path:
     """Write the report of ``study_names`` in ``storage`` to ``out``; returns index.html.
+
+    Logs one line (INFO, logger ``analysis.report``) per table and plot written.
 
     Raises:
         ReportError: the studies have no trial, or no complete one.
         analysis.load.StudyNotFoundError, study.storage.StorageError: as from loading.
     """
-    studies = load_studies(storage, study_names)
-    trials = load_trials(storage, study_names)
+    backend = open_readonly(storage)  # one storage for every read below
+    studies = load_studies(backend, study_names)
+    trials = load_trials(backend, study_names)
     label = ", ".join(repr(n) for n in study_names)
     if trials.empty:
         raise ReportError(f"study {label} has no trials yet; run `python -m study.run` first.")
@@ -67,7 +69,7 @@ def write_report(
             f"study {label} has no complete, non-diverged trial yet ({counts}); nothing to "
             "compare. Let the study run longer."
         )
-    curves = load_curves(storage, study_names)
+    curves = load_curves(backend, study_names)
     out.mkdir(parents=True, exist_ok=True)
 
     tables: dict[str, pd.DataFrame] = {
@@ -85,7 +87,7 @@ def write_report(
     tables["curves"] = curves
     for name, frame in tables.items():
         frame.to_csv(out / f"{name}.csv", index=False)
-        progress(f"table {name}.csv ({len(frame)} rows)")
+        logger.info("table %s.csv (%d rows)", name, len(frame))
 
     figures: list[tuple[str, str, Callable[[], object]]] = [
         ("lr_sensitivity", "Final accuracy against learning rate",
@@ -112,7 +114,7 @@ def write_report(
     ]
     images = []
     for i, (name, title, draw) in enumerate(figures, start=1):
-        progress(f"plot {i}/{len(figures)}: {name}.png")
+        logger.info("plot %d/%d: %s.png", i, len(figures), name)
         figure = draw()
         figure.savefig(out / f"{name}.png", dpi=100, bbox_inches="tight")
         plt.close(figure.figure if hasattr(figure, "figure") else figure)
@@ -157,8 +159,11 @@ def _html(storage, study_names, trials, tables, images) -> str:
                              border=0, classes="t")
 
     eval_sets = ", ".join(sorted(trials["eval_set"].dropna().unique()))
-    per_optimizer = trials.groupby("optimizer")["state"].value_counts().unstack(fill_value=0)
-    per_optimizer["diverged"] = trials.groupby("optimizer")["diverged"].sum()
+    per_optimizer = pd.crosstab(trials["optimizer"], trials["outcome"])
+    per_optimizer = per_optimizer.reindex(
+        columns=[o for o in OUTCOMES if o in per_optimizer.columns]
+    )
+    per_optimizer.columns.name = None
     per_optimizer = per_optimizer.reset_index()
     finding = _finding(tables["lr_sensitivity"], tables["ci_separation"])
     esc = html.escape
@@ -224,6 +229,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:
         return int(exc.code or 0)
     names = args.study_names
+    handler = logging.StreamHandler(sys.stderr)  # progress lines, for this command only
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
     try:
         storage = args.storage or default_storage_url(names[0])
         out = args.out or Path("reports") / "-".join(names)
@@ -234,6 +244,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (StudyNotFoundError, StorageError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = True
     print(f"wrote {index} (open it in a browser; plots and CSV tables beside it)")
     return 0
 

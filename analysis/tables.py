@@ -15,9 +15,14 @@ import numpy as np
 import optuna
 import pandas as pd
 
+from study.records import CHANCE
+
 __all__ = [
     "CHANCE",
     "is_complete",
+    "lr_bins",
+    "lr_bin_centres",
+    "counted_accuracy",
     "best_trials",
     "lr_sensitivity",
     "sensitivity_metrics",
@@ -25,15 +30,32 @@ __all__ = [
     "param_importance",
 ]
 
-#: Accuracy of guessing among MNIST's ten classes: what a diverged run is counted as.
-CHANCE = 0.10
 _CONFIG_COLUMNS = ("lr", "momentum", "nesterov", "beta1", "weight_decay", "schedule",
                    "schedule_params", "warmup_epochs", "batch_size")
 
 
 def is_complete(trials: pd.DataFrame) -> pd.Series:
     """Rows of trials that ran to the end without diverging (their accuracy is final)."""
-    return (trials["state"] == "complete") & ~trials["diverged"]
+    return trials["outcome"] == "complete"
+
+
+def lr_bins(lr: np.ndarray | pd.Series, bins_per_decade: int = 2) -> np.ndarray:
+    """The log-LR bin of each learning rate: ``floor(log10(lr) * bins_per_decade)``."""
+    return np.floor(np.log10(np.asarray(lr, dtype=float)) * bins_per_decade)
+
+
+def lr_bin_centres(bins: np.ndarray, bins_per_decade: int = 2) -> np.ndarray:
+    """The learning rate at the middle (log scale) of each bin of :func:`lr_bins`."""
+    return 10 ** ((np.asarray(bins, dtype=float) + 0.5) / bins_per_decade)
+
+
+def counted_accuracy(
+    accuracy: np.ndarray | pd.Series, diverged: np.ndarray | pd.Series, chance: float = CHANCE
+) -> np.ndarray:
+    """Accuracy as the sensitivity metric counts it: diverged runs (and NaN) at ``chance``,
+    every run floored at ``chance`` (below chance is no worse than guessing)."""
+    acc = np.nan_to_num(np.asarray(accuracy, dtype=float), nan=chance)
+    return np.where(np.asarray(diverged, dtype=bool), chance, np.maximum(acc, chance))
 
 
 def _groups(trials: pd.DataFrame, by: Sequence[str]) -> list[str]:
@@ -90,14 +112,13 @@ def sensitivity_metrics(
       nothing but the best learned anything.
     """
     lr = np.asarray(lr, dtype=float)
-    acc = np.maximum(np.nan_to_num(np.asarray(accuracy, dtype=float), nan=chance), chance)
+    acc = counted_accuracy(accuracy, np.zeros(lr.size, dtype=bool), chance)
     if lr.size == 0:
         return {"best_lr": math.nan, "best_accuracy": math.nan, "good_lr_width": math.nan,
                 "sensitivity": math.nan}
     best = int(np.argmax(acc))
     good = lr[acc >= acc[best] - tolerance - 1e-12]
-    bins = np.floor(np.log10(lr) * bins_per_decade)
-    _, inverse = np.unique(bins, return_inverse=True)
+    _, inverse = np.unique(lr_bins(lr, bins_per_decade), return_inverse=True)
     bin_means = np.bincount(inverse, weights=acc) / np.bincount(inverse)
     return {
         "best_lr": float(lr[best]),
@@ -142,7 +163,7 @@ def lr_sensitivity(
         states = group["state"]
         used_states = ["complete", "pruned"] if include_pruned else ["complete"]
         used = group[states.isin(used_states) & group["lr"].notna()]
-        accuracy = np.where(used["diverged"], chance, used["final_accuracy"])
+        accuracy = counted_accuracy(used["final_accuracy"], used["diverged"], chance)
         lr = used["lr"].to_numpy(dtype=float)
         kwargs = {"tolerance": tolerance, "bins_per_decade": bins_per_decade, "chance": chance}
         row = dict(zip(keys, key, strict=True))

@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torchvision import datasets, transforms
 
-from search_spaces import LAB_CONFIGS, TrialConfig
+from search_spaces import LAB_CONFIGS
+from study.config import TrialConfig
 from study.data import DEFAULT_ROOT, MEAN, MNIST_FILES, STD, load_mnist
 from study.model import MLP
 from study.train import fit

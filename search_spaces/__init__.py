@@ -1,14 +1,21 @@
-"""Search spaces: ``TrialConfig`` and the registry of named spaces."""
+"""Search spaces: the registry of named spaces, each an ``optuna.Trial`` -> ``TrialConfig``."""
 
-from search_spaces.config import ConfigError, TrialConfig
-from search_spaces.spaces import LAB_CONFIGS, SearchSpace, get_space, list_spaces, register
+from search_spaces.spaces import (
+    LAB_CONFIGS,
+    SEARCHED_OPTIMIZERS,
+    SearchSpace,
+    get_space,
+    list_spaces,
+    register,
+    suggest,
+)
 
 __all__ = [
-    "ConfigError",
-    "TrialConfig",
     "LAB_CONFIGS",
+    "SEARCHED_OPTIMIZERS",
     "SearchSpace",
     "get_space",
     "list_spaces",
     "register",
+    "suggest",
 ]

@@ -1,9 +1,10 @@
 """Named search spaces: an ``optuna.Trial`` in, a validated ``TrialConfig`` out.
 
-Each optimizer has its own learning-rate (and weight-decay) range, taken from its registry
-entry: SGD's and Adam's good learning rates are orders of magnitude apart. Parameters that
-only exist for some optimizers (momentum for SGD, beta1 for Adam) get names of their own, so
-TPE with ``group=True`` models each conditional subspace separately.
+A space is data. Each range is declared once, as an Optuna distribution: the trial samples
+from it, and the study stores it (``SearchSpace.definition``), so the two cannot drift.
+Each optimizer has ranges of its own (SGD's and Adam's good learning rates are orders of
+magnitude apart); its parameters are named ``<optimizer>_<field>`` (``sgd_lr``,
+``adam_beta1``), so TPE with ``group=True`` models each conditional subspace separately.
 """
 
 from __future__ import annotations
@@ -12,53 +13,198 @@ import dataclasses
 import itertools
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
 
-from search_spaces.config import TrialConfig
+from study import records
+from study.config import TrialConfig
 from study.optim import get_optimizer_info
 from study.registry import Registry
 
-__all__ = ["SearchSpace", "register", "get_space", "list_spaces", "LAB_CONFIGS"]
+__all__ = [
+    "SearchSpace",
+    "register",
+    "get_space",
+    "list_spaces",
+    "suggest",
+    "LAB_CONFIGS",
+    "SEARCHED_OPTIMIZERS",
+]
+
+#: A declared value: a distribution is sampled; a function of the study's epochs returns
+#: one (ranges that depend on the run's length); anything else is a fixed value.
+Spec = Any
+EpochsDistribution = Callable[[int], BaseDistribution]
 
 #: The optimizers the ``default`` and ``lr-sweep`` spaces choose from.
 SEARCHED_OPTIMIZERS = ("sgd", "rmsprop", "adam", "adamw")
-#: The schedules the ``default`` space chooses from.
-SEARCHED_SCHEDULES = ("constant", "step", "cosine")
+
+
+def suggest(trial: optuna.Trial, name: str, distribution: BaseDistribution) -> Any:
+    """Sample parameter ``name`` of ``trial`` from ``distribution`` (Optuna's public API)."""
+    if isinstance(distribution, CategoricalDistribution):
+        return trial.suggest_categorical(name, distribution.choices)
+    if isinstance(distribution, IntDistribution):
+        return trial.suggest_int(
+            name, distribution.low, distribution.high, step=distribution.step,
+            log=distribution.log,
+        )
+    if isinstance(distribution, FloatDistribution):
+        return trial.suggest_float(
+            name, distribution.low, distribution.high, step=distribution.step,
+            log=distribution.log,
+        )
+    raise TypeError(f"parameter {name!r}: unsupported distribution {distribution!r}.")
+
+
+def _resolve(spec: Spec, epochs: int) -> Any:
+    return spec(epochs) if callable(spec) else spec
+
+
+def _schedule_param(schedule: str, param: str) -> str:
+    # step's own "step_epochs" stays "step_epochs"; its "gamma" becomes "step_gamma".
+    return param if param.startswith(f"{schedule}_") else f"{schedule}_{param}"
 
 
 @dataclass(frozen=True)
 class SearchSpace:
-    """A named search space.
+    """A named search space, declared as data.
 
     Args:
         name: registry key (``--space``).
         description: one line for ``--help`` and the study database.
-        suggest: ``(trial, base, optimizers) -> TrialConfig``; ``base`` carries what the
-            command line fixes (epochs, batch size, seed), ``optimizers`` the optimizer
-            choices, and the space fills in the rest.
-        optimizers: the optimizers it chooses from (empty for spaces of fixed
-            configurations); :meth:`restrict` narrows them.
-        fixed_trials: parameter sets to enqueue, cycled up to the study's target (the
-            ``lab`` space runs exactly the lab's configurations this way).
-        definition: a JSON-ready description of the ranges, stored with the study.
-        pruner: the pruner used when the command line names none (``none`` for the lab
-            space, whose runs are meant to go the full length).
+        optimizers: the optimizers it chooses from, each mapped to its ``TrialConfig``
+            fields: a distribution (sampled as ``<optimizer>_<field>``) or a fixed value.
+        schedules: the schedules it chooses from (``schedule``, when more than one), each
+            mapped to its schedule parameters, declared the same way.
+        shared: other ``TrialConfig`` fields of every trial (``warmup_epochs``), sampled
+            under their own names.
+        configs: fixed configurations instead of ranges: ``name -> TrialConfig fields``,
+            enqueued in turn and cycled with new seeds (the ``lab`` space).
+        pruner: the pruner used when the command line names none (``none`` for a space of
+            fixed configurations, whose runs are meant to go the full length).
+
+    A distribution may be given as a function of the study's epochs (``step_epochs`` runs
+    up to the last epoch); :meth:`distributions` resolves it.
     """
 
     name: str
     description: str
-    suggest: Callable[[optuna.Trial, TrialConfig, tuple[str, ...]], TrialConfig]
-    optimizers: tuple[str, ...] = ()
-    fixed_trials: tuple[Mapping[str, Any], ...] = ()
-    definition: Mapping[str, Any] | None = None
+    optimizers: Mapping[str, Mapping[str, Spec]] = field(default_factory=dict)
+    schedules: Mapping[str, Mapping[str, Spec]] = field(
+        default_factory=lambda: {"constant": {}}
+    )
+    shared: Mapping[str, Spec] = field(default_factory=dict)
+    configs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     pruner: str = "median"
 
+    def __post_init__(self) -> None:
+        for optimizer in self.optimizers:
+            get_optimizer_info(optimizer)  # an unknown name lists the registered ones
+
+    @property
+    def optimizer_names(self) -> tuple[str, ...]:
+        """The optimizers this space chooses from (empty for fixed configurations)."""
+        return tuple(self.optimizers)
+
+    # --- the declaration, resolved -------------------------------------------------------
+
+    def distributions(self, epochs: int) -> dict[str, BaseDistribution]:
+        """Every parameter this space can sample, by its Optuna name, for runs of
+        ``epochs`` epochs (a trial samples the subset its optimizer and schedule need)."""
+        out: dict[str, BaseDistribution] = {}
+        if self.configs:
+            out[self.config_param] = CategoricalDistribution(tuple(self.configs))
+            return out
+        if self.optimizers:
+            out["optimizer"] = CategoricalDistribution(self.optimizer_names)
+        for optimizer, fields in self.optimizers.items():
+            for name, spec in fields.items():
+                value = _resolve(spec, epochs)
+                if isinstance(value, BaseDistribution):
+                    out[f"{optimizer}_{name}"] = value
+        if len(self.schedules) > 1:
+            out["schedule"] = CategoricalDistribution(tuple(self.schedules))
+        for schedule, params in self.schedules.items():
+            for name, spec in params.items():
+                value = _resolve(spec, epochs)
+                if isinstance(value, BaseDistribution):
+                    out[_schedule_param(schedule, name)] = value
+        for name, spec in self.shared.items():
+            value = _resolve(spec, epochs)
+            if isinstance(value, BaseDistribution):
+                out[name] = value
+        return out
+
+    def definition(self, epochs: int) -> dict[str, Any]:
+        """The declaration as stored with the study: JSON-ready, distributions encoded with
+        :func:`study.records.encode_distribution`, fixed values as they are."""
+
+        def encode(specs: Mapping[str, Spec]) -> dict[str, Any]:
+            out = {}
+            for name, spec in specs.items():
+                value = _resolve(spec, epochs)
+                if isinstance(value, BaseDistribution):
+                    value = records.encode_distribution(value)
+                elif isinstance(value, tuple):
+                    value = list(value)
+                out[name] = value
+            return out
+
+        if self.configs:
+            return {"configs": {name: dict(c) for name, c in self.configs.items()}}
+        return {
+            "optimizers": {name: encode(f) for name, f in self.optimizers.items()},
+            "schedules": {name: encode(p) for name, p in self.schedules.items()},
+            "shared": encode(self.shared),
+        }
+
+    @property
+    def config_param(self) -> str:
+        """The parameter naming a fixed configuration (``lab_config``)."""
+        return f"{self.name}_config"
+
+    # --- sampling --------------------------------------------------------------------------
+
     def config_for(self, trial: optuna.Trial, base: TrialConfig) -> TrialConfig:
-        """The configuration this space proposes for ``trial``."""
-        return self.suggest(trial, base, self.optimizers)
+        """The configuration this space proposes for ``trial``; ``base`` carries what the
+        command line fixes (epochs, batch size, seed)."""
+        if self.configs:
+            name = suggest(trial, self.config_param, CategoricalDistribution(tuple(self.configs)))
+            return base.replace(schedule="constant", schedule_params={}, **self.configs[name])
+        epochs = base.epochs
+        dists = self.distributions(epochs)
+
+        def value(name: str, spec: Spec) -> Any:
+            resolved = _resolve(spec, epochs)
+            if isinstance(resolved, BaseDistribution):
+                return suggest(trial, name, dists[name])
+            return resolved
+
+        optimizer = suggest(trial, "optimizer", dists["optimizer"])
+        changes: dict[str, Any] = {"optimizer": optimizer}
+        for name, spec in self.optimizers[optimizer].items():
+            changes[name] = value(f"{optimizer}_{name}", spec)
+        if not changes.get("momentum"):
+            changes.pop("nesterov", None)  # Nesterov needs momentum > 0
+        schedule = (suggest(trial, "schedule", dists["schedule"]) if "schedule" in dists
+                    else next(iter(self.schedules)))
+        changes["schedule"] = schedule
+        changes["schedule_params"] = {
+            name: value(_schedule_param(schedule, name), spec)
+            for name, spec in self.schedules[schedule].items()
+        }
+        for name, spec in self.shared.items():
+            changes[name] = value(name, spec)
+        return base.replace(**changes)
 
     def restrict(self, optimizers: Sequence[str]) -> SearchSpace:
         """This space choosing only among ``optimizers`` (a subset of its own).
@@ -81,20 +227,19 @@ class SearchSpace:
                 )
         if not optimizers:
             raise ValueError("choose at least one optimizer.")
-        chosen = tuple(dict.fromkeys(optimizers))  # drop repeats, keep the order
-        return dataclasses.replace(self, optimizers=chosen)
+        chosen = dict.fromkeys(optimizers)  # drop repeats, keep the order
+        return dataclasses.replace(self, optimizers={n: self.optimizers[n] for n in chosen})
 
     def enqueue_fixed_trials(self, optuna_study: optuna.Study, n_trials: int) -> int:
-        """Enqueue the fixed parameter sets the study still needs to reach ``n_trials``.
+        """Enqueue the fixed configurations the study still needs to reach ``n_trials``.
 
-        The sets are cycled (the first ``n_trials`` of ``a, b, c, a, b, c, ...``). Sets that
+        They are cycled (the first ``n_trials`` of ``a, b, c, a, b, c, ...``). Ones that
         already have a finished, running or waiting trial are not enqueued again, so calling
         this on every resume is safe. Returns the number enqueued.
         """
-        if not self.fixed_trials:
+        if not self.configs:
             return 0
-        by_key = {_fixed_key(p): p for p in self.fixed_trials}
-        wanted = list(itertools.islice(itertools.cycle(by_key), n_trials))
+        wanted = list(itertools.islice(itertools.cycle(self.configs), n_trials))
         alive = (
             optuna.trial.TrialState.COMPLETE,
             optuna.trial.TrialState.PRUNED,
@@ -102,23 +247,21 @@ class SearchSpace:
             optuna.trial.TrialState.WAITING,
         )
         have = Counter(
-            t.user_attrs.get("fixed_trial")
+            t.user_attrs.get(records.FIXED_TRIAL)
             for t in optuna_study.get_trials(deepcopy=False, states=alive)
         )
         enqueued = 0
-        for key in wanted:  # in cycle order: a, b, c, a, b, c, ...
+        for name in wanted:  # in cycle order: a, b, c, a, b, c, ...
+            key = f"{self.config_param}={name}"
             if have[key] > 0:
                 have[key] -= 1
                 continue
             optuna_study.enqueue_trial(
-                dict(by_key[key]), user_attrs={"fixed_trial": key}, skip_if_exists=False
+                {self.config_param: name}, user_attrs={records.FIXED_TRIAL: key},
+                skip_if_exists=False,
             )
             enqueued += 1
         return enqueued
-
-
-def _fixed_key(params: Mapping[str, Any]) -> str:
-    return ",".join(f"{k}={params[k]}" for k in sorted(params))
 
 
 _SPACES: Registry[SearchSpace] = Registry("search space")
@@ -130,103 +273,56 @@ list_spaces = _SPACES.names
 get_space = _SPACES.get
 
 
+def _log(low: float, high: float) -> FloatDistribution:
+    return FloatDistribution(low, high, log=True)
+
+
 # --- default: every searched optimizer, its own ranges, a schedule and warm-up ------------
 
-#: Weight-decay ranges (log scale). AdamW's decay is multiplied by the learning rate, so its
-#: useful values are two orders of magnitude above the L2 penalty of the others.
-WEIGHT_DECAY_RANGES = {
-    "sgd": (1e-6, 1e-3),
-    "rmsprop": (1e-6, 1e-3),
-    "adam": (1e-6, 1e-3),
-    "adamw": (1e-4, 1e-1),
-}
-
-
-def _suggest_default(
-    trial: optuna.Trial, base: TrialConfig, optimizers: tuple[str, ...]
-) -> TrialConfig:
-    name = trial.suggest_categorical("optimizer", optimizers)
-    info = get_optimizer_info(name)
-    changes: dict[str, Any] = {
-        "optimizer": name,
-        "lr": trial.suggest_float(f"{name}_lr", *info.lr_range, log=True),
-        "weight_decay": trial.suggest_float(
-            f"{name}_weight_decay", *WEIGHT_DECAY_RANGES[name], log=True
-        ),
-    }
-    if name == "sgd":
-        changes["momentum"] = trial.suggest_float("sgd_momentum", 0.0, 0.99)
-        if changes["momentum"] > 0:
-            changes["nesterov"] = trial.suggest_categorical("sgd_nesterov", (False, True))
-    if info.has_betas:
-        changes["beta1"] = trial.suggest_float(f"{name}_beta1", 0.5, 0.99)
-    schedule = trial.suggest_categorical("schedule", SEARCHED_SCHEDULES)
-    changes["schedule"] = schedule
-    if schedule == "step":
-        changes["schedule_params"] = {
-            "step_epochs": trial.suggest_int("step_epochs", 1, max(1, base.epochs - 1)),
-            "gamma": trial.suggest_float("step_gamma", 0.05, 0.5, log=True),
-        }
-    else:
-        changes["schedule_params"] = {}
-    changes["warmup_epochs"] = trial.suggest_float(
-        "warmup_epochs", 0.0, min(1.0, base.epochs / 2)
-    )
-    return base.replace(**changes)
-
-
-def _definition_default() -> dict[str, Any]:
-    return {
-        "optimizer": list(SEARCHED_OPTIMIZERS),
-        "lr (log)": {n: list(get_optimizer_info(n).lr_range) for n in SEARCHED_OPTIMIZERS},
-        "weight_decay (log)": {n: list(r) for n, r in WEIGHT_DECAY_RANGES.items()},
-        "sgd_momentum": [0.0, 0.99],
-        "sgd_nesterov": [False, True],
-        "beta1 (adam, adamw)": [0.5, 0.99],
-        "schedule": list(SEARCHED_SCHEDULES),
-        "step_epochs": "1 .. epochs-1",
-        "step_gamma (log)": [0.05, 0.5],
-        "warmup_epochs": "0 .. min(1, epochs/2)",
-    }
-
-
+#: Learning rates (log scale): SGD's good rates sit two decades above the adaptive ones'.
+#: Weight decay: AdamW's is multiplied by the learning rate, so its useful values are two
+#: orders of magnitude above the L2 penalty of the others.
+_BETA1 = FloatDistribution(0.5, 0.99)
 register(SearchSpace(
     name="default",
     description="SGD/RMSprop/Adam/AdamW, each with its own LR and weight-decay range; "
     "momentum, Nesterov, beta1, schedule (constant/step/cosine) and warm-up",
-    suggest=_suggest_default,
-    optimizers=SEARCHED_OPTIMIZERS,
-    definition=_definition_default(),
+    optimizers={
+        "sgd": {
+            "lr": _log(1e-3, 1.0),
+            "weight_decay": _log(1e-6, 1e-3),
+            "momentum": FloatDistribution(0.0, 0.99),
+            "nesterov": CategoricalDistribution((False, True)),
+        },
+        "rmsprop": {"lr": _log(1e-5, 1e-2), "weight_decay": _log(1e-6, 1e-3)},
+        "adam": {"lr": _log(1e-5, 1e-2), "weight_decay": _log(1e-6, 1e-3), "beta1": _BETA1},
+        "adamw": {"lr": _log(1e-5, 1e-2), "weight_decay": _log(1e-4, 1e-1), "beta1": _BETA1},
+    },
+    schedules={
+        "constant": {},
+        "step": {
+            "step_epochs": lambda epochs: IntDistribution(1, max(1, epochs - 1)),
+            "gamma": _log(0.05, 0.5),
+        },
+        "cosine": {},
+    },
+    shared={"warmup_epochs": lambda epochs: FloatDistribution(0.0, min(1.0, epochs / 2))},
 ))
 
 
 # --- lr-sweep: only the learning rate moves, everything else at the optimizer's defaults --
 
-
-def _suggest_lr_sweep(
-    trial: optuna.Trial, base: TrialConfig, optimizers: tuple[str, ...]
-) -> TrialConfig:
-    name = trial.suggest_categorical("optimizer", optimizers)
-    low, high = get_optimizer_info(name).lr_range
-    # Two decades wider than the default space on each side: the sweep is meant to find
-    # where each optimizer stops learning and where it diverges.
-    lr = trial.suggest_float(f"{name}_lr", low / 100, high * 10, log=True)
-    momentum = 0.9 if name == "sgd" else None
-    return base.replace(optimizer=name, lr=lr, momentum=momentum, schedule="constant")
-
-
+# Two decades wider below and one above the default space's ranges: the sweep is meant to
+# find where each optimizer stops learning and where it diverges.
 register(SearchSpace(
     name="lr-sweep",
     description="only the learning rate, over a wide log range per optimizer "
     "(SGD with momentum 0.9, the rest at torch defaults, constant schedule)",
-    suggest=_suggest_lr_sweep,
-    optimizers=SEARCHED_OPTIMIZERS,
-    definition={
-        "optimizer": list(SEARCHED_OPTIMIZERS),
-        "lr (log)": {
-            n: [get_optimizer_info(n).lr_range[0] / 100, get_optimizer_info(n).lr_range[1] * 10]
-            for n in SEARCHED_OPTIMIZERS
-        },
+    optimizers={
+        "sgd": {"lr": _log(1e-5, 10.0), "momentum": 0.9},
+        "rmsprop": {"lr": _log(1e-7, 1e-1)},
+        "adam": {"lr": _log(1e-7, 1e-1)},
+        "adamw": {"lr": _log(1e-7, 1e-1)},
     },
 ))
 
@@ -242,20 +338,10 @@ LAB_CONFIGS: dict[str, dict[str, Any]] = {
     "adam": {"optimizer": "adam", "lr": get_optimizer_info("adam").default_lr},
 }
 
-
-def _suggest_lab(
-    trial: optuna.Trial, base: TrialConfig, optimizers: tuple[str, ...]
-) -> TrialConfig:
-    name = trial.suggest_categorical("lab_config", tuple(LAB_CONFIGS))
-    return base.replace(schedule="constant", schedule_params={}, **LAB_CONFIGS[name])
-
-
 register(SearchSpace(
     name="lab",
     description="the lab's three runs: SGD (lr 0.1, momentum 0.9, wd 5e-4), RMSprop and "
     "Adam with torch defaults; constant LR (cycled with new seeds past 3 trials)",
-    suggest=_suggest_lab,
-    fixed_trials=tuple({"lab_config": name} for name in LAB_CONFIGS),
-    definition={"lab_config": LAB_CONFIGS},
+    configs=LAB_CONFIGS,
     pruner="none",
 ))

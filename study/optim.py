@@ -7,17 +7,15 @@ optimizer from a config is one code path. Adding an optimizer is one :func:`regi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
 from study.registry import Registry
-
-if TYPE_CHECKING:
-    from search_spaces.config import TrialConfig
 
 __all__ = [
     "OptimInfo",
@@ -73,9 +71,8 @@ class OptimInfo:
         name: registry key (lower case), used on the command line and in the study database.
         opt_class: the ``torch.optim.Optimizer`` subclass.
         description: one line for ``--help`` and the docs.
-        lr_range: the log-uniform learning-rate range the ``default`` search space samples.
-            SGD's and Adam's good learning rates are orders of magnitude apart.
         default_lr: the learning rate torch uses when none is given (the lab's "defaults").
+            The ranges a study searches belong to its search space, not to the optimizer.
         has_momentum / has_nesterov / has_betas / has_alpha / has_weight_decay: which
             hyperparameters the optimizer accepts; a config setting one it lacks is rejected.
         decoupled_weight_decay: weight decay is applied to the weights, not added to the
@@ -86,7 +83,6 @@ class OptimInfo:
     name: str
     opt_class: type[torch.optim.Optimizer]
     description: str
-    lr_range: tuple[float, float]
     default_lr: float
     has_momentum: bool = False
     has_nesterov: bool = False
@@ -96,10 +92,69 @@ class OptimInfo:
     decoupled_weight_decay: bool = False
     defaults: Mapping[str, Any] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        low, high = self.lr_range
-        if not 0 < low < high:
-            raise ValueError(f"lr_range must satisfy 0 < low < high, but got {self.lr_range=}.")
+    def check_hparams(
+        self,
+        *,
+        lr: float,
+        momentum: float | None = None,
+        nesterov: bool = False,
+        beta1: float | None = None,
+        beta2: float | None = None,
+        alpha: float | None = None,
+        weight_decay: float = 0.0,
+        no_decay_1d: bool = True,
+    ) -> None:
+        """Check hyperparameters against what this optimizer takes.
+
+        ``None`` means "the optimizer's default" and is always allowed.
+
+        Raises:
+            ValueError: a value out of range, or one this optimizer does not take; the
+                message names the value and the fix.
+        """
+        if not (_is_number(lr) and lr > 0):
+            raise ValueError(f"lr must be a finite number > 0, but got lr={lr!r}.")
+        for name, value, applies in (
+            ("momentum", momentum, self.has_momentum),
+            ("beta1", beta1, self.has_betas),
+            ("beta2", beta2, self.has_betas),
+            ("alpha", alpha, self.has_alpha),
+        ):
+            if value is None:
+                continue
+            if not applies:
+                takers = ", ".join(i.name for i in _OPTIMIZERS if _takes(i, name))
+                raise ValueError(
+                    f"optimizer {self.name!r} takes no {name} (only {takers} do), but got"
+                    f" {name}={value!r}; leave it None."
+                )
+            if not (_is_number(value) and 0 <= value < 1):
+                raise ValueError(f"{name} must be in [0, 1), but got {name}={value!r}.")
+        if nesterov and not (self.has_nesterov and (momentum or 0) > 0):
+            raise ValueError(
+                f"nesterov=True needs an optimizer with Nesterov momentum (sgd) and momentum"
+                f" > 0, but got optimizer={self.name!r}, momentum={momentum!r}."
+            )
+        if not (_is_number(weight_decay) and weight_decay >= 0):
+            raise ValueError(
+                f"weight_decay must be a finite number >= 0, but got"
+                f" weight_decay={weight_decay!r}."
+            )
+        if weight_decay and not self.has_weight_decay:
+            raise ValueError(
+                f"optimizer {self.name!r} takes no weight decay, but got"
+                f" weight_decay={weight_decay!r}; set it to 0."
+            )
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _takes(info: OptimInfo, hparam: str) -> bool:
+    flag = {"momentum": "has_momentum", "beta1": "has_betas", "beta2": "has_betas",
+            "alpha": "has_alpha"}[hparam]
+    return getattr(info, flag)
 
 
 _OPTIMIZERS: Registry[OptimInfo] = Registry("optimizer")
@@ -115,7 +170,6 @@ register(OptimInfo(
     name="sgd",
     opt_class=torch.optim.SGD,
     description="SGD with optional (Nesterov) momentum",
-    lr_range=(1e-3, 1.0),
     default_lr=1e-3,
     has_momentum=True,
     has_nesterov=True,
@@ -124,7 +178,6 @@ register(OptimInfo(
     name="rmsprop",
     opt_class=torch.optim.RMSprop,
     description="RMSprop (torch defaults: lr 0.01, alpha 0.99)",
-    lr_range=(1e-5, 1e-2),
     default_lr=1e-2,
     has_momentum=True,
     has_alpha=True,
@@ -133,7 +186,6 @@ register(OptimInfo(
     name="adam",
     opt_class=torch.optim.Adam,
     description="Adam, L2 weight decay added to the gradient",
-    lr_range=(1e-5, 1e-2),
     default_lr=1e-3,
     has_betas=True,
 ))
@@ -141,7 +193,6 @@ register(OptimInfo(
     name="adamw",
     opt_class=torch.optim.AdamW,
     description="AdamW, decoupled weight decay",
-    lr_range=(1e-5, 1e-2),
     default_lr=1e-3,
     has_betas=True,
     decoupled_weight_decay=True,
@@ -150,7 +201,6 @@ register(OptimInfo(
     name="sgd_lab",
     opt_class=LabMomentumSGD,
     description="the lab's hand-written momentum SGD (no weight decay)",
-    lr_range=(1e-3, 1.0),
     default_lr=0.1,
     has_momentum=True,
     has_weight_decay=False,
@@ -179,30 +229,46 @@ def param_groups_weight_decay(
     return groups
 
 
-def create_optimizer(config: TrialConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """Build the optimizer ``config`` names for ``model``'s parameters.
+def create_optimizer(
+    model: nn.Module,
+    name: str,
+    *,
+    lr: float,
+    momentum: float | None = None,
+    nesterov: bool = False,
+    beta1: float | None = None,
+    beta2: float | None = None,
+    alpha: float | None = None,
+    weight_decay: float = 0.0,
+    no_decay_1d: bool = True,
+) -> torch.optim.Optimizer:
+    """Build the optimizer registered as ``name`` for ``model``'s parameters (timm style).
 
-    Hyperparameters the config leaves as ``None`` keep the optimizer's own defaults (the lab's
-    "default hyperparameters").
+    Hyperparameters left as ``None`` keep the optimizer's own defaults (the lab's "default
+    hyperparameters"). ``TrialConfig.optimizer_hparams()`` gives these keyword arguments.
+
+    Raises:
+        ValueError: an unknown name (the message lists the registered ones), a value out of
+            range, or a hyperparameter this optimizer does not take.
     """
-    info = get_optimizer_info(config.optimizer)
-    kwargs: dict[str, Any] = {"lr": config.lr, **info.defaults}
-    if info.has_momentum and config.momentum is not None:
-        kwargs["momentum"] = config.momentum
-    if info.has_nesterov and config.nesterov:
+    info = get_optimizer_info(name)
+    info.check_hparams(lr=lr, momentum=momentum, nesterov=nesterov, beta1=beta1, beta2=beta2,
+                       alpha=alpha, weight_decay=weight_decay, no_decay_1d=no_decay_1d)
+    kwargs: dict[str, Any] = {"lr": lr, **info.defaults}
+    if momentum is not None:
+        kwargs["momentum"] = momentum
+    if nesterov:
         kwargs["nesterov"] = True
-    if info.has_betas and (config.beta1 is not None or config.beta2 is not None):
+    if beta1 is not None or beta2 is not None:
         default_betas = (0.9, 0.999)
         kwargs["betas"] = (
-            default_betas[0] if config.beta1 is None else config.beta1,
-            default_betas[1] if config.beta2 is None else config.beta2,
+            default_betas[0] if beta1 is None else beta1,
+            default_betas[1] if beta2 is None else beta2,
         )
-    if info.has_alpha and config.alpha is not None:
-        kwargs["alpha"] = config.alpha
+    if alpha is not None:
+        kwargs["alpha"] = alpha
     if info.has_weight_decay:
-        params: Any = param_groups_weight_decay(
-            model, config.weight_decay, no_decay_1d=config.no_decay_1d
-        )
+        params: Any = param_groups_weight_decay(model, weight_decay, no_decay_1d=no_decay_1d)
     else:
         params = model.parameters()
     return info.opt_class(params, **kwargs)

@@ -26,7 +26,6 @@ __all__ = [
     "list_schedules",
     "get_schedule_info",
     "validate_schedule_params",
-    "format_schedule_params",
     "build_lr_lambda",
     "create_scheduler",
     "constant_factor",
@@ -225,17 +224,6 @@ def validate_schedule_params(name: str, params: Mapping[str, Any]) -> dict[str, 
                 )
         out[spec.name] = tuple(float(v) for v in values) if spec.is_list else float(value)
     return out
-
-
-def format_schedule_params(params: Mapping[str, Any] | None) -> str:
-    """``step_epochs=2, gamma=0.1``: a schedule's parameters as short text for tables."""
-    if not params:
-        return ""
-    return ", ".join(
-        f"{k}={v:.3g}" if isinstance(v, (int, float)) else
-        f"{k}=" + ",".join(f"{x:g}" for x in v) if isinstance(v, (list, tuple)) else f"{k}={v}"
-        for k, v in params.items()
-    )
 
 
 def build_lr_lambda(

@@ -12,19 +12,16 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from study.config import TrialConfig
 from study.data import Dataset, iter_batches
 from study.model import MLP
 from study.optim import create_optimizer
 from study.schedules import build_lr_lambda, create_scheduler
-
-if TYPE_CHECKING:
-    from search_spaces.config import TrialConfig
 
 __all__ = ["EpochStats", "FitResult", "fit", "evaluate"]
 
@@ -132,7 +129,7 @@ def fit(
         model = MLP()
     model = model.to(data.device)
     model.train()
-    optimizer = create_optimizer(config, model)
+    optimizer = create_optimizer(model, config.optimizer, **config.optimizer_hparams())
     steps_per_epoch = math.ceil(data.num_train / config.batch_size)
     lr_lambda = build_lr_lambda(
         config.schedule,

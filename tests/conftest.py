@@ -73,7 +73,7 @@ def add_trial(
     """Add a finished trial shaped like the ones ``study.run`` writes (known values)."""
     import optuna
 
-    from search_spaces import TrialConfig
+    from study.config import TrialConfig
 
     config = TrialConfig(
         optimizer=optimizer,

@@ -48,6 +48,7 @@ def known(tmp_path):
     return url
 
 
+@pytest.mark.slow
 def test_load_trials_has_one_row_per_trial_with_documented_columns(real_study):
     trials = load_trials(real_study, "real")
     assert len(trials) == 6
@@ -75,6 +76,7 @@ def test_load_trials_has_one_row_per_trial_with_documented_columns(real_study):
     assert (trials["final_accuracy"] > 0).all() and (trials["duration_s"] > 0).all()
 
 
+@pytest.mark.slow
 def test_load_curves_is_long_one_row_per_trial_epoch(real_study):
     trials = load_trials(real_study, "real")
     curves = load_curves(real_study, "real")
@@ -102,6 +104,7 @@ def test_load_curves_is_long_one_row_per_trial_epoch(real_study):
     )
 
 
+@pytest.mark.slow
 def test_several_studies_in_one_frame_with_a_study_column(real_study):
     # A second study in the same storage: the same command, another name.
     run_small_study(real_study, "other", 2)  # a second study in the same storage
@@ -112,6 +115,7 @@ def test_several_studies_in_one_frame_with_a_study_column(real_study):
     assert "study" in best_trials(both).columns
 
 
+@pytest.mark.slow
 def test_a_running_trial_is_read_as_running(real_study):
     optuna_study = optuna.load_study(study_name="real", storage=real_study)
     trial = optuna_study.ask()  # a worker that has just started a trial
@@ -125,6 +129,7 @@ def test_a_running_trial_is_read_as_running(real_study):
     )
 
 
+@pytest.mark.slow
 def test_unknown_study_lists_the_ones_in_the_storage(real_study):
     with pytest.raises(
         StudyNotFoundError, match="no study 'nope' in this storage; its studies: 'real'"
@@ -190,6 +195,7 @@ def test_best_trials_per_optimizer_and_schedule(known):
     assert set(by_schedule.columns) >= {"optimizer", "schedule", "number", "lr"}
 
 
+@pytest.mark.slow
 def test_importance_is_a_table_summing_to_one(real_study):
     table = param_importance(load_studies(real_study, "real")[0])
     assert list(table.columns) == ["param", "importance"]

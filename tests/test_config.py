@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from search_spaces import ConfigError, TrialConfig
+from study.config import ConfigError, TrialConfig
 
 
 @pytest.mark.parametrize(

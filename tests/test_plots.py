@@ -51,7 +51,23 @@ def test_lr_sensitivity_plot_draws_each_kind_of_run_and_a_trend_per_optimizer(fr
     assert set(diverged.get_offsets()[:, 1]) == {0.1}  # at the bottom, at chance
     assert len(ax.get_lines()) == 2  # one trend per optimizer
     assert ax.get_xscale() == "log"
-    assert plt.gca() is ax or plots.lr_sensitivity_plot(trials) is plt.gca()
+
+
+def test_axes_level_plots_draw_on_the_current_axes_when_given_none(frames):
+    trials, curves, optuna_study = frames
+    for draw in (
+        lambda: plots.lr_sensitivity_plot(trials),
+        lambda: plots.lr_schedule_plot(curves, trials),
+        lambda: plots.hparam_scatter(trials),
+        lambda: plots.importance_plot(param_importance(optuna_study)),
+        lambda: plots.best_so_far_plot(trials),
+    ):
+        fig, (left, right) = plt.subplots(1, 2)
+        plt.sca(left)  # the current Axes is the left one, not the last one made
+        ax = draw()
+        assert ax is left
+        assert ax.has_data() and not right.has_data()
+        plt.close(fig)
 
 
 def test_lr_sensitivity_grid_facets_by_schedule(frames):

@@ -46,6 +46,7 @@ def study_db(tmp_path_factory):
     return run_small_study(url, "r", 8, "--pruner", "none")
 
 
+@pytest.mark.slow
 def test_report_writes_the_page_its_plots_and_tables(study_db, tmp_path, capsys):
     out = tmp_path / "rep"
     assert report_main(["--storage", study_db, "--study-name", "r", "--out", str(out)]) == 0
@@ -64,6 +65,7 @@ def test_report_writes_the_page_its_plots_and_tables(study_db, tmp_path, capsys)
     plt.close("all")
 
 
+@pytest.mark.slow
 def test_report_of_two_studies_compares_them(study_db, tmp_path, capsys):
     run_small_study(study_db, "r2", 2)
     out = tmp_path / "two"
@@ -92,6 +94,7 @@ def test_report_on_a_study_without_complete_trials_says_so(tmp_path, capsys):
     assert "no complete, non-diverged trial yet" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_report_on_an_unknown_study_lists_the_studies(study_db, tmp_path, capsys):
     assert report_main(["--storage", study_db, "--study-name", "x", "--out", str(tmp_path)]) == 2
     assert "no study 'x' in this storage; its studies: 'r'" in capsys.readouterr().err
@@ -143,6 +146,7 @@ def test_comparison_notebook_runs_against_two_studies(study_db):
     assert any("r2" in t for t in tables)
 
 
+@pytest.mark.slow
 def test_optuna_cli_reads_our_database(study_db):
     result = subprocess.run(
         [
@@ -164,6 +168,7 @@ def test_optuna_cli_reads_our_database(study_db):
     assert '"eval_accuracy"' in result.stdout  # our user attributes come along
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Some regimes for parameter")
 def test_optuna_visualization_reads_our_database(study_db):
     optuna_study = optuna.load_study(study_name="r", storage=study_db)

@@ -13,8 +13,10 @@ from pathlib import Path
 import optuna
 import pytest
 from conftest import QUICK
+from optuna.distributions import FloatDistribution
 
-from search_spaces import SearchSpace, TrialConfig
+from search_spaces import SearchSpace
+from study.config import TrialConfig
 from study.objective import Objective
 from study.run import main
 
@@ -28,6 +30,7 @@ def load(tmp: Path, name: str) -> optuna.Study:
     )
 
 
+@pytest.mark.slow
 def test_small_real_study_records_curves_and_resumes_to_its_target(in_tmp, capsys):
     args = ["--trials", "4", "--epochs", "2", "--study-name", "small", *QUICK]
     assert main(args) == 0
@@ -62,6 +65,7 @@ def test_small_real_study_records_curves_and_resumes_to_its_target(in_tmp, capsy
     assert len(load(in_tmp, "small").get_trials()) == 6
 
 
+@pytest.mark.slow
 def test_lab_space_runs_exactly_the_three_lab_configs(in_tmp):
     assert main(["--space", "lab", "--trials", "3", "--epochs", "2", *QUICK]) == 0
     configs = [t.user_attrs["config"] for t in load(in_tmp, "lab").get_trials()]
@@ -89,10 +93,8 @@ def test_lab_space_runs_exactly_the_three_lab_configs(in_tmp):
 
 
 def test_a_diverged_trial_is_complete_with_the_worst_value_and_its_lr(tmp_path, tiny_data):
-    def huge_lr(trial, base, optimizers):
-        return base.replace(optimizer="sgd", lr=trial.suggest_float("lr", 1e5, 1e6, log=True))
-
-    space = SearchSpace("huge", "always diverges", huge_lr)
+    huge_lr = FloatDistribution(1e5, 1e6, log=True)
+    space = SearchSpace("huge", "always diverges", optimizers={"sgd": {"lr": huge_lr}})
     optuna_study = optuna.create_study(
         storage=f"sqlite:///{tmp_path / 'd.db'}", direction="maximize"
     )
@@ -106,6 +108,7 @@ def test_a_diverged_trial_is_complete_with_the_worst_value_and_its_lr(tmp_path, 
     assert trial.user_attrs["diverged_epoch"] == 1
 
 
+@pytest.mark.slow
 def test_optimizers_option_restricts_the_choice_for_the_life_of_the_study(in_tmp, capsys):
     args = ["--epochs", "1", "--study-name", "two", *QUICK]
     assert main(["--trials", "6", "--optimizers", "sgd,adam", *args]) == 0
@@ -119,6 +122,7 @@ def test_optimizers_option_restricts_the_choice_for_the_life_of_the_study(in_tmp
     )
 
 
+@pytest.mark.slow
 def test_validation_split_prunes_on_validation_and_measures_test_once(in_tmp):
     argv = ["--trials", "2", "--epochs", "2", "--study-name", "v", "--validation", "0.1", *QUICK]
     assert main(argv) == 0
@@ -130,6 +134,7 @@ def test_validation_split_prunes_on_validation_and_measures_test_once(in_tmp):
         assert trial.value == trial.user_attrs["eval_accuracy"][-1]  # pruned/told on validation
 
 
+@pytest.mark.slow
 def test_seeded_runs_sample_the_same_configs(tmp_path):
     for name in ("a", "b"):
         storage = f"sqlite:///{tmp_path / name}.db"
@@ -212,6 +217,7 @@ def test_a_foreign_sqlite_db_is_refused_and_left_untouched(in_tmp, capsys):
     assert db.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_resuming_with_another_space_or_epochs_is_refused(in_tmp, capsys):
     assert main(["--trials", "1", "--epochs", "1", "--study-name", "s", *QUICK]) == 0
     capsys.readouterr()
@@ -311,3 +317,17 @@ def test_sigterm_marks_the_running_trial_failed_and_a_rerun_finishes(tmp_path):
     finished = [t for t in trials if t.state in FINISHED]
     assert len(finished) == 3
     assert len(trials) == 4  # the failed one stays as a record; nothing finished ran again
+
+
+@pytest.mark.slow
+def test_a_study_name_that_cannot_name_a_file_works_with_storage(tmp_path, capsys):
+    # Regression: the summary used to rebuild the default URL from the name and exit 2.
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    argv = ["--trials", "1", "--epochs", "1", "--storage", url, "--study-name", "my study"]
+    assert main([*argv, *QUICK]) == 0
+    out = capsys.readouterr().out
+    assert "1 finished of target 1" in out
+    assert f"python -m analysis.report --study-name 'my study' --storage {url}" in out
+    # Without --storage the name must name a file: one line, exit 2.
+    assert main(["--trials", "1", "--study-name", "my study"]) == 2
+    assert "cannot name a file" in capsys.readouterr().err

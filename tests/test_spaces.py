@@ -1,66 +1,127 @@
 from __future__ import annotations
 
+import json
+
 import optuna
 import pytest
+from optuna.distributions import FloatDistribution
 
-from search_spaces import LAB_CONFIGS, TrialConfig, get_space, list_spaces
+from search_spaces import LAB_CONFIGS, SearchSpace, get_space, list_spaces
+from study import records
+from study.config import TrialConfig
 from study.optim import get_optimizer_info
 
 
-def _configs(space, tmp_path, n=40):
+def _trials(space, n=40, epochs=5):
+    """``n`` trials of ``space`` asked of a random sampler (in memory: the storage is not
+    what is tested here); returns (config, frozen trial) pairs."""
     optuna_study = optuna.create_study(
-        storage=f"sqlite:///{tmp_path / 's.db'}",
-        direction="maximize",
-        sampler=optuna.samplers.RandomSampler(seed=0),
+        direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0)
     )
     space.enqueue_fixed_trials(optuna_study, n)
     configs = []
     for _ in range(n):
         trial = optuna_study.ask()
-        configs.append(space.config_for(trial, TrialConfig(epochs=5)))
+        configs.append(space.config_for(trial, TrialConfig(epochs=epochs)))
         optuna_study.tell(trial, 0.5)
-    return configs
+    return list(zip(configs, optuna_study.get_trials(), strict=True))
 
 
 @pytest.mark.parametrize("name", list_spaces())
-def test_every_space_proposes_valid_configs_with_conditional_parameters(name, tmp_path):
+def test_every_space_proposes_valid_configs_with_conditional_parameters(name):
     space = get_space(name)
-    configs = _configs(space, tmp_path)
-    for config in configs:
+    pairs = _trials(space)
+    for config, _ in pairs:
         info = get_optimizer_info(config.optimizer)
         assert config.momentum is None or info.has_momentum
         assert config.beta1 is None or info.has_betas
         assert config.epochs == 5
     if space.optimizers:
-        assert {c.optimizer for c in configs} == set(space.optimizers)
+        assert {c.optimizer for c, _ in pairs} == set(space.optimizers)
 
 
-def test_each_optimizer_has_its_own_lr_range_in_the_default_space(tmp_path):
-    for config in _configs(get_space("default"), tmp_path, n=60):
-        low, high = get_optimizer_info(config.optimizer).lr_range
-        assert low <= config.lr <= high
+@pytest.mark.parametrize("name", list_spaces())
+def test_what_is_sampled_is_what_is_declared_and_stored(name):
+    """Each range is declared once: every trial's parameter distribution is the declared
+    one, and the definition stored with the study decodes to the same distributions."""
+    space = get_space(name)
+    declared = space.distributions(epochs=5)
+    for _, trial in _trials(space, epochs=5):
+        for param, distribution in trial.distributions.items():
+            assert declared[param] == distribution, param
+    stored = json.loads(json.dumps(space.definition(epochs=5)))  # as the database holds it
+    if space.configs:
+        assert stored == {"configs": json.loads(json.dumps(LAB_CONFIGS))}
+        return
+    for optimizer, fields in stored["optimizers"].items():
+        for field, value in fields.items():
+            if isinstance(value, dict):
+                decoded = records.decode_distribution(value)
+                assert decoded == declared[f"{optimizer}_{field}"]
+
+
+def test_each_optimizer_has_its_own_lr_range_in_the_default_space():
+    space = get_space("default")
+    for config, trial in _trials(space, n=60):
+        lr_range = space.optimizers[config.optimizer]["lr"]
+        assert lr_range.low <= config.lr <= lr_range.high
+        assert trial.distributions[f"{config.optimizer}_lr"] == lr_range
         if config.optimizer == "sgd":
             assert config.momentum is not None
         if config.optimizer in ("adam", "adamw"):
             assert config.beta1 is not None and config.momentum is None
+    # SGD's and Adam's ranges are orders of magnitude apart.
+    assert space.optimizers["sgd"]["lr"].low >= 100 * space.optimizers["adam"]["lr"].low
 
 
-def test_lab_space_enqueues_once_however_often_it_is_asked(tmp_path):
+def test_ranges_that_depend_on_the_run_length_follow_the_epochs():
+    space = get_space("default")
+    assert space.distributions(epochs=5)["step_epochs"].high == 4
+    assert space.distributions(epochs=15)["step_epochs"].high == 14
+    assert space.distributions(epochs=1)["warmup_epochs"].high == 0.5
+    assert space.definition(epochs=15)["schedules"]["step"]["step_epochs"]["attributes"][
+        "high"
+    ] == 14
+
+
+def test_fixed_values_are_applied_not_sampled():
+    space = get_space("lr-sweep")
+    for config, trial in _trials(space, n=20):
+        assert config.schedule == "constant"
+        assert set(trial.params) == {"optimizer", f"{config.optimizer}_lr"}
+        if config.optimizer == "sgd":
+            assert config.momentum == 0.9
+
+
+def test_a_space_built_from_data_alone():
+    space = SearchSpace(
+        "mine",
+        "Adam only, three decades of learning rate",
+        optimizers={"adam": {"lr": FloatDistribution(1e-5, 1e-2, log=True), "beta1": 0.8}},
+    )
+    ((config, trial),) = _trials(space, n=1)
+    assert config.optimizer == "adam" and config.beta1 == 0.8
+    assert 1e-5 <= config.lr <= 1e-2 and set(trial.params) == {"optimizer", "adam_lr"}
+    with pytest.raises(ValueError, match="unknown optimizer 'lion'"):
+        SearchSpace("bad", "", optimizers={"lion": {}})
+
+
+def test_lab_space_enqueues_once_however_often_it_is_asked():
     space = get_space("lab")
-    optuna_study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'l.db'}")
+    optuna_study = optuna.create_study()
     assert space.enqueue_fixed_trials(optuna_study, 4) == 4
     assert space.enqueue_fixed_trials(optuna_study, 4) == 0
     assert space.enqueue_fixed_trials(optuna_study, 5) == 1
     waiting = optuna_study.get_trials(states=(optuna.trial.TrialState.WAITING,))
-    assert [t.user_attrs["fixed_trial"] for t in waiting] == [
+    assert [t.user_attrs[records.FIXED_TRIAL] for t in waiting] == [
         f"lab_config={n}" for n in (*LAB_CONFIGS, "sgd", "rmsprop")
     ]
 
 
 def test_restrict_keeps_order_and_rejects_what_the_space_does_not_search():
     space = get_space("default").restrict(["adam", "sgd", "adam"])
-    assert space.optimizers == ("adam", "sgd")
-    assert get_space("default").optimizers == ("sgd", "rmsprop", "adam", "adamw")
+    assert space.optimizer_names == ("adam", "sgd")
+    assert get_space("default").optimizer_names == ("sgd", "rmsprop", "adam", "adamw")
     with pytest.raises(ValueError, match="unknown optimizer 'lion'"):
         get_space("default").restrict(["lion"])
     with pytest.raises(ValueError, match="runs fixed configurations"):

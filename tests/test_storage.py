@@ -50,6 +50,7 @@ def test_open_study_stores_settings_and_checks_them_on_resume(tmp_path):
         )
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_postgres_study_runs_and_resumes(postgres_url, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)

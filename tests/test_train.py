@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from search_spaces import TrialConfig
+from study.config import TrialConfig
 from study.data import load_mnist
 from study.model import MLP
 from study.train import fit

@@ -1,4 +1,9 @@
-"""``TrialConfig``: the one currency between a search space and training."""
+"""``TrialConfig``: the one currency between a search space and training.
+
+It belongs to training and validates against the optimizer and schedule registries beside
+it; a search space builds one, ``study.train.fit`` consumes one. Importing it loads torch
+(through the registries) but never Optuna.
+"""
 
 from __future__ import annotations
 
@@ -77,30 +82,10 @@ class TrialConfig:
             info = get_optimizer_info(self.optimizer)
         except ValueError as exc:
             raise ConfigError(f"optimizer: {exc}") from None
-        _check(
-            _is_number(self.lr) and self.lr > 0,
-            f"lr must be a finite number > 0, but got lr={self.lr!r}.",
-        )
-        self._check_optional("momentum", info.has_momentum, "SGD and RMSprop")
-        self._check_optional("beta1", info.has_betas, "Adam and AdamW")
-        self._check_optional("beta2", info.has_betas, "Adam and AdamW")
-        self._check_optional("alpha", info.has_alpha, "RMSprop")
-        if self.nesterov:
-            _check(
-                info.has_nesterov and (self.momentum or 0) > 0,
-                f"nesterov=True needs an optimizer with Nesterov momentum (sgd) and momentum"
-                f" > 0, but got optimizer={self.optimizer!r}, momentum={self.momentum!r}.",
-            )
-        _check(
-            _is_number(self.weight_decay) and self.weight_decay >= 0,
-            f"weight_decay must be a finite number >= 0, but got"
-            f" weight_decay={self.weight_decay!r}.",
-        )
-        _check(
-            info.has_weight_decay or self.weight_decay == 0,
-            f"optimizer {self.optimizer!r} takes no weight decay, but got"
-            f" weight_decay={self.weight_decay!r}; set it to 0.",
-        )
+        try:
+            info.check_hparams(**self.optimizer_hparams())
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         try:
             params = validate_schedule_params(self.schedule, self.schedule_params)
         except ValueError as exc:
@@ -125,19 +110,18 @@ class TrialConfig:
             f"seed must be an integer >= 0, but got seed={self.seed!r}.",
         )
 
-    def _check_optional(self, name: str, applies: bool, who: str) -> None:
-        value = getattr(self, name)
-        if value is None:
-            return
-        _check(
-            applies,
-            f"optimizer {self.optimizer!r} takes no {name} (only {who} do), but got"
-            f" {name}={value!r}; leave it None.",
-        )
-        _check(
-            _is_number(value) and 0 <= value < 1,
-            f"{name} must be in [0, 1), but got {name}={value!r}.",
-        )
+    def optimizer_hparams(self) -> dict[str, Any]:
+        """The keyword arguments of ``study.optim.create_optimizer`` this config sets."""
+        return {
+            "lr": self.lr,
+            "momentum": self.momentum,
+            "nesterov": self.nesterov,
+            "beta1": self.beta1,
+            "beta2": self.beta2,
+            "alpha": self.alpha,
+            "weight_decay": self.weight_decay,
+            "no_decay_1d": self.no_decay_1d,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (lists for tuples), as stored in the study database."""

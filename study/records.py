@@ -1,0 +1,172 @@
+"""What a study database holds: the names its writers and readers share (no torch).
+
+``study.objective`` and ``study.run`` write these records through Optuna's own API (trial and
+study user attributes, intermediate values); ``analysis`` and ``study.summary`` read them.
+Both sides take the names from here, so a record is named once. Importing this module loads
+neither torch nor the training code: a report runs where only the database, pandas and
+seaborn are.
+
+Per trial (user attributes):
+
+==================  ======================================================================
+``config``          the full ``TrialConfig`` as a dict
+``seed``            the trial's seed (the first one when it trains several)
+``eval_set``        ``"test"`` or ``"validation"``: what ``eval_accuracy`` measured
+``train_loss``      per-epoch list, running average over the epoch's batches
+``train_accuracy``  per-epoch list, running average (dropout active)
+``eval_accuracy``   per-epoch list, also reported as the intermediate value (epoch 1, 2, ...)
+``lr``              per-epoch list, learning rate of the epoch's last update
+``batch_size``      per-epoch list, batch size in effect
+``epoch_seconds``   per-epoch list, wall time of training plus evaluation
+``diverged``        bool; when true also ``diverged_lr``, ``diverged_epoch`` and
+                    ``diverged_reason`` (``"non-finite loss"``, ``"loss blew up"`` or
+                    ``"collapsed to chance"``)
+``test_accuracy``   test-set accuracy at the end (complete, non-diverged trials)
+``seeds``           with ``--repeats K``: the K seeds, and ``seed_accuracies`` (final
+                    accuracy per seed, chance for a diverged seed), ``seed_eval_accuracy``
+                    (per seed, the per-epoch list) and ``seed_diverged`` (per seed)
+==================  ======================================================================
+
+A diverged trial is complete with value :data:`DIVERGED_VALUE` (0.0, the worst accuracy), so
+the sampler learns that region is bad; it is not an error.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import optuna
+
+__all__ = [
+    "CONFIG",
+    "SEED",
+    "EVAL_SET",
+    "DIVERGED",
+    "DIVERGED_LR",
+    "DIVERGED_EPOCH",
+    "DIVERGED_REASON",
+    "TEST_ACCURACY",
+    "FIXED_TRIAL",
+    "SEEDS",
+    "SEED_ACCURACIES",
+    "SEED_EVAL_ACCURACY",
+    "SEED_DIVERGED",
+    "CURVES",
+    "EVAL_ACCURACY",
+    "EPOCH_SECONDS",
+    "DIVERGED_VALUE",
+    "CHANCE",
+    "SETTINGS",
+    "CHECKED_SETTINGS",
+    "STATE_NAMES",
+    "OUTCOMES",
+    "outcome",
+    "format_schedule_params",
+    "encode_distribution",
+    "decode_distribution",
+]
+
+# --- per trial ---------------------------------------------------------------------------
+
+CONFIG = "config"
+SEED = "seed"
+EVAL_SET = "eval_set"
+DIVERGED = "diverged"
+DIVERGED_LR = "diverged_lr"
+DIVERGED_EPOCH = "diverged_epoch"
+DIVERGED_REASON = "diverged_reason"
+TEST_ACCURACY = "test_accuracy"
+#: Which fixed configuration an enqueued trial runs (the ``lab`` space).
+FIXED_TRIAL = "fixed_trial"
+SEEDS = "seeds"
+SEED_ACCURACIES = "seed_accuracies"
+SEED_EVAL_ACCURACY = "seed_eval_accuracy"
+SEED_DIVERGED = "seed_diverged"
+
+#: Per-epoch lists: user attribute -> the ``study.train.EpochStats`` field it records.
+CURVES: Mapping[str, str] = {
+    "train_loss": "train_loss",
+    "train_accuracy": "train_accuracy",
+    "eval_accuracy": "eval_accuracy",
+    "lr": "lr",
+    "batch_size": "batch_size",
+    "epoch_seconds": "seconds",
+}
+EVAL_ACCURACY = "eval_accuracy"
+EPOCH_SECONDS = "epoch_seconds"
+
+#: The value a diverged trial is told to Optuna with: the worst accuracy.
+DIVERGED_VALUE = 0.0
+#: Accuracy of guessing among MNIST's ten classes: what a diverged run counts as in the
+#: sensitivity metrics and plots, and the level a collapsed run falls back to.
+CHANCE = 0.10
+
+# --- per study ---------------------------------------------------------------------------
+
+#: The study's settings, stored as one user attribute each when it is created.
+SETTINGS = (
+    "space",
+    "space_description",
+    "space_definition",
+    "optimizers",
+    "epochs",
+    "batch_size",
+    "validation",
+    "train_size",
+    "eval_set",
+    "toolkit_version",
+)
+#: Settings a study keeps for life: its trials are only comparable under the same ones.
+CHECKED_SETTINGS = ("space", "optimizers", "epochs", "batch_size", "validation", "train_size")
+
+# --- how a trial ended: one counting rule for the summary, the tables and the report -----
+
+#: Optuna's trial states as the tables write them.
+STATE_NAMES: Mapping[optuna.trial.TrialState, str] = {
+    optuna.trial.TrialState.COMPLETE: "complete",
+    optuna.trial.TrialState.PRUNED: "pruned",
+    optuna.trial.TrialState.FAIL: "failed",
+    optuna.trial.TrialState.RUNNING: "running",
+    optuna.trial.TrialState.WAITING: "waiting",
+}
+#: Every outcome :func:`outcome` returns, in the order summaries list them.
+OUTCOMES = ("complete", "pruned", "diverged", "failed", "running", "waiting")
+
+
+def outcome(state: str, diverged: bool) -> str:
+    """How a trial ended: its state name, except that a complete diverged trial is
+    ``"diverged"`` (it is finished, but its accuracy is not a final accuracy)."""
+    if state == "complete" and diverged:
+        return "diverged"
+    return state
+
+
+# --- formatting the readers need -----------------------------------------------------------
+
+
+def format_schedule_params(params: Mapping[str, Any] | None) -> str:
+    """``step_epochs=2, gamma=0.1``: a schedule's parameters as short text for tables."""
+    if not params:
+        return ""
+    parts = []
+    for key, value in params.items():
+        if isinstance(value, (list, tuple)):
+            parts.append(f"{key}=" + ",".join(f"{v:g}" for v in value))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            parts.append(f"{key}={value:.3g}")
+        else:
+            parts.append(f"{key}={value}")
+    return ", ".join(parts)
+
+
+def encode_distribution(distribution: optuna.distributions.BaseDistribution) -> dict:
+    """An Optuna distribution as the JSON-ready dict stored in a study's space definition
+    (``optuna.distributions.distribution_to_json``, parsed)."""
+    return json.loads(optuna.distributions.distribution_to_json(distribution))
+
+
+def decode_distribution(data: Mapping[str, Any]) -> optuna.distributions.BaseDistribution:
+    """The inverse of :func:`encode_distribution`."""
+    return optuna.distributions.json_to_distribution(json.dumps(data))

@@ -1,0 +1,94 @@
+"""Running trials until a study reaches its target, with progress bars and clean stops.
+
+SIGTERM is handled like Ctrl-C: the trial being trained is marked failed (never left
+RUNNING) and the caller prints the summary.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from typing import Any, NoReturn
+
+import optuna
+from tqdm.auto import tqdm
+
+from search_spaces.spaces import SearchSpace
+from study.config import TrialConfig
+from study.data import Dataset
+from study.objective import Objective
+from study.summary import trial_line
+from study.train import EpochStats
+
+__all__ = ["FINISHED", "run_trials"]
+
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+
+
+def _raise_interrupt(signum: int, frame: Any) -> NoReturn:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _best_value(optuna_study: optuna.Study) -> float | None:
+    complete = optuna_study.get_trials(
+        deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    return max((t.value for t in complete), default=None)
+
+
+def run_trials(
+    optuna_study: optuna.Study,
+    space: SearchSpace,
+    data: Dataset,
+    base: TrialConfig,
+    *,
+    target: int,
+    finished: int,
+) -> tuple[bool, float]:
+    """Run trials until ``target`` are finished; returns (interrupted, wall seconds).
+
+    Shows a bar over trials (best accuracy so far) and one over the running trial's epochs,
+    and one line per finished trial on stderr.
+    """
+    trial_bar = tqdm(total=target, initial=finished, unit="trial", desc=optuna_study.study_name,
+                     dynamic_ncols=True, disable=None)
+    epoch_bar = tqdm(total=base.epochs, unit="epoch", leave=False, position=1,
+                     dynamic_ncols=True, disable=None)
+
+    def on_epoch(trial: optuna.Trial, stats: EpochStats) -> None:
+        if stats.epoch == 1:
+            epoch_bar.reset(total=base.epochs)
+            epoch_bar.set_description(f"trial {trial.number} {trial.params.get('optimizer', '')}")
+        epoch_bar.update(1)
+        epoch_bar.set_postfix(loss=f"{stats.train_loss:.3f}", acc=f"{stats.eval_accuracy:.4f}")
+
+    def on_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if trial.state in FINISHED:
+            trial_bar.update(1)
+        best = _best_value(study)
+        if best is not None:
+            trial_bar.set_postfix(best=f"{best:.4f}")
+        tqdm.write(trial_line(trial), file=sys.stderr)
+
+    objective = Objective(space, data, base, on_epoch=on_epoch)
+    callbacks = [optuna.study.MaxTrialsCallback(target, states=FINISHED), on_trial]
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    start = time.perf_counter()
+    interrupted = False
+    try:
+        optuna_study.optimize(objective, n_trials=target - finished, callbacks=callbacks,
+                              gc_after_trial=False)
+    except KeyboardInterrupt:
+        interrupted = True
+        # Optuna marks a trial failed when the interrupt hits its objective; one caught
+        # elsewhere (between sampling and the objective) would stay RUNNING: close it here.
+        running = optuna_study.get_trials(
+            deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        for trial in running:
+            if trial.number in objective.started:
+                optuna_study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        epoch_bar.close()
+        trial_bar.close()
+    return interrupted, time.perf_counter() - start

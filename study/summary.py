@@ -1,0 +1,101 @@
+"""What ``python -m study.run`` prints: one line per finished trial and the end-of-run
+summary, counted and ranked by ``analysis``' own rules (one counting rule everywhere)."""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+
+from analysis.load import load_trials
+from analysis.tables import best_trials
+from study import records
+
+__all__ = ["trial_line", "summarize", "format_duration"]
+
+
+def trial_line(trial: optuna.trial.FrozenTrial) -> str:
+    """``trial   3 adam    lr 1.20e-04  accuracy 0.9676  (5 epochs, 18.7 s)``."""
+    attrs = trial.user_attrs
+    config = attrs.get(records.CONFIG, {})
+    epochs = len(attrs.get(records.EVAL_ACCURACY, []))
+    seconds = sum(attrs.get(records.EPOCH_SECONDS, []))
+    head = f"trial {trial.number:>3} {config.get('optimizer', '?'):<7} "
+    head += f"lr {config.get('lr', math.nan):.2e}"
+    if attrs.get(records.DIVERGED):
+        outcome = (f"diverged at lr {attrs[records.DIVERGED_LR]:.2e} "
+                   f"(epoch {attrs[records.DIVERGED_EPOCH]})")
+    elif trial.state == optuna.trial.TrialState.PRUNED:
+        outcome = f"pruned after epoch {epochs}: {trial.value:.4f}"
+    elif trial.state == optuna.trial.TrialState.COMPLETE:
+        outcome = f"accuracy {trial.value:.4f}"
+    else:
+        outcome = trial.state.name.lower()
+    return f"{head}  {outcome}  ({epochs} epoch{'' if epochs == 1 else 's'}, {seconds:.1f} s)"
+
+
+def format_duration(seconds: float) -> str:
+    """``8m43s``, or ``12.5s`` under a minute."""
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{seconds:.1f}s"
+
+
+def summarize(
+    storage: optuna.storages.BaseStorage,
+    study_name: str,
+    *,
+    target: int,
+    shown_url: str,
+    storage_option: str | None = None,
+    wall_seconds: float | None = None,
+) -> str:
+    """The end-of-run summary: counts, best trial overall and per optimizer, how to open it.
+
+    Args:
+        storage, study_name: the study.
+        target: the ``--trials`` target.
+        shown_url: the storage URL as messages show it (password masked).
+        storage_option: the ``--storage`` value to repeat in the printed commands; ``None``
+            when the study is in its default place.
+        wall_seconds: this run's wall time, when it ran trials.
+    """
+    trials = load_trials(storage, study_name)
+    optuna_study = optuna.load_study(study_name=study_name, storage=storage)
+    counts = {name: int((trials["outcome"] == name).sum()) for name in records.OUTCOMES}
+    if not counts["waiting"]:
+        del counts["waiting"]
+    finished = counts["complete"] + counts["pruned"] + counts["diverged"]
+    lines = [
+        "",
+        f"Study {study_name!r} ({shown_url}): {finished} finished of target {target}"
+        + (" (parallel workers can overshoot by at most workers - 1)"
+           if finished > target else ""),
+        "  " + ", ".join(f"{k} {v}" for k, v in counts.items()),
+    ]
+    epochs = optuna_study.user_attrs.get("epochs")
+    pruned = trials[trials["outcome"] == "pruned"]
+    if epochs and len(pruned):
+        saved = int((epochs - pruned["epochs_run"]).sum())
+        lines.append(f"  pruning saved {saved} of {epochs * finished} trial-epochs")
+    if wall_seconds is not None:
+        lines.append(f"  wall time this run: {format_duration(wall_seconds)}")
+    best = best_trials(trials) if len(trials) else trials
+    if len(best):
+        top = best.iloc[0]
+        eval_set = optuna_study.user_attrs.get(records.EVAL_SET, "test")
+        lines.append(f"Best trial: #{top['number']} {top['optimizer']} accuracy "
+                     f"{top['final_accuracy']:.4f} at lr {top['lr']:.3g} ({eval_set} set)")
+        lines.append("Best trial per optimizer:")
+        table = best.rename(columns={"number": "trial", "final_accuracy": "accuracy"})
+        table = table.drop(columns=["test_accuracy"], errors="ignore")
+        lines.append(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    else:
+        lines.append("No complete trial yet.")
+    option = f" --storage {storage_option}" if storage_option else ""
+    lines.append(f"Report: python -m analysis.report --study-name {_quote(study_name)}{option}")
+    lines.append(f"Trials: optuna trials --study-name {_quote(study_name)} --storage {shown_url}")
+    return "\n".join(lines)
+
+
+def _quote(text: str) -> str:
+    return f"'{text}'" if any(c in text for c in " \t'\"$&|;<>()*?") else text
