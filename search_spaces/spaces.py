@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -91,6 +92,9 @@ class SearchSpace:
             enqueued in turn and cycled with new seeds (the ``lab`` space).
         pruner: the pruner used when the command line names none (``none`` for a space of
             fixed configurations, whose runs are meant to go the full length).
+        lr_grid: ``(low, high, points per decade)``: instead of sampling, visit the same log
+            grid of learning rates (shared parameter ``lr``) for every optimizer, each point
+            once, with Optuna's ``GridSampler`` (the DeepOBS protocol).
 
     A distribution may be given as a function of the study's epochs (``step_epochs`` runs
     up to the last epoch); :meth:`distributions` resolves it.
@@ -105,10 +109,45 @@ class SearchSpace:
     shared: Mapping[str, Spec] = field(default_factory=dict)
     configs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     pruner: str = "median"
+    lr_grid: tuple[float, float, int] | None = None
 
     def __post_init__(self) -> None:
         for optimizer in self.optimizers:
             get_optimizer_info(optimizer)  # an unknown name lists the registered ones
+        if self.lr_grid is not None:
+            low, high, per_decade = self.lr_grid
+            if not (0 < low < high and isinstance(per_decade, int) and per_decade >= 1):
+                raise ValueError(
+                    f"lr_grid must be (low, high, points per decade) with 0 < low < high and "
+                    f"an integer >= 1 per decade, but got lr_grid={self.lr_grid!r}."
+                )
+            object.__setattr__(self, "shared", {**self.shared, "lr": _log(low, high)})
+
+    def grid(self) -> dict[str, list[Any]] | None:
+        """The grid ``GridSampler`` visits (``None`` for a sampled space): every optimizer
+        times the same learning rates, ``per_decade`` per decade from ``low`` to ``high``
+        (both included)."""
+        if self.lr_grid is None:
+            return None
+        low, high, per_decade = self.lr_grid
+        n = max(1, round(math.log10(high / low) * per_decade)) + 1
+        lrs = [float(f"{10 ** (math.log10(low) + i * math.log10(high / low) / (n - 1)):.6g}")
+               for i in range(n)]
+        return {"optimizer": list(self.optimizer_names), "lr": lrs}
+
+    def with_lr_grid(self, low: float, high: float, per_decade: int) -> SearchSpace:
+        """This grid space over another learning-rate grid.
+
+        Raises:
+            ValueError: the space is not a grid, or the grid is malformed.
+        """
+        if self.lr_grid is None:
+            raise ValueError(
+                f"the {self.name!r} space samples its learning rates; a grid applies to: "
+                f"{', '.join(s.name for s in _SPACES if s.lr_grid)}."
+            )
+        shared = {k: v for k, v in self.shared.items() if k != "lr"}
+        return dataclasses.replace(self, shared=shared, lr_grid=(low, high, per_decade))
 
     @property
     def optimizer_names(self) -> tuple[str, ...]:
@@ -161,11 +200,14 @@ class SearchSpace:
 
         if self.configs:
             return {"configs": {name: dict(c) for name, c in self.configs.items()}}
-        return {
+        definition = {
             "optimizers": {name: encode(f) for name, f in self.optimizers.items()},
             "schedules": {name: encode(p) for name, p in self.schedules.items()},
             "shared": encode(self.shared),
         }
+        if self.lr_grid is not None:
+            definition["grid"] = self.grid()
+        return definition
 
     @property
     def config_param(self) -> str:
@@ -324,6 +366,20 @@ register(SearchSpace(
         "adam": {"lr": _log(1e-7, 1e-1)},
         "adamw": {"lr": _log(1e-7, 1e-1)},
     },
+))
+
+
+# --- lr-grid: the same learning-rate grid for every optimizer (DeepOBS) --------------------
+
+# Everything but the learning rate fixed as in lr-sweep. A common range for all optimizers is
+# what makes their sensitivity scores comparable: each is averaged over the same decades.
+register(SearchSpace(
+    name="lr-grid",
+    description="the same log grid of learning rates for every optimizer (1e-5 to 1, 4 per "
+    "decade), each point once; SGD with momentum 0.9, the rest at torch defaults",
+    optimizers={"sgd": {"momentum": 0.9}, "rmsprop": {}, "adam": {}, "adamw": {}},
+    pruner="none",
+    lr_grid=(1e-5, 1.0, 4),
 ))
 
 

@@ -16,7 +16,11 @@ from typing import Any
 from study.optim import get_optimizer_info
 from study.schedules import validate_schedule_params
 
-__all__ = ["TrialConfig", "ConfigError"]
+__all__ = ["TrialConfig", "ConfigError", "PRECISIONS"]
+
+#: Numeric precisions of the forward and backward pass: ``bf16`` is autocast to bfloat16
+#: with float32 master weights, optimizer state and loss.
+PRECISIONS = ("fp32", "bf16")
 
 
 class ConfigError(ValueError):
@@ -55,6 +59,8 @@ class TrialConfig:
         batch_size: examples per optimizer update (>= 1).
         epochs: passes over the training set (>= 1).
         seed: seeds weight initialisation, dropout and the batch order (>= 0).
+        precision: ``"fp32"``, or ``"bf16"`` (forward and backward autocast to bfloat16,
+            float32 master weights, optimizer state and loss).
 
     Raises:
         ConfigError: a field out of range; the message names the field, the value and the
@@ -76,6 +82,7 @@ class TrialConfig:
     batch_size: int = 64
     epochs: int = 5
     seed: int = 0
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         try:
@@ -108,6 +115,11 @@ class TrialConfig:
         _check(
             isinstance(self.seed, int) and self.seed >= 0,
             f"seed must be an integer >= 0, but got seed={self.seed!r}.",
+        )
+        _check(
+            self.precision in PRECISIONS,
+            f"precision must be one of {', '.join(PRECISIONS)}, but got"
+            f" precision={self.precision!r}.",
         )
 
     def optimizer_hparams(self) -> dict[str, Any]:

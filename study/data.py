@@ -71,6 +71,11 @@ class Dataset:
     def num_train(self) -> int:
         return self.train_x.shape[0]
 
+    @property
+    def num_classes(self) -> int:
+        """Classes the labels can take (10 for MNIST): chance accuracy is 1 / this."""
+        return 10
+
 
 def read_idx(path: Path, expected_md5: str | None = None) -> np.ndarray:
     """Read one gzip-compressed IDX file into a uint8 array, checking its MD5.

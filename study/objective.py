@@ -1,7 +1,10 @@
-"""The thin glue between a search space, ``fit`` and Optuna.
+"""The thin glue between a search space, training and Optuna.
 
 Per trial the objective records what :mod:`study.records` lists, through Optuna's own API
-(user attributes and one intermediate value per epoch), so any Optuna tool reads it.
+(user attributes and one intermediate value per epoch), so any Optuna tool reads it. With
+``repeats`` K it trains the trial's configuration with K seeds, interleaved epoch by epoch:
+the value reported each epoch (what the pruner sees) is the mean over the seeds, a diverged
+seed counting as chance.
 """
 
 from __future__ import annotations
@@ -10,37 +13,43 @@ from collections.abc import Callable
 
 import optuna
 
-from search_spaces.spaces import SearchSpace
 from study import records
 from study.config import TrialConfig
 from study.data import Dataset
-from study.train import EpochStats, fit
+from study.train import EpochStats, FitResult, TrainingRun
 
 __all__ = ["Objective"]
 
 
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
 class Objective:
-    """``objective(trial) -> accuracy``: suggest a config, train it, report every epoch.
+    """``objective(trial) -> accuracy``: propose a config, train it, report every epoch.
 
     Args:
-        space: turns the trial into a ``TrialConfig``.
+        propose: ``trial -> TrialConfig`` (a search space's ``config_for`` with what the
+            command line fixes); its seed is the trial's first seed.
         data: the tensors every trial trains on (loaded once per process).
-        base: what the command line fixes (epochs, batch size); its ``seed`` plus the trial
-            number seeds each trial.
-        on_epoch: also called after each epoch (progress display).
+        repeats: seeds per trial: ``config.seed``, ``config.seed + 1``, ...
+        on_epoch: also called after each epoch with the trial and the first seed's stats
+            (progress display).
     """
 
     def __init__(
         self,
-        space: SearchSpace,
+        propose: Callable[[optuna.Trial], TrialConfig],
         data: Dataset,
-        base: TrialConfig,
         *,
+        repeats: int = 1,
         on_epoch: Callable[[optuna.Trial, EpochStats], None] | None = None,
     ) -> None:
-        self.space = space
+        if repeats < 1:
+            raise ValueError(f"repeats must be >= 1, but got {repeats=}.")
+        self.propose = propose
         self.data = data
-        self.base = base
+        self.repeats = repeats
         self.on_epoch = on_epoch
         #: numbers of the trials this objective has started (an interrupted run closes
         #: those still RUNNING).
@@ -48,31 +57,57 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         self.started.append(trial.number)
-        seed = self.base.seed + trial.number
-        config = self.space.config_for(trial, self.base.replace(seed=seed))
+        config = self.propose(trial)
+        seeds = [config.seed + k for k in range(self.repeats)]
         trial.set_user_attr(records.CONFIG, config.to_dict())
-        trial.set_user_attr(records.SEED, seed)
+        trial.set_user_attr(records.SEED, config.seed)
+        trial.set_user_attr(records.SEEDS, seeds)
         trial.set_user_attr(records.EVAL_SET, self.data.eval_set)
         trial.set_user_attr(records.DIVERGED, False)
+        runs = [TrainingRun(config.replace(seed=s), self.data) for s in seeds]
         curves: dict[str, list[float]] = {attr: [] for attr in records.CURVES}
+        per_seed: list[list[float]] = [[] for _ in runs]
 
-        def record(stats: EpochStats) -> None:
-            for attr, name in records.CURVES.items():
-                curves[attr].append(getattr(stats, name))
+        for epoch in range(1, config.epochs + 1):
+            stats = [run.train_epoch() if not run.finished else None for run in runs]
+            alive = [s for s in stats if s is not None]
+            if not alive:
+                break  # every seed has diverged
+            accuracies = [s.eval_accuracy if s else records.CHANCE for s in stats]
+            for seed_curve, accuracy in zip(per_seed, accuracies, strict=True):
+                seed_curve.append(accuracy)
+            mean = {
+                "train_loss": _mean([s.train_loss for s in alive]),
+                "train_accuracy": _mean([s.train_accuracy for s in alive]),
+                "eval_accuracy": _mean(accuracies),
+                "lr": alive[0].lr,
+                "batch_size": alive[0].batch_size,
+                "epoch_seconds": sum(s.seconds for s in alive),
+            }
+            for attr in records.CURVES:
+                curves[attr].append(mean[attr])
                 trial.set_user_attr(attr, curves[attr])
-            trial.report(stats.eval_accuracy, stats.epoch)
+            trial.set_user_attr(records.SEED_EVAL_ACCURACY, per_seed)
+            trial.report(mean["eval_accuracy"], epoch)
             if self.on_epoch is not None:
-                self.on_epoch(trial, stats)
+                self.on_epoch(trial, alive[0])
             if trial.should_prune():
                 raise optuna.TrialPruned(
-                    f"epoch {stats.epoch}: accuracy {stats.eval_accuracy:.4f}"
+                    f"epoch {epoch}: accuracy {mean['eval_accuracy']:.4f}"
                 )
+        return self._finish(trial, [run.result() for run in runs])
 
-        result = fit(config, self.data, on_epoch=record)
-        if result.diverged:
+    def _finish(self, trial: optuna.Trial, results: list[FitResult]) -> float:
+        finals = [records.CHANCE if r.diverged else r.final_accuracy for r in results]
+        trial.set_user_attr(records.SEED_ACCURACIES, finals)
+        trial.set_user_attr(records.SEED_DIVERGED, [r.diverged for r in results])
+        if all(r.diverged for r in results):
+            first = min(results, key=lambda r: (r.diverged_epoch, r.diverged_lr))
             trial.set_user_attr(records.DIVERGED, True)
-            trial.set_user_attr(records.DIVERGED_LR, result.diverged_lr)
-            trial.set_user_attr(records.DIVERGED_EPOCH, result.diverged_epoch)
+            trial.set_user_attr(records.DIVERGED_LR, first.diverged_lr)
+            trial.set_user_attr(records.DIVERGED_EPOCH, first.diverged_epoch)
+            trial.set_user_attr(records.DIVERGED_REASON, first.diverged_reason)
             return records.DIVERGED_VALUE
-        trial.set_user_attr(records.TEST_ACCURACY, result.test_accuracy)
-        return result.final_accuracy
+        tests = [records.CHANCE if r.diverged else r.test_accuracy for r in results]
+        trial.set_user_attr(records.TEST_ACCURACY, _mean(tests))
+        return _mean(finals)

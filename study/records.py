@@ -60,6 +60,7 @@ __all__ = [
     "CHANCE",
     "SETTINGS",
     "CHECKED_SETTINGS",
+    "LEGACY_SETTINGS",
     "STATE_NAMES",
     "OUTCOMES",
     "outcome",
@@ -115,11 +116,36 @@ SETTINGS = (
     "batch_size",
     "validation",
     "train_size",
+    "allocation",
+    "prune_within",
+    "repeats",
+    "precision",
+    "lr_grid",
     "eval_set",
     "toolkit_version",
 )
 #: Settings a study keeps for life: its trials are only comparable under the same ones.
-CHECKED_SETTINGS = ("space", "optimizers", "epochs", "batch_size", "validation", "train_size")
+CHECKED_SETTINGS = (
+    "space",
+    "optimizers",
+    "epochs",
+    "batch_size",
+    "validation",
+    "train_size",
+    "allocation",
+    "prune_within",
+    "repeats",
+    "precision",
+    "lr_grid",
+)
+#: What a study made before a setting existed ran with: it is read as this value.
+LEGACY_SETTINGS = {
+    "allocation": "sampler",
+    "prune_within": "study",
+    "repeats": 1,
+    "precision": "fp32",
+    "lr_grid": None,
+}
 
 # --- how a trial ended: one counting rule for the summary, the tables and the report -----
 

@@ -13,20 +13,27 @@ import math
 import sys
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
 import optuna
 import torch
 
-from search_spaces import get_space, list_spaces
+from search_spaces import SearchSpace, get_space, list_spaces
 from study import records
-from study.config import ConfigError, TrialConfig
+from study.config import PRECISIONS, ConfigError, TrialConfig
 from study.data import DEFAULT_ROOT, DataError, load_mnist
 from study.optim import get_optimizer_info
-from study.pruners import create_pruner, get_pruner_info, list_pruners
+from study.pruners import PRUNE_WITHIN, create_pruner, get_pruner_info, list_pruners
 from study.runner import FINISHED, run_trials
-from study.samplers import create_sampler, get_sampler_info, list_samplers
+from study.samplers import (
+    ALLOCATIONS,
+    BalancedSampler,
+    create_sampler,
+    get_sampler_info,
+    list_samplers,
+)
 from study.storage import (
     StorageError,
     default_storage_url,
@@ -35,11 +42,15 @@ from study.storage import (
     open_study,
 )
 from study.summary import summarize
+from study.train import fast_bf16_available
 
 __all__ = ["main", "build_parser"]
 
 logger = logging.getLogger(__name__)
 PROG = "python -m study.run"
+DEFAULT_TRIALS = 50
+#: --seed stays below 2**31 so that the seeds derived from it stay below 2**32.
+MAX_SEED = 2**31
 
 
 class UsageError(Exception):
@@ -93,6 +104,33 @@ def _name_list(value: str) -> list[str]:
     return names
 
 
+def _seed(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if not 0 <= number < MAX_SEED:
+        raise argparse.ArgumentTypeError(
+            f"must be an integer in [0, {MAX_SEED - 1}] (seeds derived from it must stay "
+            f"below 2**32), but got {value!r}"
+        )
+    return number
+
+
+def _lr_grid(value: str) -> tuple[float, float, int]:
+    parts = value.split(",")
+    try:
+        low, high, per_decade = float(parts[0]), float(parts[1]), int(parts[2])
+        if len(parts) != 3 or not (0 < low < high) or per_decade < 1:
+            raise ValueError
+    except (ValueError, IndexError):
+        raise argparse.ArgumentTypeError(
+            f"expected LOW,HIGH,N with 0 < LOW < HIGH and N >= 1 points per decade, e.g. "
+            f"1e-5,1,4, but got {value!r}"
+        ) from None
+    return low, high, per_decade
+
+
 def _fraction(value: str) -> float:
     try:
         number = float(value)
@@ -111,8 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
         "the lab's MLP on MNIST. Re-running the same command continues the study.",
         formatter_class=_HelpFormatter,
     )
-    parser.add_argument("--trials", type=_positive_int, default=50,
-                        help="target number of finished (complete or pruned) trials")
+    parser.add_argument("--trials", type=_positive_int, default=None,
+                        help="target number of finished (complete or pruned) trials "
+                        "(default: 50; the whole grid for the lr-grid space)")
     parser.add_argument("--epochs", type=_positive_int, default=5,
                         help="training epochs per trial (the lab uses 5)")
     parser.add_argument("--space", type=_registry_name(get_space), default="default",
@@ -125,18 +164,40 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--storage", default=None, metavar="URL",
                         help="database URL, e.g. postgresql://user:pw@host/db "
                         "(default: sqlite:///studies/<study-name>.db)")
-    parser.add_argument("--sampler", type=_registry_name(get_sampler_info),
-                        default="tpe", help=f"sampler: {', '.join(list_samplers())}")
+    parser.add_argument("--sampler", type=_registry_name(get_sampler_info), default=None,
+                        help=f"sampler: {', '.join(list_samplers())} (default: tpe; the "
+                        "lr-grid space visits its grid with Optuna's GridSampler)")
+    parser.add_argument("--allocation", choices=ALLOCATIONS, default=None,
+                        help="balanced: each new trial gets the optimizer with the fewest "
+                        "trials so far, the sampler chooses the rest; sampler: the sampler "
+                        "chooses the optimizer too (default: balanced where the space "
+                        "chooses an optimizer; kept with the study)")
     parser.add_argument("--pruner", type=_registry_name(get_pruner_info), default=None,
                         help=f"pruner: {', '.join(list_pruners())} (default: the space's, "
-                        "median; none for the lab space)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="seeds the sampler; trial k trains with seed SEED + k (give "
-                        "parallel workers different seeds)")
+                        "median; none for the lab and lr-grid spaces)")
+    parser.add_argument("--prune-within", choices=PRUNE_WITHIN, default=None,
+                        help="compare a trial with the trials of its own optimizer, or with "
+                        "every trial of the study (default: optimizer where the space "
+                        "chooses an optimizer; kept with the study)")
+    parser.add_argument("--repeats", type=_positive_int, default=1, metavar="K",
+                        help="train each trial's configuration with K seeds, interleaved "
+                        "epoch by epoch; the trial reports and is pruned on their mean "
+                        "(kept with the study)")
+    parser.add_argument("--lr-grid", type=_lr_grid, default=None, metavar="LOW,HIGH,N",
+                        help="the lr-grid space's grid: LOW to HIGH with N points per decade "
+                        "(default: 1e-5,1,4: 21 learning rates)")
+    parser.add_argument("--seed", type=_seed, default=0,
+                        help="seeds the sampler; trial k trains with seeds SEED + k*K ... "
+                        "SEED + k*K + K-1 for --repeats K (give parallel workers different "
+                        "seeds)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="where training runs; auto picks cuda when available")
     parser.add_argument("--batch-size", type=_positive_int, default=64,
                         help="training batch size")
+    parser.add_argument("--precision", choices=("auto", *PRECISIONS), default="fp32",
+                        help="fp32, or bf16 (autocast with float32 master weights); auto "
+                        "picks bf16 where the CPU or GPU has fast bfloat16 (kept with the "
+                        "study)")
     parser.add_argument("--validation", type=_fraction, default=0.0, metavar="FRACTION",
                         help="hold out this share of the training set and prune on it "
                         "(the test set is then measured once per trial); 0 prunes on the "
@@ -176,21 +237,86 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
-def _run(args: argparse.Namespace) -> int:
+@dataclass(frozen=True)
+class _Plan:
+    """What the command line asks for, resolved and checked before anything is touched."""
+
+    space: SearchSpace
+    target: int
+    allocation: str
+    prune_within: str
+    pruner: str
+    precision: str
+    device: str
+
+
+def _plan(args: argparse.Namespace) -> _Plan:
     device = _resolve_device(args.device)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    base = TrialConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
     space = get_space(args.space)
     if args.optimizers is not None:
         try:
             space = space.restrict(args.optimizers)
         except ValueError as exc:
             raise UsageError(f"--optimizers: {exc}") from None
+    if args.lr_grid is not None:
+        try:
+            space = space.with_lr_grid(*args.lr_grid)
+        except ValueError as exc:
+            raise UsageError(f"--lr-grid: {exc}") from None
+    grid = space.grid()
+    chooses = bool(space.optimizers)
+    if grid is not None:
+        size = len(grid["optimizer"]) * len(grid["lr"])
+        for option, value, allowed in (("--sampler", args.sampler, None),
+                                       ("--pruner", args.pruner, "none"),
+                                       ("--allocation", args.allocation, "sampler")):
+            if value is not None and value != allowed:
+                raise UsageError(
+                    f"{option} {value}: the {space.name!r} space visits each of its {size} "
+                    f"grid points once with Optuna's GridSampler, to the last epoch, which "
+                    f"is balanced already; leave {option} out."
+                )
+        target = args.trials or size
+        if target > size:
+            raise UsageError(
+                f"--trials {target}: the grid has {size} points ({len(grid['optimizer'])} "
+                f"optimizers x {len(grid['lr'])} learning rates); leave --trials out to run "
+                f"them all, or use --repeats for more seeds per point."
+            )
+    else:
+        target = args.trials or DEFAULT_TRIALS
+    allocation = args.allocation or ("balanced" if chooses and grid is None else "sampler")
+    if allocation == "balanced" and not chooses:
+        raise UsageError(
+            f"--allocation balanced: the {space.name!r} space runs fixed configurations in "
+            f"turn; leave --allocation out."
+        )
+    prune_within = args.prune_within or ("optimizer" if chooses else "study")
+    precision = args.precision
+    if precision == "auto":
+        precision = "bf16" if fast_bf16_available(device) else "fp32"
+    elif precision == "bf16" and not fast_bf16_available(device):
+        raise UsageError(
+            f"--precision bf16: this {device.upper()} has no fast bfloat16 (no AVX-512 BF16 or "
+            f"AMX on a CPU; bf16 support on a GPU), so it would run slower than fp32; use "
+            f"--precision fp32 or auto."
+        )
+    return _Plan(space=space, target=target, allocation=allocation,
+                 prune_within=prune_within, pruner=args.pruner or space.pruner,
+                 precision=precision, device=device)
+
+
+def _run(args: argparse.Namespace) -> int:
+    plan = _plan(args)
+    space, target = plan.space, plan.target
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    base = TrialConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+                       precision=plan.precision)
     study_name = args.study_name or args.space
     url = args.storage or default_storage_url(study_name)
     # Data first: a missing or corrupt file stops the run before any database is created.
-    data = load_mnist(args.data_dir, device=device, validation_fraction=args.validation,
+    data = load_mnist(args.data_dir, device=plan.device, validation_fraction=args.validation,
                       split_seed=args.seed, train_size=args.train_size)
     storage = open_storage(url)
     settings = {
@@ -202,41 +328,58 @@ def _run(args: argparse.Namespace) -> int:
         "batch_size": args.batch_size,
         "validation": args.validation,
         "train_size": args.train_size,
+        "allocation": plan.allocation,
+        "prune_within": plan.prune_within,
+        "repeats": args.repeats,
+        "precision": plan.precision,
+        "lr_grid": list(space.lr_grid) if space.lr_grid else None,
         "eval_set": data.eval_set,
         "toolkit_version": _version(),
     }
     assert tuple(settings) == records.SETTINGS
+    pruner = create_pruner(plan.pruner, epochs=args.epochs, within=plan.prune_within)
     optuna_study = open_study(storage, study_name, settings=settings,
                               checked=records.CHECKED_SETTINGS,
-                              pruner=create_pruner(args.pruner or space.pruner,
-                                                   epochs=args.epochs))
+                              legacy=records.LEGACY_SETTINGS, pruner=pruner)
     optuna.storages.fail_stale_trials(optuna_study)
     n_existing = len(optuna_study.get_trials(deepcopy=False))
-    optuna_study.sampler = create_sampler(args.sampler, seed=args.seed,
-                                          n_existing_trials=n_existing)
+    grid = space.grid()
+    if grid is not None:
+        sampler: optuna.samplers.BaseSampler = optuna.samplers.GridSampler(grid, seed=args.seed)
+    else:
+        sampler = create_sampler(args.sampler or "tpe", seed=args.seed,
+                                 n_existing_trials=n_existing)
+    if plan.allocation == "balanced":
+        sampler = BalancedSampler(sampler)
+    optuna_study.sampler = sampler
     shown_url = display_url(url)
 
     def summary(wall_seconds: float | None = None) -> str:
-        return summarize(storage, study_name, target=args.trials, shown_url=shown_url,
+        return summarize(storage, study_name, target=target, shown_url=shown_url,
                          storage_option=args.storage and shown_url, wall_seconds=wall_seconds)
 
     finished = len(optuna_study.get_trials(deepcopy=False, states=FINISHED))
-    if finished >= args.trials:
+    if finished >= target:
         print(f"Study {study_name!r} already has {finished} finished trials (target "
-              f"{args.trials}); nothing to run. Raise --trials to run more.")
+              f"{target}); nothing to run. Raise --trials to run more.")
         print(summary())
         return 0
 
-    space.enqueue_fixed_trials(optuna_study, args.trials)
-    logger.info("study %r in %s: %d of %d trials finished; training on %s (%s set)",
-                study_name, shown_url, finished, args.trials, device, data.eval_set)
+    space.enqueue_fixed_trials(optuna_study, target)
+    logger.info("study %r in %s: %d of %d trials finished; training on %s (%s, %s set)",
+                study_name, shown_url, finished, target, plan.device, plan.precision,
+                data.eval_set)
 
-    interrupted, wall_seconds = run_trials(optuna_study, space, data, base,
-                                           target=args.trials, finished=finished)
+    def propose(trial: optuna.Trial) -> TrialConfig:
+        return space.config_for(trial, base.replace(seed=args.seed + trial.number * args.repeats))
+
+    interrupted, wall_seconds = run_trials(optuna_study, propose, data, epochs=args.epochs,
+                                           repeats=args.repeats, target=target,
+                                           finished=finished)
     print(summary(wall_seconds))
     if interrupted:
         print(f"Interrupted: the running trial was marked failed. Run the same command to "
-              f"continue to {args.trials} finished trials.")
+              f"continue to {target} finished trials.")
         return 130
     return 0
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 import signal
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 import optuna
 from tqdm.auto import tqdm
 
-from search_spaces.spaces import SearchSpace
 from study.config import TrialConfig
 from study.data import Dataset
 from study.objective import Objective
@@ -38,26 +38,28 @@ def _best_value(optuna_study: optuna.Study) -> float | None:
 
 def run_trials(
     optuna_study: optuna.Study,
-    space: SearchSpace,
+    propose: Callable[[optuna.Trial], TrialConfig],
     data: Dataset,
-    base: TrialConfig,
     *,
+    epochs: int,
+    repeats: int = 1,
     target: int,
     finished: int,
 ) -> tuple[bool, float]:
     """Run trials until ``target`` are finished; returns (interrupted, wall seconds).
 
-    Shows a bar over trials (best accuracy so far) and one over the running trial's epochs,
-    and one line per finished trial on stderr.
+    Each trial trains ``propose(trial)`` with ``repeats`` seeds (see
+    :class:`study.objective.Objective`). Shows a bar over trials (best accuracy so far) and
+    one over the running trial's epochs, and one line per finished trial on stderr.
     """
     trial_bar = tqdm(total=target, initial=finished, unit="trial", desc=optuna_study.study_name,
                      dynamic_ncols=True, disable=None)
-    epoch_bar = tqdm(total=base.epochs, unit="epoch", leave=False, position=1,
+    epoch_bar = tqdm(total=epochs, unit="epoch", leave=False, position=1,
                      dynamic_ncols=True, disable=None)
 
     def on_epoch(trial: optuna.Trial, stats: EpochStats) -> None:
         if stats.epoch == 1:
-            epoch_bar.reset(total=base.epochs)
+            epoch_bar.reset(total=epochs)
             epoch_bar.set_description(f"trial {trial.number} {trial.params.get('optimizer', '')}")
         epoch_bar.update(1)
         epoch_bar.set_postfix(loss=f"{stats.train_loss:.3f}", acc=f"{stats.eval_accuracy:.4f}")
@@ -70,7 +72,7 @@ def run_trials(
             trial_bar.set_postfix(best=f"{best:.4f}")
         tqdm.write(trial_line(trial), file=sys.stderr)
 
-    objective = Objective(space, data, base, on_epoch=on_epoch)
+    objective = Objective(propose, data, repeats=repeats, on_epoch=on_epoch)
     callbacks = [optuna.study.MaxTrialsCallback(target, states=FINISHED), on_trial]
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     start = time.perf_counter()

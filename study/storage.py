@@ -177,6 +177,7 @@ def open_study(
     *,
     settings: Mapping[str, Any],
     checked: tuple[str, ...] = (),
+    legacy: Mapping[str, Any] | None = None,
     sampler: optuna.samplers.BaseSampler | None = None,
     pruner: optuna.pruners.BasePruner | None = None,
 ) -> optuna.Study:
@@ -185,7 +186,8 @@ def open_study(
     ``settings`` is stored as the study's user attributes when it is created. When it exists,
     its direction must be "maximize" and its stored value of every key in ``checked`` must
     equal ``settings``' (a study's trials are only comparable under the same space, epochs,
-    ...).
+    ...). A key missing from a study made before that setting existed is read as its
+    ``legacy`` value, so older studies stay resumable.
 
     Raises:
         StorageError: the existing study differs; the message names the setting and the fix.
@@ -210,7 +212,7 @@ def open_study(
             f"study {study_name!r} exists and minimises; this tool maximises accuracy. Pass "
             "another --study-name."
         )
-    stored = optuna_study.user_attrs
+    stored = {**(legacy or {}), **optuna_study.user_attrs}
     for key in checked:
         if key not in stored:
             raise StorageError(

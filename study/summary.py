@@ -72,6 +72,11 @@ def summarize(
            if finished > target else ""),
         "  " + ", ".join(f"{k} {v}" for k, v in counts.items()),
     ]
+    grid = (optuna_study.user_attrs.get("space_definition") or {}).get("grid")
+    if grid:
+        size = len(grid["optimizer"]) * len(grid["lr"])
+        visited = len(trials[trials["outcome"] != "failed"])
+        lines.append(f"  {max(0, size - visited)} grid points left of {size}")
     epochs = optuna_study.user_attrs.get("epochs")
     pruned = trials[trials["outcome"] == "pruned"]
     if epochs and len(pruned):

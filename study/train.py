@@ -1,8 +1,9 @@
-"""One training run: the epoch loop, evaluation and divergence detection.
+"""One training run: the epoch loop, evaluation, divergence and collapse detection.
 
 ``fit(config, data)`` is the public API for a single run without any study (the lab's
-experiments); the study's objective calls it with an ``on_epoch`` callback. This module never
-imports Optuna.
+experiments). :class:`TrainingRun` is the same run advanced one epoch at a time: the study's
+objective interleaves several seeds of a configuration with it, epoch by epoch. This module
+never imports Optuna.
 """
 
 from __future__ import annotations
@@ -23,7 +24,14 @@ from study.model import MLP
 from study.optim import create_optimizer
 from study.schedules import build_lr_lambda, create_scheduler
 
-__all__ = ["EpochStats", "FitResult", "fit", "evaluate"]
+__all__ = [
+    "EpochStats",
+    "FitResult",
+    "TrainingRun",
+    "fit",
+    "evaluate",
+    "fast_bf16_available",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +42,27 @@ logger = logging.getLogger(__name__)
 DIVERGENCE_FACTOR = 10.0
 #: Updates between divergence checks (one host synchronisation each on a GPU).
 CHECK_EVERY = 25
+#: A run has collapsed when, after reaching this accuracy, its evaluation accuracy falls
+#: back below twice chance (a network that learned, then lost it without a non-finite
+#: loss: dead units after a too-large step). It is recorded like a divergence.
+COLLAPSE_AFTER = 0.5
 _EVAL_CHUNK = 10_000
+
+
+def fast_bf16_available(device: str | torch.device) -> bool:
+    """Whether ``device`` runs bfloat16 matrix products natively (a GPU with bf16 support;
+    a CPU with AVX-512 BF16 or AMX instructions), so ``bf16`` is worth it there."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            flags = fh.read()
+    except OSError:  # not Linux: no cheap way to tell, so say no
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 @dataclass(frozen=True)
@@ -63,10 +91,12 @@ class FitResult:
 
     Attributes:
         history: one :class:`EpochStats` per completed epoch.
-        diverged: a loss became non-finite, or an epoch's mean loss ended far above the
-            first batch's; training stopped there.
+        diverged: a loss became non-finite, an epoch's mean loss ended far above the first
+            batch's, or the run collapsed to chance after having learned; training stopped.
         diverged_lr: the learning rate in effect when divergence was detected.
         diverged_epoch: the (1-based) epoch in which it diverged.
+        diverged_reason: ``"non-finite loss"``, ``"loss blew up"`` or
+            ``"collapsed to chance"``; ``None`` when it did not diverge.
         final_accuracy: evaluation accuracy after the last epoch; 0.0 for a diverged run.
         test_accuracy: test-set accuracy at the end (equal to ``final_accuracy`` when the
             evaluation set is the test set; ``None`` for a diverged run).
@@ -79,6 +109,7 @@ class FitResult:
     diverged: bool
     diverged_lr: float | None
     diverged_epoch: int | None
+    diverged_reason: str | None
     final_accuracy: float
     test_accuracy: float | None
     eval_set: str
@@ -102,6 +133,178 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float,
     return loss_sum.item() / n, correct.item() / n
 
 
+def _get_rng_state(device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    return torch.get_rng_state(), cuda
+
+
+def _set_rng_state(device: torch.device, state: tuple[torch.Tensor, torch.Tensor | None]):
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state(state[1], device)
+
+
+class TrainingRun:
+    """One training run of ``config`` on ``data``, advanced by :meth:`train_epoch`.
+
+    Several runs can be interleaved epoch by epoch in one process: each keeps its own random
+    state (weight initialisation, dropout, batch order), so a run gives the same result
+    whether it is trained alone or beside others.
+
+    Args:
+        config: optimizer, learning rate, schedule, batch size, epochs, seed and precision.
+        data: tensors from :func:`study.data.load_mnist` (training runs on their device).
+        model: a model to train instead of a fresh ``MLP()`` seeded with ``config.seed``.
+        divergence_factor: the run is diverged when an epoch's mean training loss exceeds
+            this multiple of its first batch's loss, or at once when a loss is not finite.
+    """
+
+    def __init__(
+        self,
+        config: TrialConfig,
+        data: Dataset,
+        *,
+        model: nn.Module | None = None,
+        divergence_factor: float = DIVERGENCE_FACTOR,
+    ) -> None:
+        self.config = config
+        self.data = data
+        self.device = data.device
+        self.divergence_factor = divergence_factor
+        outer = _get_rng_state(self.device)
+        torch.manual_seed(config.seed)
+        self.model = (model if model is not None else MLP()).to(self.device)
+        self.model.train()
+        self.optimizer = create_optimizer(
+            self.model, config.optimizer, **config.optimizer_hparams()
+        )
+        steps_per_epoch = math.ceil(data.num_train / config.batch_size)
+        lr_lambda = build_lr_lambda(
+            config.schedule,
+            config.schedule_params,
+            steps_per_epoch=steps_per_epoch,
+            epochs=config.epochs,
+            warmup_epochs=config.warmup_epochs,
+        )
+        self.scheduler = create_scheduler(self.optimizer, lr_lambda)
+        self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
+        self._rng = _get_rng_state(self.device)  # this run's dropout stream
+        _set_rng_state(self.device, outer)
+        self._autocast = config.precision == "bf16"
+        self.history: list[EpochStats] = []
+        self.diverged_lr: float | None = None
+        self.diverged_epoch: int | None = None
+        self.diverged_reason: str | None = None
+        self._loss_limit: float | None = None
+        self._collapse_level = 2.0 / data.num_classes
+
+    @property
+    def diverged(self) -> bool:
+        return self.diverged_reason is not None
+
+    @property
+    def finished(self) -> bool:
+        """All epochs trained, or stopped by divergence."""
+        return self.diverged or len(self.history) >= self.config.epochs
+
+    def train_epoch(self) -> EpochStats | None:
+        """Train and evaluate one more epoch; ``None`` when the run diverged in it."""
+        if self.finished:
+            raise RuntimeError("this run has finished; nothing left to train.")
+        outer = _get_rng_state(self.device)
+        _set_rng_state(self.device, self._rng)
+        try:
+            return self._train_epoch(len(self.history) + 1)
+        finally:
+            self._rng = _get_rng_state(self.device)
+            _set_rng_state(self.device, outer)
+
+    def _train_epoch(self, epoch: int) -> EpochStats | None:
+        model, optimizer, scheduler = self.model, self.optimizer, self.scheduler
+        config, data = self.config, self.data
+        start = time.perf_counter()
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        bad = torch.zeros((), device=self.device, dtype=torch.bool)
+        seen = 0
+        lr_used = optimizer.param_groups[0]["lr"]
+        batches = iter_batches(data.train_x, data.train_y, config.batch_size, self.generator)
+        for step, (xb, yb) in enumerate(batches):
+            lr_used = optimizer.param_groups[0]["lr"]
+            with torch.autocast(self.device.type, dtype=torch.bfloat16,
+                                enabled=self._autocast):
+                logits = model(xb)
+            loss = F.cross_entropy(logits.float(), yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            detached = loss.detach()
+            if self._loss_limit is None:
+                # 1. the first batch fixes the reference loss (one sync per run)
+                self._loss_limit = self.divergence_factor * max(detached.item(), 1e-3)
+            # 2. accumulate on the device; no per-step host synchronisation
+            loss_sum += detached * yb.shape[0]
+            correct += (logits.detach().argmax(dim=1) == yb).sum()
+            seen += yb.shape[0]
+            bad |= ~torch.isfinite(detached)
+            # 3. look at the flag every CHECK_EVERY updates; the epoch mean at its end
+            if (step + 1) % CHECK_EVERY == 0 and bad.item():
+                break
+        train_loss = loss_sum.item() / seen
+        if bad.item():
+            return self._diverge(epoch, lr_used, "non-finite loss")
+        if train_loss > self._loss_limit:
+            return self._diverge(epoch, lr_used, "loss blew up")
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self._autocast):
+            eval_loss, eval_acc = evaluate(model, data.eval_x, data.eval_y)
+        best = max((s.eval_accuracy for s in self.history), default=0.0)
+        if best >= COLLAPSE_AFTER and eval_acc < self._collapse_level:
+            return self._diverge(epoch, lr_used, "collapsed to chance")
+        stats = EpochStats(
+            epoch=epoch,
+            train_loss=train_loss,
+            train_accuracy=correct.item() / seen,
+            eval_loss=eval_loss,
+            eval_accuracy=eval_acc,
+            lr=lr_used,
+            batch_size=config.batch_size,
+            seconds=time.perf_counter() - start,
+        )
+        self.history.append(stats)
+        return stats
+
+    def _diverge(self, epoch: int, lr: float, reason: str) -> None:
+        self.diverged_lr, self.diverged_epoch, self.diverged_reason = lr, epoch, reason
+        logger.debug("diverged in epoch %d at lr %.3g: %s", epoch, lr, reason)
+        return None
+
+    def result(self) -> FitResult:
+        """The outcome so far (call it when :attr:`finished`)."""
+        if self.diverged:
+            final_accuracy, test_accuracy = 0.0, None
+        else:
+            final_accuracy = self.history[-1].eval_accuracy if self.history else math.nan
+            if self.data.eval_set == "test":
+                test_accuracy = final_accuracy
+            else:
+                with torch.autocast(self.device.type, dtype=torch.bfloat16,
+                                    enabled=self._autocast):
+                    test_accuracy = evaluate(self.model, self.data.test_x, self.data.test_y)[1]
+        return FitResult(
+            config=self.config,
+            history=tuple(self.history),
+            diverged=self.diverged,
+            diverged_lr=self.diverged_lr,
+            diverged_epoch=self.diverged_epoch,
+            diverged_reason=self.diverged_reason,
+            final_accuracy=final_accuracy,
+            test_accuracy=test_accuracy,
+            eval_set=self.data.eval_set,
+            model=self.model,
+        )
+
+
 def fit(
     config: TrialConfig,
     data: Dataset,
@@ -113,7 +316,7 @@ def fit(
     """Train the lab's MLP (or ``model``) on ``data`` as ``config`` says.
 
     Args:
-        config: optimizer, learning rate, schedule, batch size, epochs and seed.
+        config: optimizer, learning rate, schedule, batch size, epochs, seed and precision.
         data: tensors from :func:`study.data.load_mnist` (training runs on their device).
         on_epoch: called after each epoch's evaluation; it may raise to stop the run (the
             study's pruning does), and the exception propagates.
@@ -124,91 +327,9 @@ def fit(
     Returns:
         A :class:`FitResult`; a diverged run is a result with ``diverged=True``, not an error.
     """
-    torch.manual_seed(config.seed)
-    if model is None:
-        model = MLP()
-    model = model.to(data.device)
-    model.train()
-    optimizer = create_optimizer(model, config.optimizer, **config.optimizer_hparams())
-    steps_per_epoch = math.ceil(data.num_train / config.batch_size)
-    lr_lambda = build_lr_lambda(
-        config.schedule,
-        config.schedule_params,
-        steps_per_epoch=steps_per_epoch,
-        epochs=config.epochs,
-        warmup_epochs=config.warmup_epochs,
-    )
-    scheduler = create_scheduler(optimizer, lr_lambda)
-    generator = torch.Generator(device=data.device).manual_seed(config.seed)
-
-    history: list[EpochStats] = []
-    loss_limit: float | None = None
-    diverged_lr: float | None = None
-    diverged_epoch: int | None = None
-    for epoch in range(1, config.epochs + 1):
-        start = time.perf_counter()
-        loss_sum = torch.zeros((), device=data.device)
-        correct = torch.zeros((), device=data.device, dtype=torch.long)
-        bad = torch.zeros((), device=data.device, dtype=torch.bool)
-        seen = 0
-        lr_used = optimizer.param_groups[0]["lr"]
-        batches = iter_batches(data.train_x, data.train_y, config.batch_size, generator)
-        for step, (xb, yb) in enumerate(batches):
-            lr_used = optimizer.param_groups[0]["lr"]
-            logits = model(xb)
-            loss = F.cross_entropy(logits, yb)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            detached = loss.detach()
-            if loss_limit is None:
-                # 1. the first batch fixes the reference loss (one sync per run)
-                loss_limit = divergence_factor * max(detached.item(), 1e-3)
-            # 2. accumulate on the device; no per-step host synchronisation
-            loss_sum += detached * yb.shape[0]
-            correct += (logits.detach().argmax(dim=1) == yb).sum()
-            seen += yb.shape[0]
-            bad |= ~torch.isfinite(detached)
-            # 3. look at the flag every CHECK_EVERY updates; the epoch mean at its end
-            if (step + 1) % CHECK_EVERY == 0 and bad.item():
-                break
-        if bad.item() or loss_sum.item() / seen > loss_limit:
-            diverged_lr, diverged_epoch = lr_used, epoch
-            logger.debug("diverged in epoch %d at lr %.3g", epoch, lr_used)
-            break
-        eval_loss, eval_acc = evaluate(model, data.eval_x, data.eval_y)
-        stats = EpochStats(
-            epoch=epoch,
-            train_loss=loss_sum.item() / seen,
-            train_accuracy=correct.item() / seen,
-            eval_loss=eval_loss,
-            eval_accuracy=eval_acc,
-            lr=lr_used,
-            batch_size=config.batch_size,
-            seconds=time.perf_counter() - start,
-        )
-        history.append(stats)
-        if on_epoch is not None:
+    run = TrainingRun(config, data, model=model, divergence_factor=divergence_factor)
+    while not run.finished:
+        stats = run.train_epoch()
+        if stats is not None and on_epoch is not None:
             on_epoch(stats)
-
-    diverged = diverged_epoch is not None
-    if diverged:
-        final_accuracy, test_accuracy = 0.0, None
-    else:
-        final_accuracy = history[-1].eval_accuracy
-        if data.eval_set == "test":
-            test_accuracy = final_accuracy
-        else:
-            test_accuracy = evaluate(model, data.test_x, data.test_y)[1]
-    return FitResult(
-        config=config,
-        history=tuple(history),
-        diverged=diverged,
-        diverged_lr=diverged_lr,
-        diverged_epoch=diverged_epoch,
-        final_accuracy=final_accuracy,
-        test_accuracy=test_accuracy,
-        eval_set=data.eval_set,
-        model=model,
-    )
+    return run.result()

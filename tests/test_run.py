@@ -99,7 +99,8 @@ def test_a_diverged_trial_is_complete_with_the_worst_value_and_its_lr(tmp_path, 
         storage=f"sqlite:///{tmp_path / 'd.db'}", direction="maximize"
     )
     optuna_study.optimize(
-        Objective(space, tiny_data, TrialConfig(epochs=2, batch_size=32)), n_trials=1
+        Objective(lambda t: space.config_for(t, TrialConfig(epochs=2, batch_size=32)), tiny_data),
+        n_trials=1,
     )
     (trial,) = optuna_study.get_trials()
     assert trial.state == optuna.trial.TrialState.COMPLETE and trial.value == 0.0
@@ -168,7 +169,7 @@ def test_seeded_runs_sample_the_same_configs(tmp_path):
     [
         (
             ["--space", "nope"],
-            "unknown search space 'nope'; choose one of: default, lr-sweep, lab",
+            "unknown search space 'nope'; choose one of: default, lr-sweep, lr-grid, lab",
         ),
         (["--sampler", "cmaes"], "unknown sampler 'cmaes'; choose one of: tpe, random, qmc"),
         (
@@ -186,6 +187,16 @@ def test_seeded_runs_sample_the_same_configs(tmp_path):
         ),
         (["--storage", "sqlite://"], "names no file"),
         (["--study-name", "../escape"], "study name '../escape' cannot name a file"),
+        (["--seed", "-1"], "--seed: must be an integer in [0, 2147483647]"),
+        (["--seed", "4294967296"], "--seed: must be an integer in [0, 2147483647]"),
+        (["--repeats", "0"], "--repeats: must be an integer >= 1, but got '0'"),
+        (["--lr-grid", "1,1e-5,4"], "--lr-grid: expected LOW,HIGH,N with 0 < LOW < HIGH"),
+        (["--lr-grid", "1e-5,1,4"], "a grid applies to: lr-grid"),
+        (["--allocation", "even"], "--allocation: invalid choice: 'even'"),
+        (["--space", "lr-grid", "--sampler", "tpe"], "--sampler tpe: the 'lr-grid' space visits"),
+        (["--space", "lr-grid", "--pruner", "median"], "grid points once"),
+        (["--space", "lr-grid", "--trials", "85"], "--trials 85: the grid has 84 points"),
+        (["--space", "lab", "--allocation", "balanced"], "runs fixed configurations in turn"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(in_tmp, capsys, argv, message):
@@ -271,7 +282,9 @@ def test_help_documents_every_option_with_its_default(capsys):
         "--threads",
     ):
         assert option in out
-    assert "(default: 50)" in out and "(default: tpe)" in out and "median; none for the lab" in out
+    for option in ("--allocation", "--prune-within", "--repeats", "--lr-grid", "--precision"):
+        assert option in out
+    assert "(default: 50;" in out and "(default: tpe;" in out and "median; none for the lab" in out
 
 
 @pytest.mark.slow
@@ -331,3 +344,80 @@ def test_a_study_name_that_cannot_name_a_file_works_with_storage(tmp_path, capsy
     # Without --storage the name must name a file: one line, exit 2.
     assert main(["--trials", "1", "--study-name", "my study"]) == 2
     assert "cannot name a file" in capsys.readouterr().err
+
+
+def test_repeats_train_each_trial_with_k_seeds_and_report_their_mean(tmp_path, tiny_data):
+    from study.train import fit
+
+    base = TrialConfig(optimizer="sgd", lr=0.05, momentum=0.9, epochs=2, batch_size=32, seed=10)
+    optuna_study = optuna.create_study(direction="maximize")
+    objective = Objective(lambda t: base, tiny_data, repeats=2)
+    optuna_study.optimize(objective, n_trials=1)
+    (trial,) = optuna_study.get_trials()
+    attrs = trial.user_attrs
+    assert attrs["seeds"] == [10, 11] and attrs["seed"] == 10
+    alone = [fit(base.replace(seed=s), tiny_data) for s in (10, 11)]
+    assert attrs["seed_accuracies"] == [r.final_accuracy for r in alone]
+    assert attrs["seed_eval_accuracy"] == [[e.eval_accuracy for e in r.history] for r in alone]
+    assert trial.value == pytest.approx(sum(attrs["seed_accuracies"]) / 2)
+    means = [sum(pair) / 2 for pair in zip(*attrs["seed_eval_accuracy"], strict=True)]
+    assert trial.intermediate_values == pytest.approx({1: means[0], 2: means[1]})
+    assert attrs["seed_diverged"] == [False, False]
+
+
+def test_a_diverged_seed_counts_as_chance_in_the_mean(tiny_data, monkeypatch):
+    import study.objective
+
+    real_run = study.objective.TrainingRun
+
+    def second_seed_diverges(config, data):
+        return real_run(config.replace(lr=1e6) if config.seed == 1 else config, data)
+
+    monkeypatch.setattr(study.objective, "TrainingRun", second_seed_diverges)
+    base = TrialConfig(lr=0.05, epochs=2, batch_size=32, seed=0)
+    optuna_study = optuna.create_study(direction="maximize")
+    optuna_study.optimize(Objective(lambda t: base, tiny_data, repeats=2), n_trials=1)
+    (trial,) = optuna_study.get_trials()
+    attrs = trial.user_attrs
+    assert attrs["seed_diverged"] == [False, True]
+    assert attrs["seed_accuracies"][1] == 0.1 and attrs["diverged"] is False
+    assert trial.value == pytest.approx((attrs["seed_accuracies"][0] + 0.1) / 2)
+
+
+@pytest.mark.slow
+def test_repeats_from_the_command_line_are_kept_with_the_study(in_tmp, capsys):
+    args = ["--epochs", "1", "--study-name", "rep", "--repeats", "2", *QUICK]
+    assert main(["--trials", "2", *args]) == 0
+    trials = load(in_tmp, "rep").get_trials()
+    assert [t.user_attrs["seeds"] for t in trials] == [[0, 1], [2, 3]]
+    assert all(len(t.user_attrs["seed_accuracies"]) == 2 for t in trials)
+    capsys.readouterr()
+    assert main(["--trials", "3", *args[: -len(QUICK)], "--repeats", "3", *QUICK]) == 2
+    assert "created with --repeats 2, not 3" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_lr_grid_visits_every_point_once(in_tmp, capsys):
+    args = [
+        "--space",
+        "lr-grid",
+        "--optimizers",
+        "sgd,adam",
+        "--lr-grid",
+        "1e-3,1e-1,1",
+        "--epochs",
+        "1",
+        "--study-name",
+        "g",
+        *QUICK,
+    ]
+    assert main([*args, "--trials", "4"]) == 0
+    assert "2 grid points left" in capsys.readouterr().out
+    assert main(args) == 0  # without --trials: the rest of the grid
+    trials = load(in_tmp, "g").get_trials()
+    points = sorted((t.params["optimizer"], t.params["lr"]) for t in trials)
+    assert points == sorted((o, lr) for o in ("sgd", "adam") for lr in (1e-3, 1e-2, 1e-1))
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)  # never pruned
+    assert "0 grid points left" in capsys.readouterr().out
+    assert main(args) == 0
+    assert "nothing to run" in capsys.readouterr().out

@@ -6,7 +6,7 @@ import torch
 from study.config import TrialConfig
 from study.data import load_mnist
 from study.model import MLP
-from study.train import fit
+from study.train import CHECK_EVERY, TrainingRun, fit
 
 
 def test_fit_records_one_entry_per_epoch_with_the_lr_in_effect(tiny_data):
@@ -47,6 +47,7 @@ def test_a_huge_learning_rate_diverges_as_data_not_as_an_error(optimizer, tiny_d
     assert result.diverged_epoch == 1 and result.history == ()
     assert result.diverged_lr == pytest.approx(1e6)
     assert result.final_accuracy == 0.0 and result.test_accuracy is None
+    assert result.diverged_reason in ("non-finite loss", "loss blew up")
 
 
 def test_the_lr_that_broke_it_is_the_one_in_effect(tiny_data):
@@ -89,3 +90,71 @@ def test_fit_on_cuda_keeps_data_and_model_on_the_gpu():
     assert not result.diverged and result.final_accuracy > 0.8
     diverged = fit(TrialConfig(optimizer="sgd", lr=1e7, epochs=1, batch_size=128), data)
     assert diverged.diverged and diverged.diverged_lr == pytest.approx(1e7)
+
+
+def test_interleaved_runs_give_the_same_result_as_runs_alone(tiny_data):
+    configs = [
+        TrialConfig(optimizer="sgd", lr=0.05, momentum=0.9, epochs=3, batch_size=32, seed=s)
+        for s in (3, 4)
+    ]
+    alone = [fit(c, tiny_data) for c in configs]
+    runs = [TrainingRun(c, tiny_data) for c in configs]
+    while not all(r.finished for r in runs):
+        for run in runs:
+            run.train_epoch()
+    for solo, run in zip(alone, runs, strict=True):
+        assert [s.train_loss for s in run.history] == [s.train_loss for s in solo.history]
+        assert run.result().final_accuracy == solo.final_accuracy
+
+
+class _Collapses(torch.nn.Module):
+    """The MLP, but after ``after`` training updates its input is wiped out: the network
+    learned, then predicts one class for everything, with a finite loss."""
+
+    def __init__(self, after: int) -> None:
+        super().__init__()
+        self.mlp = MLP()
+        self.after = after
+        self.calls = 0
+
+    def forward(self, x):
+        if self.training:
+            self.calls += 1
+        return self.mlp(x * 0.0 if self.calls > self.after else x)
+
+
+def test_a_run_that_learns_then_falls_to_chance_is_recorded_as_diverged(tiny_data):
+    config = TrialConfig(optimizer="sgd", lr=0.05, momentum=0.9, epochs=4, batch_size=32)
+    steps = tiny_data.num_train // 32
+    result = fit(config, tiny_data, model=_Collapses(after=2 * steps))
+    assert result.diverged and result.diverged_reason == "collapsed to chance"
+    assert result.diverged_epoch == 3
+    assert [s.epoch for s in result.history] == [1, 2]
+    assert result.history[-1].eval_accuracy > 0.5
+    # A run that never learned is slow, not collapsed.
+    slow = fit(config.replace(lr=1e-7, momentum=None), tiny_data)
+    assert not slow.diverged and slow.final_accuracy < 0.5
+
+
+def test_bf16_trains_with_float32_weights(tiny_data):
+    config = TrialConfig(optimizer="adam", lr=1e-3, epochs=2, batch_size=32, precision="bf16")
+    result = fit(config, tiny_data)
+    assert not result.diverged and result.final_accuracy > 0.9
+    assert all(p.dtype == torch.float32 for p in result.model.parameters())
+
+
+def test_the_training_loop_does_not_synchronise_with_the_host_per_update(tiny_data, monkeypatch):
+    # On a GPU every .item() waits for the device; the loop may look at the divergence flag
+    # once every CHECK_EVERY updates and once per epoch, never per update.
+    calls = []
+    real_item = torch.Tensor.item
+
+    def counting_item(self):
+        calls.append(1)
+        return real_item(self)
+
+    monkeypatch.setattr(torch.Tensor, "item", counting_item)
+    config = TrialConfig(optimizer="sgd", lr=0.05, epochs=1, batch_size=8)
+    updates = -(-tiny_data.num_train // 8)
+    fit(config, tiny_data)
+    assert len(calls) <= updates // CHECK_EVERY + 10

@@ -1,0 +1,79 @@
+"""Pruning within each optimizer: a trial is compared only with its own optimizer's."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution
+
+from study.pruners import GroupedPruner, create_pruner, list_pruners
+
+OPTIMIZER = CategoricalDistribution(("sgd", "adam"))
+
+
+def _study(pruner):
+    """Six SGD trials at ~0.97 and six Adam trials at ~0.85 by epoch 2, all complete."""
+    optuna_study = optuna.create_study(direction="maximize", pruner=pruner)
+    for i in range(6):
+        for optimizer, level in (("sgd", 0.97), ("adam", 0.85)):
+            curve = {1: level - 0.05, 2: level + 0.001 * i, 3: level + 0.01}
+            optuna_study.add_trial(
+                optuna.trial.create_trial(
+                    params={"optimizer": optimizer},
+                    distributions={"optimizer": OPTIMIZER},
+                    value=curve[3],
+                    intermediate_values=curve,
+                )
+            )
+    return optuna_study
+
+
+def _pruned(optuna_study, optimizer, accuracy_at_2):
+    optuna_study.enqueue_trial({"optimizer": optimizer})
+    trial = optuna_study.ask()
+    trial.suggest_categorical("optimizer", OPTIMIZER.choices)
+    trial.report(accuracy_at_2 - 0.05, 1)
+    trial.report(accuracy_at_2, 2)
+    pruned = trial.should_prune()
+    optuna_study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    return pruned
+
+
+def test_an_adam_trial_is_judged_against_adam_not_sgd():
+    within = _study(create_pruner("median", epochs=3, within="optimizer"))
+    across = _study(create_pruner("median", epochs=3, within=None))
+    assert not _pruned(within, "adam", 0.86)  # above Adam's median (0.85)
+    assert _pruned(across, "adam", 0.86)  # below the median of all twelve (0.91)
+    assert _pruned(within, "adam", 0.70)  # bad for Adam too
+    assert _pruned(within, "sgd", 0.90)  # below SGD's median
+
+
+def test_startup_trials_count_per_optimizer():
+    pruner = create_pruner("median", epochs=3, within="optimizer")
+    optuna_study = optuna.create_study(direction="maximize", pruner=pruner)
+    for i in range(6):
+        optuna_study.add_trial(
+            optuna.trial.create_trial(
+                params={"optimizer": "sgd"},
+                distributions={"optimizer": OPTIMIZER},
+                value=0.97,
+                intermediate_values={1: 0.9, 2: 0.97 + 0.001 * i},
+            )
+        )
+    # Adam has no complete trial yet: its first trials are never pruned, however low.
+    assert not _pruned(optuna_study, "adam", 0.3)
+
+
+@pytest.mark.parametrize("name", list_pruners())
+def test_every_registered_pruner_runs_within_each_optimizer(name):
+    optuna_study = _study(create_pruner(name, epochs=3, within="optimizer"))
+    assert _pruned(optuna_study, "adam", 0.86) in (True, False)
+    if name == "none":
+        assert isinstance(optuna_study.pruner, optuna.pruners.NopPruner)
+    else:
+        assert isinstance(optuna_study.pruner, GroupedPruner)
+
+
+def test_within_must_be_a_known_grouping():
+    with pytest.raises(ValueError, match="unknown within='schedule'; choose one of: optimizer"):
+        create_pruner("median", epochs=3, within="schedule")
