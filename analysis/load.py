@@ -118,8 +118,26 @@ def _trial_row(study_name: str, trial: optuna.trial.FrozenTrial, eval_set: str) 
         "diverged_epoch": _nan_if_none(attrs.get(records.DIVERGED_EPOCH)),
         "duration_s": duration,
         "eval_set": attrs.get(records.EVAL_SET, eval_set),
+        "diverged_reason": attrs.get(records.DIVERGED_REASON, "") if diverged else "",
+        "seed_accuracies": _seed_accuracies(attrs, diverged),
+        "source_trial": _nan_if_none(attrs.get(records.SOURCE_TRIAL)),
     })
+    row["n_seeds"] = len(row["seed_accuracies"])
     return row
+
+
+def _seed_accuracies(attrs: dict, diverged: bool) -> list[float]:
+    """Final accuracy per seed (chance for a diverged seed); for a trial stopped early, each
+    seed's last evaluated accuracy."""
+    if records.SEED_ACCURACIES in attrs:
+        return list(attrs[records.SEED_ACCURACIES])
+    per_seed = attrs.get(records.SEED_EVAL_ACCURACY)
+    if per_seed and all(per_seed):
+        return [curve[-1] for curve in per_seed]
+    curve = attrs.get(records.EVAL_ACCURACY) or []
+    if diverged:
+        return [records.CHANCE]
+    return [curve[-1]] if curve else []
 
 
 def load_trials(
@@ -137,7 +155,11 @@ def load_trials(
     ``final_accuracy`` (evaluation accuracy after the last epoch run; NaN for a diverged
     trial), ``best_accuracy`` (best epoch), ``test_accuracy`` (test set at the end of a
     complete trial), ``epochs_run``, ``diverged``, ``diverged_lr``, ``diverged_epoch``,
-    ``duration_s`` and ``eval_set`` (``test`` or ``validation``).
+    ``diverged_reason`` (non-finite loss, loss blew up, collapsed to chance), ``duration_s``,
+    ``eval_set`` (``test`` or ``validation``), ``n_seeds`` and ``seed_accuracies`` (the
+    final accuracy of each seed the trial trained, chance for a diverged one; with
+    ``--repeats K`` there are K) and ``source_trial`` (in a confirmation study, the trial
+    whose configuration the run repeats).
 
     Args:
         storage: a storage URL (``sqlite:///studies/default.db``) or Optuna storage.
@@ -151,9 +173,10 @@ def load_trials(
                  for t in optuna_study.get_trials(deepcopy=False)]
     columns = ["study", "number", "state", "outcome", "value", *HPARAM_COLUMNS, "final_accuracy",
                "best_accuracy", "test_accuracy", "epochs_run", "diverged", "diverged_lr",
-               "diverged_epoch", "duration_s", "eval_set"]
+               "diverged_epoch", "diverged_reason", "duration_s", "eval_set", "n_seeds",
+               "seed_accuracies", "source_trial"]
     frame = pd.DataFrame(rows, columns=columns)
-    return frame.astype({"diverged": bool, "epochs_run": int})
+    return frame.astype({"diverged": bool, "epochs_run": int, "n_seeds": int})
 
 
 def load_curves(

@@ -22,6 +22,7 @@ import pandas as pd
 from analysis import plots
 from analysis.load import (
     StudyNotFoundError,
+    list_study_names,
     load_curves,
     load_studies,
     load_trials,
@@ -30,11 +31,13 @@ from analysis.load import (
 from analysis.tables import (
     best_trials,
     ci_separation,
+    confirmation,
     is_complete,
     lr_sensitivity,
     param_importance,
+    seed_noise_verdicts,
 )
-from study.records import OUTCOMES
+from study.records import CONFIRM_SUFFIX, OUTCOMES
 from study.storage import StorageError, default_storage_url, display_url
 
 __all__ = ["main", "write_report", "ReportError"]
@@ -78,6 +81,15 @@ def write_report(storage: str, study_names: Sequence[str], out: Path) -> Path:
         "best_per_optimizer_schedule": best_trials(trials, by=("optimizer", "schedule")),
     }
     tables["ci_separation"] = ci_separation(tables["lr_sensitivity"])
+    tables["sensitivity_separation"] = ci_separation(
+        tables["lr_sensitivity"], "sensitivity", higher_is_better=False
+    )
+    available = list_study_names(backend)
+    confirms = [n + CONFIRM_SUFFIX for n in study_names if n + CONFIRM_SUFFIX in available]
+    if confirms:
+        confirm_trials = load_trials(backend, confirms)
+        tables["confirmation"] = confirmation(confirm_trials)
+        tables["seed_noise"] = seed_noise_verdicts(confirm_trials)
     importance = []
     for optuna_study in studies:
         frame = param_importance(optuna_study)
@@ -92,6 +104,9 @@ def write_report(storage: str, study_names: Sequence[str], out: Path) -> Path:
     figures: list[tuple[str, str, Callable[[], object]]] = [
         ("lr_sensitivity", "Final accuracy against learning rate",
          lambda: _axes(lambda ax: plots.lr_sensitivity_plot(trials, ax=ax), (8, 5))),
+        *([("lr_seeds", "Error against learning rate, with the band over seeds",
+            lambda: _axes(lambda ax: plots.lr_seed_plot(trials, ax=ax), (8, 5)))]
+          if (trials["n_seeds"] > 1).any() else []),
         ("lr_sensitivity_by_schedule", "The same, one panel per schedule",
          lambda: plots.lr_sensitivity_grid(trials)),
         *([("lr_sensitivity_by_study", "The same, one panel per study",
@@ -101,10 +116,12 @@ def write_report(storage: str, study_names: Sequence[str], out: Path) -> Path:
          lambda: plots.learning_curves(curves)),
         ("lr_schedules", "Learning rate in effect, best trial of each schedule",
          lambda: _axes(lambda ax: plots.lr_schedule_plot(curves, trials, ax=ax))),
-        ("lr_weight_decay", "Learning rate x weight decay",
-         lambda: _axes(lambda ax: plots.hparam_scatter(trials, y="weight_decay", ax=ax))),
-        ("lr_momentum", "Learning rate x momentum (SGD)",
-         lambda: _axes(lambda ax: plots.hparam_scatter(trials, y="momentum", ax=ax))),
+        *([("lr_weight_decay", "Learning rate x weight decay",
+            lambda: _axes(lambda ax: plots.hparam_scatter(trials, y="weight_decay", ax=ax)))]
+          if _varies(complete, "weight_decay") else []),
+        *([("lr_momentum", "Learning rate x momentum (SGD)",
+            lambda: _axes(lambda ax: plots.hparam_scatter(trials, y="momentum", ax=ax)))]
+          if _varies(complete, "momentum") else []),
         ("importance", "Hyperparameter importance (PED-ANOVA)",
          lambda: _axes(lambda ax: plots.importance_plot(
              tables["importance"].groupby("param", as_index=False)["importance"].mean()
@@ -123,6 +140,11 @@ def write_report(storage: str, study_names: Sequence[str], out: Path) -> Path:
     index = out / "index.html"
     index.write_text(_html(storage, study_names, trials, tables, images), encoding="utf-8")
     return index
+
+
+def _varies(trials: pd.DataFrame, column: str) -> bool:
+    """Whether the study searched ``column`` (a plot against it would say something)."""
+    return trials[column].dropna().nunique() > 1
 
 
 def _axes(draw: Callable[[plt.Axes], object], size: tuple[float, float] = (7, 4.5)):
@@ -153,6 +175,31 @@ def _finding(sensitivity: pd.DataFrame, separation: pd.DataFrame) -> str:
     return " ".join(parts)
 
 
+def _sensitivity_finding(sensitivity: pd.DataFrame, separation: pd.DataFrame) -> str:
+    if len(sensitivity) < 2:
+        return ""
+    least = sensitivity.sort_values("sensitivity").iloc[0]
+    name, value = least["optimizer"], least["sensitivity"]
+    head = f"{name} is the least sensitive to its learning rate (sensitivity {value:.3f}"
+    pairs = separation[separation["a"] == name]
+    if pairs["separated"].isna().all():
+        return (head + "), but without intervals for every optimizer it cannot be told whether "
+                "that exceeds the noise.")
+    noise = "seed noise" if str(least["interval"]).startswith("over seeds") else (
+        "the noise of the sampled runs")
+    head += f", 95 % interval {least['sensitivity_lo']:.3f} to {least['sensitivity_hi']:.3f}, "
+    head += f"{least['interval']})."
+    apart = pairs[pairs["separated"] == True]["b"].tolist()  # noqa: E712 - NaN-aware
+    close = pairs[pairs["separated"] == False]["b"].tolist()  # noqa: E712
+    parts = [head]
+    if apart:
+        parts.append(f"Against {', '.join(apart)} the difference exceeds {noise}: the "
+                     "intervals do not overlap.")
+    if close:
+        parts.append(f"Against {', '.join(close)} it does not: the intervals overlap.")
+    return " ".join(parts)
+
+
 def _html(storage, study_names, trials, tables, images) -> str:
     def table(frame: pd.DataFrame) -> str:
         return frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="",
@@ -166,6 +213,10 @@ def _html(storage, study_names, trials, tables, images) -> str:
     per_optimizer.columns.name = None
     per_optimizer = per_optimizer.reset_index()
     finding = _finding(tables["lr_sensitivity"], tables["ci_separation"])
+    sensitivity_finding = _sensitivity_finding(tables["lr_sensitivity"],
+                                               tables["sensitivity_separation"])
+    pruned = int((trials["outcome"] == "pruned").sum())
+    counted = tables["lr_sensitivity"].attrs.get("pruned", "")
     esc = html.escape
     body = [
         f"<h1>Study {esc(', '.join(study_names))}</h1>",
@@ -176,15 +227,28 @@ def _html(storage, study_names, trials, tables, images) -> str:
         "<h2>Trials per optimizer</h2>", table(per_optimizer),
         "<h2>Learning-rate sensitivity</h2>",
         f"<p><b>{esc(finding)}</b></p>",
-        "<p>best_lr / best_accuracy: the best complete run. good_lr_width: decades of learning "
+        f"<p><b>{esc(sensitivity_finding)}</b></p>" if sensitivity_finding else "",
+        "<p>best_lr / best_accuracy: the best run. good_lr_width: decades of learning "
         "rate whose runs reach within 1 percentage point of the best. sensitivity: best "
         "accuracy minus the mean accuracy over log-LR bins (half a decade), diverged runs "
         "counted at chance (10 %), after Wortsman et al. 2023: 0 means insensitive. *_lo / "
-        "*_hi: 95 % bootstrap intervals, shown from 5 complete runs on. Pruned runs are "
-        "counted but not used.</p>",
+        "*_hi: 95 % bootstrap intervals; the interval column says what was resampled (the "
+        "seeds of each run, or the sampled runs, shown from 5 runs on). "
+        f"{pruned} pruned run{'' if pruned == 1 else 's'}: {esc(counted)}.</p>",
         table(tables["lr_sensitivity"]),
-        "<h3>Do the differences exceed the intervals?</h3>", table(tables["ci_separation"]),
+        "<h3>Do the differences exceed the intervals?</h3>",
+        "<p>Best accuracy (higher first):</p>", table(tables["ci_separation"]),
+        "<p>Sensitivity (lower first):</p>", table(tables["sensitivity_separation"]),
     ]
+    if "confirmation" in tables:
+        body += [
+            "<h2>Confirmation over fresh seeds</h2>",
+            "<p>Each optimizer's best configurations re-run with new seeds, to the last epoch "
+            "(python -m study.confirm). mean_lo / mean_hi: 95 % bootstrap interval of the "
+            "mean over seeds.</p>",
+            table(tables["confirmation"]),
+            *[f"<p><b>{esc(v)}</b></p>" for v in tables["seed_noise"]["verdict"]],
+        ]
     for name, title in images:
         body.append(f'<h2>{esc(title)}</h2><img src="{name}.png" alt="{esc(title)}">')
         if name == "lr_sensitivity":

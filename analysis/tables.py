@@ -26,7 +26,11 @@ __all__ = [
     "best_trials",
     "lr_sensitivity",
     "sensitivity_metrics",
+    "PRUNED_AS_LOWER_BOUNDS",
+    "PRUNED_LEFT_OUT",
     "ci_separation",
+    "confirmation",
+    "seed_noise_verdicts",
     "param_importance",
 ]
 
@@ -62,9 +66,11 @@ def _groups(trials: pd.DataFrame, by: Sequence[str]) -> list[str]:
     return (["study"] if trials["study"].nunique() > 1 else []) + list(by)
 
 
-def best_trials(trials: pd.DataFrame, by: Sequence[str] = ("optimizer",)) -> pd.DataFrame:
-    """The best complete, non-diverged trial of each group (per optimizer by default; pass
-    ``by=("optimizer", "schedule")`` for optimizer x schedule).
+def best_trials(
+    trials: pd.DataFrame, by: Sequence[str] = ("optimizer",), *, n: int = 1
+) -> pd.DataFrame:
+    """The best ``n`` complete, non-diverged trials of each group (per optimizer by default;
+    pass ``by=("optimizer", "schedule")`` for optimizer x schedule).
 
     Columns: the group keys, ``number``, ``final_accuracy``, ``test_accuracy`` and the
     configuration (columns empty for every row are dropped); best first.
@@ -74,7 +80,8 @@ def best_trials(trials: pd.DataFrame, by: Sequence[str] = ("optimizer",)) -> pd.
     done = done.dropna(subset=["final_accuracy"])
     if done.empty:
         return pd.DataFrame(columns=[*keys, "number", "final_accuracy"])
-    best = done.loc[done.groupby(keys, sort=False)["final_accuracy"].idxmax()]
+    ranked = done.sort_values(["final_accuracy", "number"], ascending=[False, True])
+    best = ranked.groupby(keys, sort=False).head(n)
     columns = [*keys, "number", "final_accuracy", "test_accuracy",
                *(c for c in _CONFIG_COLUMNS if c not in keys)]
     table = best[columns].sort_values("final_accuracy", ascending=False)
@@ -128,13 +135,19 @@ def sensitivity_metrics(
     }
 
 
+#: How ``lr_sensitivity`` counts pruned trials, said in its table's ``attrs`` and the report.
+PRUNED_AS_LOWER_BOUNDS = "pruned runs at the accuracy they were stopped at (lower bounds)"
+PRUNED_LEFT_OUT = "pruned runs left out"
+
+
 def lr_sensitivity(
     trials: pd.DataFrame,
     *,
     tolerance: float = 0.01,
     bins_per_decade: int = 2,
     chance: float = CHANCE,
-    include_pruned: bool = False,
+    include_pruned: bool = True,
+    interval: str = "auto",
     n_boot: int = 1000,
     min_trials: int = 5,
     confidence: float = 0.95,
@@ -142,21 +155,35 @@ def lr_sensitivity(
 ) -> pd.DataFrame:
     """Learning-rate sensitivity per optimizer: the question the toolkit exists to answer.
 
-    Uses complete trials (their final accuracy) and diverged ones (at ``chance``); pruned
-    trials stopped early, so their accuracy is not comparable and they are left out unless
-    ``include_pruned``. See :func:`sensitivity_metrics` for the formulas.
+    Uses complete trials (their final accuracy), diverged ones (at ``chance``) and, unless
+    ``include_pruned`` is false, pruned ones at the accuracy they were stopped at: pruned
+    trials are the bad learning rates, and leaving them out makes every optimizer look less
+    sensitive than it is; their accuracy is a lower bound of what they would have reached.
+    With several seeds per trial (``--repeats``), a trial's accuracy is the mean over its
+    seeds. See :func:`sensitivity_metrics` for the formulas.
 
     Columns per optimizer: ``n`` (runs used), ``best_lr``, ``best_accuracy``,
     ``good_lr_width`` (decades within ``tolerance`` of the best), ``sensitivity``,
     ``min_diverged_lr`` (smallest learning rate that diverged), ``n_complete``,
     ``n_pruned``, ``n_diverged``, ``n_failed``; for ``best_accuracy``, ``good_lr_width``
     and ``sensitivity`` a bootstrap percentile interval ``*_lo`` / ``*_hi`` (``n_boot``
-    resamples of the runs, ``confidence`` level), and ``note``: empty, or "n too small"
-    when fewer than ``min_trials`` runs (then the intervals are NaN).
+    resamples, ``confidence`` level); ``interval``: what was resampled, and ``note``: empty,
+    or why there is no interval. ``table.attrs["pruned"]`` says how pruned runs counted.
+
+    Args:
+        interval: ``"seeds"`` resamples the seeds of each trial (its training noise at fixed
+            learning rates: the interval an LR grid with ``--repeats`` is for; every trial
+            needs two seeds or more); ``"trials"`` resamples the trials (the sampled
+            learning rates, for a study with one seed per trial); ``"auto"`` picks seeds
+            where every used trial has two or more, trials otherwise.
     """
+    if interval not in ("auto", "seeds", "trials"):
+        raise ValueError(f"interval must be auto, seeds or trials, but got {interval=}.")
     keys = _groups(trials, ("optimizer",))
     rng = np.random.default_rng(seed)
     alpha = (1 - confidence) / 2
+    kwargs = {"tolerance": tolerance, "bins_per_decade": bins_per_decade, "chance": chance}
+    metrics = ("best_accuracy", "good_lr_width", "sensitivity")
     rows = []
     for key, group in trials.groupby(keys, sort=True):
         key = key if isinstance(key, tuple) else (key,)
@@ -165,7 +192,6 @@ def lr_sensitivity(
         used = group[states.isin(used_states) & group["lr"].notna()]
         accuracy = counted_accuracy(used["final_accuracy"], used["diverged"], chance)
         lr = used["lr"].to_numpy(dtype=float)
-        kwargs = {"tolerance": tolerance, "bins_per_decade": bins_per_decade, "chance": chance}
         row = dict(zip(keys, key, strict=True))
         row["n"] = len(used)
         row.update(sensitivity_metrics(lr, accuracy, **kwargs))
@@ -175,52 +201,192 @@ def lr_sensitivity(
         row["n_pruned"] = int((states == "pruned").sum())
         row["n_diverged"] = int(group["diverged"].sum())
         row["n_failed"] = int((states == "failed").sum())
-        metrics = ("best_accuracy", "good_lr_width", "sensitivity")
-        if len(used) >= min_trials:
-            boot = np.array([
-                [m[k] for k in metrics]
-                for m in (sensitivity_metrics(lr[idx], accuracy[idx], **kwargs)
-                          for idx in rng.integers(0, len(used), size=(n_boot, len(used))))
-            ])
-            for j, name in enumerate(metrics):
-                row[f"{name}_lo"], row[f"{name}_hi"] = np.quantile(boot[:, j], [alpha, 1 - alpha])
+        seeds = _seed_matrix(used, chance)
+        by_seeds = interval == "seeds" or (interval == "auto" and seeds is not None)
+        boot = None
+        if by_seeds and seeds is not None and len(used) >= 2:
+            # Resample each trial's seeds: the learning rates stay where they were run.
+            idx = rng.integers(0, seeds.shape[1], size=(n_boot, *seeds.shape))
+            means = np.take_along_axis(seeds[None, :, :], idx, axis=2).mean(axis=2)
+            boot = np.array([[m[k] for k in metrics] for m in (
+                sensitivity_metrics(lr, mean, **kwargs) for mean in means)])
+            row["interval"] = f"over seeds ({seeds.shape[1]} per run)"
+            row["note"] = ""
+        elif by_seeds:
+            row["interval"] = ""
+            row["note"] = "fewer than 2 seeds per run" if seeds is None else "fewer than 2 runs"
+        elif len(used) >= min_trials:
+            boot = np.array([[m[k] for k in metrics] for m in (
+                sensitivity_metrics(lr[idx], accuracy[idx], **kwargs)
+                for idx in rng.integers(0, len(used), size=(n_boot, len(used))))])
+            row["interval"] = "over sampled runs"
             row["note"] = ""
         else:
-            for name in metrics:
-                row[f"{name}_lo"] = row[f"{name}_hi"] = math.nan
+            row["interval"] = ""
             row["note"] = f"n too small ({len(used)} < {min_trials})"
+        for j, name in enumerate(metrics):
+            if boot is None:
+                row[f"{name}_lo"] = row[f"{name}_hi"] = math.nan
+            else:
+                row[f"{name}_lo"], row[f"{name}_hi"] = np.quantile(boot[:, j], [alpha, 1 - alpha])
         rows.append(row)
     table = pd.DataFrame(rows)
-    if table.empty:
-        return table
-    return table.sort_values([*keys[:-1], "best_accuracy"],
-                             ascending=[True] * (len(keys) - 1) + [False]).reset_index(drop=True)
+    if not table.empty:
+        table = table.sort_values([*keys[:-1], "best_accuracy"],
+                                  ascending=[True] * (len(keys) - 1) + [False])
+        table = table.reset_index(drop=True)
+    table.attrs["pruned"] = PRUNED_AS_LOWER_BOUNDS if include_pruned else PRUNED_LEFT_OUT
+    return table
 
 
-def ci_separation(sensitivity: pd.DataFrame, metric: str = "best_accuracy") -> pd.DataFrame:
+def _seed_matrix(used: pd.DataFrame, chance: float) -> np.ndarray | None:
+    """Runs x seeds accuracies as the metric counts them, or ``None`` unless every run has
+    the same number (two or more) of seeds."""
+    if "seed_accuracies" not in used or used.empty:
+        return None
+    counts = used["seed_accuracies"].map(len)
+    if counts.nunique() != 1 or counts.iloc[0] < 2:
+        return None
+    matrix = np.array(used["seed_accuracies"].tolist(), dtype=float)
+    return counted_accuracy(matrix, np.zeros(matrix.shape, dtype=bool), chance)
+
+
+def ci_separation(
+    sensitivity: pd.DataFrame, metric: str = "best_accuracy", *, higher_is_better: bool = True
+) -> pd.DataFrame:
     """Which optimizers' intervals for ``metric`` do not overlap.
 
-    One row per pair (``a`` ranked above ``b`` by ``metric``), with ``difference`` and
-    ``separated`` (True when a's interval lies wholly above b's; False when they overlap;
-    NaN when either has no interval).
+    One row per pair (``a`` ranked ahead of ``b`` by ``metric``: higher first, or lower
+    first when ``higher_is_better`` is false, as for ``sensitivity``), with ``difference``
+    and ``separated`` (True when the intervals do not overlap; False when they do; NaN when
+    either has no interval).
     """
     rows = []
-    ranked = sensitivity.sort_values(metric, ascending=False)
+    ranked = sensitivity.sort_values(metric, ascending=not higher_is_better)
     group_keys = ["study"] if "study" in ranked else []
     for _, part in (ranked.groupby(group_keys) if group_keys else [((), ranked)]):
         records = part.to_dict("records")
         for i, a in enumerate(records):
             for b in records[i + 1:]:
-                lo_a, hi_b = a.get(f"{metric}_lo"), b.get(f"{metric}_hi")
-                known = not (pd.isna(lo_a) or pd.isna(hi_b))
+                if higher_is_better:
+                    edge_a, edge_b = a.get(f"{metric}_lo"), b.get(f"{metric}_hi")
+                else:
+                    edge_a, edge_b = b.get(f"{metric}_lo"), a.get(f"{metric}_hi")
+                known = not (pd.isna(edge_a) or pd.isna(edge_b))
                 rows.append({
                     **{k: a[k] for k in group_keys},
                     "a": a["optimizer"],
                     "b": b["optimizer"],
                     "difference": a[metric] - b[metric],
-                    "separated": bool(lo_a > hi_b) if known else math.nan,
+                    "separated": bool(edge_a > edge_b) if known else math.nan,
                 })
     return pd.DataFrame(rows, columns=[*group_keys, "a", "b", "difference", "separated"])
+
+
+def _bootstrap_mean(values: np.ndarray, rng: np.random.Generator, n_boot: int) -> np.ndarray:
+    return values[rng.integers(0, len(values), size=(n_boot, len(values)))].mean(axis=1)
+
+
+def confirmation(
+    trials: pd.DataFrame,
+    *,
+    chance: float = CHANCE,
+    confidence: float = 0.95,
+    n_boot: int = 10_000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Per configuration of a confirmation study (``python -m study.confirm``): its final
+    accuracy over fresh seeds.
+
+    One row per optimizer and ``source_trial`` (the study's trial the configuration comes
+    from): ``lr``, ``n`` (finished seeds), ``mean``, ``std``, ``mean_lo`` / ``mean_hi`` (a
+    ``confidence`` bootstrap percentile interval of the mean over seeds) and
+    ``n_diverged`` (diverged seeds count at ``chance``); best mean first.
+    """
+    done = trials[trials["outcome"].isin(["complete", "diverged"])]
+    columns = ["optimizer", "source_trial", "lr", "n", "mean", "std", "mean_lo", "mean_hi",
+               "n_diverged"]
+    if done.empty:
+        return pd.DataFrame(columns=columns)
+    rng = np.random.default_rng(seed)
+    alpha = (1 - confidence) / 2
+    rows = []
+    for (optimizer, source), group in done.groupby(["optimizer", "source_trial"], sort=True):
+        values = counted_accuracy(group["final_accuracy"], group["diverged"], chance)
+        boot = _bootstrap_mean(values, rng, n_boot)
+        rows.append({
+            "optimizer": optimizer,
+            "source_trial": int(source),
+            "lr": group["lr"].iloc[0],
+            "n": len(values),
+            "mean": values.mean(),
+            "std": values.std(ddof=1) if len(values) > 1 else math.nan,
+            "mean_lo": np.quantile(boot, alpha),
+            "mean_hi": np.quantile(boot, 1 - alpha),
+            "n_diverged": int(group["diverged"].sum()),
+        })
+    table = pd.DataFrame(rows, columns=columns)
+    return table.sort_values("mean", ascending=False).reset_index(drop=True)
+
+
+def seed_noise_verdicts(
+    trials: pd.DataFrame,
+    *,
+    chance: float = CHANCE,
+    confidence: float = 0.95,
+    n_boot: int = 10_000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Does the leader's margin exceed seed noise? Each pair of optimizers in a confirmation
+    study, each at its best configuration (by mean over seeds).
+
+    The test is a bootstrap over seeds: both optimizers' seeds are resampled ``n_boot``
+    times and the ``confidence`` percentile interval of the difference of means is taken;
+    the margin exceeds seed noise when that interval excludes 0. One row per pair (``a``
+    ahead of ``b``): ``difference``, ``difference_lo``, ``difference_hi``,
+    ``exceeds_noise`` and ``verdict`` (a sentence saying so).
+    """
+    table = confirmation(trials, chance=chance, confidence=confidence, n_boot=10, seed=seed)
+    columns = ["a", "b", "difference", "difference_lo", "difference_hi", "exceeds_noise",
+               "verdict"]
+    if table.empty:
+        return pd.DataFrame(columns=columns)
+    best = table.drop_duplicates("optimizer")  # sorted by mean: each optimizer's best
+    done = trials[trials["outcome"].isin(["complete", "diverged"])]
+    values = {
+        row.optimizer: counted_accuracy(
+            done.loc[done["source_trial"] == row.source_trial, "final_accuracy"],
+            done.loc[done["source_trial"] == row.source_trial, "diverged"], chance)
+        for row in best.itertuples()
+    }
+    rng = np.random.default_rng(seed)
+    alpha = (1 - confidence) / 2
+    level = f"{confidence:.0%}".replace("%", " %")
+    rows = []
+    leaders = best.to_dict("records")
+    for i, a in enumerate(leaders):
+        for b in leaders[i + 1:]:
+            va, vb = values[a["optimizer"]], values[b["optimizer"]]
+            diff = va.mean() - vb.mean()
+            if min(len(va), len(vb)) < 2:
+                lo = hi = math.nan
+                exceeds = math.nan
+                verdict = (f"{a['optimizer']} leads {b['optimizer']} by {diff:+.4f}, but with "
+                           "fewer than 2 seeds each the seed noise cannot be told.")
+            else:
+                boot = _bootstrap_mean(va, rng, n_boot) - _bootstrap_mean(vb, rng, n_boot)
+                lo, hi = np.quantile(boot, [alpha, 1 - alpha])
+                exceeds = bool(lo > 0)
+                said = "exceeds" if exceeds else "is within"
+                verdict = (
+                    f"{a['optimizer']} leads {b['optimizer']} by {diff:+.4f} (mean over "
+                    f"{len(va)} and {len(vb)} seeds; {level} interval {lo:+.4f} to "
+                    f"{hi:+.4f}, bootstrap over seeds): the margin {said} seed noise."
+                )
+            rows.append({"a": a["optimizer"], "b": b["optimizer"], "difference": diff,
+                         "difference_lo": lo, "difference_hi": hi, "exceeds_noise": exceeds,
+                         "verdict": verdict})
+    return pd.DataFrame(rows, columns=columns)
 
 
 def param_importance(optuna_study: optuna.Study) -> pd.DataFrame:

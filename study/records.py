@@ -53,6 +53,8 @@ __all__ = [
     "SEED_ACCURACIES",
     "SEED_EVAL_ACCURACY",
     "SEED_DIVERGED",
+    "SOURCE_TRIAL",
+    "CONFIRM_SUFFIX",
     "CURVES",
     "EVAL_ACCURACY",
     "EPOCH_SECONDS",
@@ -85,6 +87,11 @@ SEEDS = "seeds"
 SEED_ACCURACIES = "seed_accuracies"
 SEED_EVAL_ACCURACY = "seed_eval_accuracy"
 SEED_DIVERGED = "seed_diverged"
+#: In a confirmation study (``python -m study.confirm``): the trial of the source study
+#: whose configuration a run repeats with a fresh seed.
+SOURCE_TRIAL = "source_trial"
+#: The confirmation study of study S is named S + CONFIRM_SUFFIX, in the same storage.
+CONFIRM_SUFFIX = ".confirm"
 
 #: Per-epoch lists: user attribute -> the ``study.train.EpochStats`` field it records.
 CURVES: Mapping[str, str] = {
@@ -121,6 +128,7 @@ SETTINGS = (
     "repeats",
     "precision",
     "lr_grid",
+    "split_seed",
     "eval_set",
     "toolkit_version",
 )

@@ -15,13 +15,21 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
 
 import optuna
 import torch
 
 from search_spaces import SearchSpace, get_space, list_spaces
 from study import records
+from study.cli import (
+    HelpFormatter,
+    Parser,
+    UsageError,
+    positive_int,
+    registry_name,
+    resolve_device,
+    toolkit_version,
+)
 from study.config import PRECISIONS, ConfigError, TrialConfig
 from study.data import DEFAULT_ROOT, DataError, load_mnist
 from study.optim import get_optimizer_info
@@ -51,45 +59,6 @@ PROG = "python -m study.run"
 DEFAULT_TRIALS = 50
 #: --seed stays below 2**31 so that the seeds derived from it stay below 2**32.
 MAX_SEED = 2**31
-
-
-class UsageError(Exception):
-    """A bad command-line value; exits with code 2 and one line."""
-
-
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        # Options whose default is computed say so in their help; don't add "(default: None)".
-        if action.default is None:
-            return action.help
-        return super()._get_help_string(action)
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        # One line, like every other user mistake, instead of usage + error.
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def _registry_name(lookup: Any) -> Any:
-    def convert(value: str) -> str:
-        try:
-            lookup(value)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-        return value
-
-    return convert
-
-
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, but got {value!r}")
-    return number
 
 
 def _name_list(value: str) -> list[str]:
@@ -143,18 +112,18 @@ def _fraction(value: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser (every option documents its default)."""
-    parser = _Parser(
+    parser = Parser(
         prog=PROG,
         description="Run or continue an Optuna study of optimizers and learning rates for "
         "the lab's MLP on MNIST. Re-running the same command continues the study.",
-        formatter_class=_HelpFormatter,
+        formatter_class=HelpFormatter,
     )
-    parser.add_argument("--trials", type=_positive_int, default=None,
+    parser.add_argument("--trials", type=positive_int, default=None,
                         help="target number of finished (complete or pruned) trials "
                         "(default: 50; the whole grid for the lr-grid space)")
-    parser.add_argument("--epochs", type=_positive_int, default=5,
+    parser.add_argument("--epochs", type=positive_int, default=5,
                         help="training epochs per trial (the lab uses 5)")
-    parser.add_argument("--space", type=_registry_name(get_space), default="default",
+    parser.add_argument("--space", type=registry_name(get_space), default="default",
                         help=f"search space: {', '.join(list_spaces())}")
     parser.add_argument("--optimizers", type=_name_list, default=None, metavar="A,B",
                         help="only these optimizers, comma-separated, e.g. sgd,adam "
@@ -164,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--storage", default=None, metavar="URL",
                         help="database URL, e.g. postgresql://user:pw@host/db "
                         "(default: sqlite:///studies/<study-name>.db)")
-    parser.add_argument("--sampler", type=_registry_name(get_sampler_info), default=None,
+    parser.add_argument("--sampler", type=registry_name(get_sampler_info), default=None,
                         help=f"sampler: {', '.join(list_samplers())} (default: tpe; the "
                         "lr-grid space visits its grid with Optuna's GridSampler)")
     parser.add_argument("--allocation", choices=ALLOCATIONS, default=None,
@@ -172,14 +141,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "trials so far, the sampler chooses the rest; sampler: the sampler "
                         "chooses the optimizer too (default: balanced where the space "
                         "chooses an optimizer; kept with the study)")
-    parser.add_argument("--pruner", type=_registry_name(get_pruner_info), default=None,
+    parser.add_argument("--pruner", type=registry_name(get_pruner_info), default=None,
                         help=f"pruner: {', '.join(list_pruners())} (default: the space's, "
                         "median; none for the lab and lr-grid spaces)")
     parser.add_argument("--prune-within", choices=PRUNE_WITHIN, default=None,
                         help="compare a trial with the trials of its own optimizer, or with "
                         "every trial of the study (default: optimizer where the space "
                         "chooses an optimizer; kept with the study)")
-    parser.add_argument("--repeats", type=_positive_int, default=1, metavar="K",
+    parser.add_argument("--repeats", type=positive_int, default=1, metavar="K",
                         help="train each trial's configuration with K seeds, interleaved "
                         "epoch by epoch; the trial reports and is pruned on their mean "
                         "(kept with the study)")
@@ -192,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "seeds)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="where training runs; auto picks cuda when available")
-    parser.add_argument("--batch-size", type=_positive_int, default=64,
+    parser.add_argument("--batch-size", type=positive_int, default=64,
                         help="training batch size")
     parser.add_argument("--precision", choices=("auto", *PRECISIONS), default="fp32",
                         help="fp32, or bf16 (autocast with float32 master weights); auto "
@@ -202,22 +171,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="hold out this share of the training set and prune on it "
                         "(the test set is then measured once per trial); 0 prunes on the "
                         "test set")
-    parser.add_argument("--train-size", type=_positive_int, default=None, metavar="N",
+    parser.add_argument("--train-size", type=positive_int, default=None, metavar="N",
                         help="train on the first N training examples only, for a quick look "
                         "(default: all 60000, less the validation share)")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_ROOT, metavar="DIR",
                         help="folder with the four MNIST .gz IDX files")
-    parser.add_argument("--threads", type=_positive_int, default=None,
+    parser.add_argument("--threads", type=positive_int, default=None,
                         help="CPU threads for torch (default: torch's choice)")
     return parser
-
-
-def _resolve_device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda, but torch sees no CUDA device; use --device cpu.")
-    return name
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -251,7 +212,7 @@ class _Plan:
 
 
 def _plan(args: argparse.Namespace) -> _Plan:
-    device = _resolve_device(args.device)
+    device = resolve_device(args.device)
     space = get_space(args.space)
     if args.optimizers is not None:
         try:
@@ -333,14 +294,22 @@ def _run(args: argparse.Namespace) -> int:
         "repeats": args.repeats,
         "precision": plan.precision,
         "lr_grid": list(space.lr_grid) if space.lr_grid else None,
+        "split_seed": args.seed,
         "eval_set": data.eval_set,
-        "toolkit_version": _version(),
+        "toolkit_version": toolkit_version(),
     }
     assert tuple(settings) == records.SETTINGS
     pruner = create_pruner(plan.pruner, epochs=args.epochs, within=plan.prune_within)
     optuna_study = open_study(storage, study_name, settings=settings,
                               checked=records.CHECKED_SETTINGS,
                               legacy=records.LEGACY_SETTINGS, pruner=pruner)
+    split_seed = optuna_study.user_attrs.get("split_seed", args.seed)
+    if args.validation > 0 and split_seed != args.seed:
+        # The validation split belongs to the study: every worker and resume holds out the
+        # same examples, whatever its own --seed.
+        data = load_mnist(args.data_dir, device=plan.device,
+                          validation_fraction=args.validation, split_seed=split_seed,
+                          train_size=args.train_size)
     optuna.storages.fail_stale_trials(optuna_study)
     n_existing = len(optuna_study.get_trials(deepcopy=False))
     grid = space.grid()
@@ -382,15 +351,6 @@ def _run(args: argparse.Namespace) -> int:
               f"continue to {target} finished trials.")
         return 130
     return 0
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("optstudy")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 if __name__ == "__main__":

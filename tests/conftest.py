@@ -69,8 +69,13 @@ def add_trial(
     schedule: str = "constant",
     weight_decay: float = 0.0,
     momentum: float | None = None,
+    seed_accuracies: list[float] | None = None,
+    source_trial: int | None = None,
 ):
-    """Add a finished trial shaped like the ones ``study.run`` writes (known values)."""
+    """Add a finished trial shaped like the ones ``study.run`` writes (known values).
+
+    With ``seed_accuracies`` the trial trained several seeds (``--repeats``): its accuracy
+    is their mean."""
     import optuna
 
     from study.config import TrialConfig
@@ -83,6 +88,8 @@ def add_trial(
         weight_decay=weight_decay,
         momentum=momentum,
     ).to_dict()
+    if seed_accuracies is not None:
+        accuracy = sum(seed_accuracies) / len(seed_accuracies)
     run = 0 if diverged else (epochs if state == "complete" else 1)
     curve = [accuracy - 0.01 * (run - 1 - i) for i in range(run)] if run else []
     attrs = {
@@ -99,6 +106,10 @@ def add_trial(
     }
     if diverged:
         attrs.update(diverged_lr=lr, diverged_epoch=1)
+    if seed_accuracies is not None:
+        attrs["seed_accuracies"] = list(seed_accuracies)
+    if source_trial is not None:  # a run of a confirmation study
+        attrs["source_trial"] = source_trial
     distributions = {
         "optimizer": optuna.distributions.CategoricalDistribution(
             ["sgd", "adam", "adamw", "rmsprop"]

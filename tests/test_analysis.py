@@ -10,6 +10,8 @@ from conftest import add_trial, run_small_study
 
 from analysis import (
     HPARAM_COLUMNS,
+    PRUNED_AS_LOWER_BOUNDS,
+    PRUNED_LEFT_OUT,
     StudyNotFoundError,
     best_trials,
     ci_separation,
@@ -144,24 +146,55 @@ def test_reading_a_missing_file_does_not_create_it(tmp_path):
 
 
 def test_sensitivity_metrics_have_the_known_answers(known):
-    table = lr_sensitivity(load_trials(known, "known"), n_boot=200).set_index("optimizer")
-    sgd = table.loc["sgd"]
-    assert sgd["n"] == 9  # complete and diverged runs; the pruned one is left out
+    table = lr_sensitivity(load_trials(known, "known"), n_boot=200)
+    assert table.attrs["pruned"] == PRUNED_AS_LOWER_BOUNDS
+    sgd = table.set_index("optimizer").loc["sgd"]
+    assert sgd["n"] == 10  # complete, diverged and the pruned run (at its last accuracy)
     assert sgd["best_accuracy"] == pytest.approx(0.98)
     assert sgd["good_lr_width"] == pytest.approx(2.0)  # flat over exactly two decades
-    # Bins: five good ones at 0.98 (one holding two runs), 0.50, and two diverged at chance.
-    expected = 0.98 - (5 * 0.98 + 0.50 + 0.10 + 0.10) / 8
+    # Bins: five good ones at 0.98 (one holding two runs), 0.50, the pruned run's 0.40, and
+    # two diverged at chance.
+    expected = 0.98 - (5 * 0.98 + 0.50 + 0.40 + 0.10 + 0.10) / 9
     assert sgd["sensitivity"] == pytest.approx(expected)
     assert sgd["min_diverged_lr"] == pytest.approx(10**-0.75)
     assert (sgd["n_complete"], sgd["n_pruned"], sgd["n_diverged"]) == (7, 1, 2)
-    assert sgd["note"] == ""
+    assert sgd["note"] == "" and sgd["interval"] == "over sampled runs"
     assert sgd["good_lr_width_lo"] <= 2.0 + 1e-9 and sgd["best_accuracy_hi"] == pytest.approx(0.98)
-    adam = table.loc["adam"]
+    adam = table.set_index("optimizer").loc["adam"]
     assert adam["note"] == "n too small (3 < 5)" and math.isnan(adam["sensitivity_lo"])
     assert adam["good_lr_width"] == pytest.approx(0.0)  # only 1e-3 is within 1 point of 0.97
-    # Pruned runs count when asked to (as lower bounds).
-    with_pruned = lr_sensitivity(load_trials(known, "known"), include_pruned=True, n_boot=10)
-    assert with_pruned.set_index("optimizer").loc["sgd", "n"] == 10
+    # Leaving pruned runs out makes SGD look less sensitive than it is.
+    without = lr_sensitivity(load_trials(known, "known"), include_pruned=False, n_boot=10)
+    assert without.attrs["pruned"] == PRUNED_LEFT_OUT
+    sgd_without = without.set_index("optimizer").loc["sgd"]
+    assert sgd_without["n"] == 9
+    assert sgd_without["sensitivity"] == pytest.approx(0.98 - (5 * 0.98 + 0.50 + 0.2) / 8)
+    assert sgd_without["sensitivity"] < sgd["sensitivity"]
+
+
+def test_intervals_over_seeds_resample_each_runs_seeds(tmp_path):
+    """A grid with three seeds per point: SGD flat (same accuracy at every learning rate,
+    seed noise only), Adam peaked. The interval comes from the seeds."""
+    url = f"sqlite:///{tmp_path / 'g.db'}"
+    optuna_study = optuna.create_study(storage=url, study_name="g", direction="maximize")
+    lrs = [10**e for e in (-4.25, -3.75, -3.25, -2.75, -2.25)]
+    for lr in lrs:
+        add_trial(optuna_study, "sgd", lr, None, seed_accuracies=[0.975, 0.98, 0.985])
+    for lr, level in zip(lrs, (0.5, 0.9, 0.98, 0.9, 0.5), strict=True):
+        add_trial(
+            optuna_study, "adam", lr, None, seed_accuracies=[level - 0.01, level, level + 0.01]
+        )
+    table = lr_sensitivity(load_trials(url, "g"), n_boot=300).set_index("optimizer")
+    sgd, adam = table.loc["sgd"], table.loc["adam"]
+    assert sgd["interval"] == adam["interval"] == "over seeds (3 per run)"
+    assert sgd["sensitivity"] == pytest.approx(0.0)  # flat: the best is the mean
+    assert 0 <= sgd["sensitivity_lo"] <= sgd["sensitivity_hi"] < 0.02  # seed noise only
+    assert adam["sensitivity"] == pytest.approx(0.98 - (0.5 + 0.9 + 0.98 + 0.9 + 0.5) / 5)
+    assert adam["sensitivity_lo"] > sgd["sensitivity_hi"]  # the difference exceeds seed noise
+    assert sgd["good_lr_width"] == pytest.approx(2.0) and adam["good_lr_width"] == 0.0
+    # Forcing trial resampling instead says so.
+    by_trials = lr_sensitivity(load_trials(url, "g"), interval="trials", n_boot=50)
+    assert set(by_trials["interval"]) == {"over sampled runs"}
 
 
 def test_wider_tolerance_widens_the_good_range(known):

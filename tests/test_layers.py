@@ -84,8 +84,10 @@ def test_no_module_imports_from_a_layer_above_it():
                 training = package == "study" and path.stem in TRAINING
                 if training and target.split(".")[0] != "study":
                     upward.append(f"{module} -> {target} (training imports only training)")
-                if package == "analysis" and target.startswith("study") and target not in (
-                    "study", "study.records", "study.storage"
+                if (
+                    package == "analysis"
+                    and target.startswith("study")
+                    and target not in ("study", "study.records", "study.storage")
                 ):
                     upward.append(f"{module} -> {target} (analysis reads the contract only)")
     assert upward == []

@@ -179,3 +179,35 @@ def test_optuna_visualization_reads_our_database(study_db):
     ax = plot_param_importances(optuna_study)
     assert len(ax.patches) > 0
     plt.close("all")
+
+
+def test_report_of_a_seeded_grid_with_a_confirmation_says_what_exceeds_the_noise(
+    tmp_path, capsys
+):
+    """A grid with three seeds per point (SGD flat, Adam peaked) and a confirmation study:
+    the report names the least sensitive optimizer, the seed band plot and the verdicts."""
+    url = f"sqlite:///{tmp_path / 'g.db'}"
+    grid = optuna.create_study(storage=url, study_name="g", direction="maximize")
+    lrs = [10**e for e in (-4.25, -3.75, -3.25, -2.75, -2.25)]
+    for lr in lrs:
+        add_trial(grid, "sgd", lr, None, seed_accuracies=[0.975, 0.98, 0.985])
+    for lr, level in zip(lrs, (0.5, 0.9, 0.98, 0.9, 0.5), strict=True):
+        add_trial(grid, "adam", lr, None, seed_accuracies=[level - 0.01, level, level + 0.01])
+    add_trial(grid, "adam", 1e-2, 0.3, state="pruned")
+    confirm = optuna.create_study(storage=url, study_name="g.confirm", direction="maximize")
+    for value in (0.981, 0.983, 0.982, 0.984):
+        add_trial(confirm, "sgd", 10**-3.25, value, source_trial=2)
+    for value in (0.970, 0.972, 0.969, 0.971):
+        add_trial(confirm, "adam", 10**-3.25, value, source_trial=7)
+    out = tmp_path / "rep"
+    assert report_main(["--storage", url, "--study-name", "g", "--out", str(out)]) == 0
+    page = (out / "index.html").read_text()
+    assert "sgd is the least sensitive to its learning rate" in page
+    assert "over seeds (3 per run)" in page
+    assert "Against adam the difference exceeds seed noise" in page
+    assert 'src="lr_seeds.png"' in page and (out / "lr_seeds.png").stat().st_size > 1000
+    assert "1 pruned run: pruned runs at the accuracy they were stopped at" in page
+    assert "Confirmation over fresh seeds" in page
+    assert "sgd leads adam by +0.0120" in page and "exceeds seed noise" in page
+    assert (out / "confirmation.csv").is_file() and (out / "seed_noise.csv").is_file()
+    plt.close("all")

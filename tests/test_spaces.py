@@ -79,9 +79,9 @@ def test_ranges_that_depend_on_the_run_length_follow_the_epochs():
     assert space.distributions(epochs=5)["step_epochs"].high == 4
     assert space.distributions(epochs=15)["step_epochs"].high == 14
     assert space.distributions(epochs=1)["warmup_epochs"].high == 0.5
-    assert space.definition(epochs=15)["schedules"]["step"]["step_epochs"]["attributes"][
-        "high"
-    ] == 14
+    assert (
+        space.definition(epochs=15)["schedules"]["step"]["step_epochs"]["attributes"]["high"] == 14
+    )
 
 
 def test_fixed_values_are_applied_not_sampled():
