@@ -1,13 +1,21 @@
-"""Seconds per training epoch: ``study.train.fit`` against the lab's DataLoader loop.
+"""Speed of one training epoch against the lab's loop and against the machine's own ceiling.
 
-Both train the same MLP with the lab's SGD (lr 0.1, momentum 0.9, weight decay 5e-4) for one
-epoch over the 60,000 training images, then evaluate on the 10,000 test images, in the same
-process, alternating, ``--repeats`` times each. The lab loop is the course's: a torchvision
-``MNIST`` dataset with per-item ``ToTensor`` + ``Normalize`` transforms, a shuffling
-``DataLoader``, ``loss.item()`` and the accuracy per batch into AverageMeters. Prints the
-median seconds of each and their ratio.
+``make bench`` (or ``python bench/epoch_speed.py``) measures, in one process, medians over
+``--repeats`` (the three loops alternate, so a busy machine slows them alike):
 
-    python bench/epoch_speed.py [--repeats 5] [--device cpu|cuda] [--batch-size 64]
+- seconds per epoch (60,000 training images, then the 10,000 test images) of the lab's loop
+  (torchvision ``MNIST`` with per-item ``ToTensor``/``Normalize``, a ``DataLoader``,
+  ``loss.item()`` per batch), of ``fit`` in float32 and of ``fit`` in bfloat16 (autocast,
+  where the hardware has fast bf16), with the test accuracy each reached (the lab's SGD);
+- the ceiling: the forward and backward matrix products of the MLP's own shapes at the same
+  batch size, timed alone, and ``fit``'s share of it;
+- overheads that add up over a study: starting a trial (data loaded), the evaluation's share
+  of an epoch, the study's own cost per trial (sampler, pruner and storage writes on SQLite,
+  with an objective that records five epochs but does not train), and the peak memory of a
+  50-trial study process.
+
+It prints a table and writes the figures as JSON (``bench/results/epoch_speed.json``,
+git-ignored). ``--quick`` does the same with fewer repeats, in under two minutes here.
 """
 
 from __future__ import annotations
@@ -16,21 +24,32 @@ import argparse
 import gzip
 import json
 import platform
+import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import optuna
 import torch
 import torch.nn.functional as F
 from torchvision import datasets, transforms
 
-from search_spaces import LAB_CONFIGS
-from study.config import TrialConfig
-from study.data import DEFAULT_ROOT, MEAN, MNIST_FILES, STD, load_mnist
-from study.model import MLP
-from study.train import fit
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from search_spaces import LAB_CONFIGS, get_space  # noqa: E402
+from study.config import TrialConfig  # noqa: E402
+from study.data import DEFAULT_ROOT, MEAN, MNIST_FILES, STD, load_mnist  # noqa: E402
+from study.model import MLP  # noqa: E402
+from study.objective import Objective  # noqa: E402
+from study.pruners import create_pruner  # noqa: E402
+from study.samplers import BalancedSampler, create_sampler  # noqa: E402
+from study.train import EpochStats, FitResult, TrainingRun, evaluate, fast_bf16_available  # noqa: E402
+
+RESULTS = REPO / "bench" / "results" / "epoch_speed.json"
 
 
 class AverageMeter:
@@ -70,10 +89,18 @@ def lab_loaders(root: Path, batch_size: int) -> tuple[torch.utils.data.DataLoade
     )
 
 
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
 def lab_epoch(trainloader, testloader, device: str, seed: int) -> tuple[float, float]:
     """One epoch of the lab's train_epoch + test_model; returns (seconds, test accuracy)."""
     torch.manual_seed(seed)
-    model = MLP().to(device)
+    model = torch.nn.Sequential(*MLP().layers).to(device)  # the lab's plain nn.Dropout
+    for i, layer in enumerate(model):
+        if isinstance(layer, torch.nn.Dropout):
+            model[i] = torch.nn.Dropout(layer.p)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, weight_decay=5e-4, momentum=0.9)
     start = time.perf_counter()
     model.train()
@@ -93,37 +120,151 @@ def lab_epoch(trainloader, testloader, device: str, seed: int) -> tuple[float, f
         for x, y in testloader:
             x, y = x.to(device), y.to(device)
             test_meter.update(accuracy(model(x), y), x.shape[0])
-    if device == "cuda":
-        torch.cuda.synchronize()
+    _sync(device)
     return time.perf_counter() - start, test_meter.avg
+
+
+def ceiling_epoch(batch_size: int, steps: int, device: str, dtype: torch.dtype) -> float:
+    """Seconds for one epoch of the MLP's own matrix products alone: per update, the forward
+    (3), the weight gradients (3) and the input gradients of the two upper layers (2)."""
+    shapes = [(784, 512), (512, 256), (256, 10)]
+    make = lambda *s: torch.randn(*s, device=device, dtype=dtype)  # noqa: E731
+    weights = [make(i, o) for i, o in shapes]
+    inputs = [make(batch_size, i) for i, _ in shapes]
+    grads = [make(batch_size, o) for _, o in shapes]
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        for x, w in zip(inputs, weights, strict=True):
+            x @ w
+        for x, g in zip(inputs, grads, strict=True):
+            x.T @ g
+        grads[2] @ weights[2].T
+        grads[1] @ weights[1].T
+    _sync(device)
+    return time.perf_counter() - start
+
+
+class _NoTraining:
+    """A run with TrainingRun's interface that records epochs without training: what is
+    left of a trial is the study's own cost (sampler, pruner, storage writes)."""
+
+    def __init__(self, config: TrialConfig, data) -> None:
+        self.config = config
+        self.history: list[EpochStats] = []
+
+    @property
+    def finished(self) -> bool:
+        return len(self.history) >= self.config.epochs
+
+    def train_epoch(self) -> EpochStats:
+        epoch = len(self.history) + 1
+        # An accuracy that depends on the configuration, so the pruner has work to do.
+        acc = min(0.99, 0.9 + 0.01 * epoch + (hash((self.config.lr, epoch)) % 100) / 2000)
+        stats = EpochStats(epoch, 0.1, acc, 0.1, acc, self.config.lr, 64, 0.0)
+        self.history.append(stats)
+        return stats
+
+    def result(self) -> FitResult:
+        last = self.history[-1].eval_accuracy
+        return FitResult(self.config, tuple(self.history), False, None, None, None, last,
+                         last, "test", MLP())
+
+
+def study_overhead(n_trials: int, data) -> float:
+    """Seconds per trial of a default study (balanced TPE, median pruner per optimizer,
+    SQLite) whose objective records 5 epochs but does not train."""
+    space = get_space("default")
+    base = TrialConfig(epochs=5)
+    with tempfile.TemporaryDirectory() as tmp:
+        optuna_study = optuna.create_study(
+            storage=f"sqlite:///{tmp}/overhead.db", direction="maximize",
+            sampler=BalancedSampler(create_sampler("tpe", seed=0)),
+            pruner=create_pruner("median", epochs=5, within="optimizer"),
+        )
+        objective = Objective(lambda t: space.config_for(t, base.replace(seed=t.number)), data,
+                              make_run=_NoTraining)
+        start = time.perf_counter()
+        optuna_study.optimize(objective, n_trials=n_trials)
+        return (time.perf_counter() - start) / n_trials
+
+
+def peak_rss_of_a_study(n_trials: int, threads: int) -> float:
+    """Peak resident memory (MiB) of a ``python -m study.run`` process of ``n_trials``
+    one-epoch trials. Training on 640 images keeps it quick; the footprint is the same as a
+    full study's: all 60,000 images are loaded, and one model trains at a time."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "study.run", "--trials", str(n_trials), "--epochs", "1",
+               "--train-size", "640", "--storage", f"sqlite:///{tmp}/rss.db",
+               "--study-name", "rss", "--threads", str(threads)]
+        subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, timeout=1200)
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB on Linux
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="epochs timed per loop")
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer repeats and trials: the same figures in under 2 minutes")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--json", type=Path, default=RESULTS, help="where to write the figures")
     args = parser.parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    repeats = 2 if args.quick else args.repeats
+    overhead_trials = 20 if args.quick else 50
+    rss_trials = 20 if args.quick else 50
 
     data = load_mnist(device=args.device)
+    steps = -(-data.num_train // args.batch_size)
     config = TrialConfig(**LAB_CONFIGS["sgd"], epochs=1, batch_size=args.batch_size)
-    ours, lab = [], []
+    bf16 = fast_bf16_available(args.device)
+    loops = {"fit_fp32": config, **({"fit_bf16": config.replace(precision="bf16")} if bf16
+                                     else {})}
+    seconds: dict[str, list[float]] = {"lab": [], **{k: [] for k in loops}}
+    acc: dict[str, list[float]] = {"lab": [], **{k: [] for k in loops}}
     with tempfile.TemporaryDirectory() as tmp:
         trainloader, testloader = lab_loaders(Path(tmp), args.batch_size)
-        fit(config, data)  # warm-up: first-call allocations, CUDA context
-        for r in range(args.repeats):
-            result = fit(config.replace(seed=r), data)
-            ours.append(result.history[0].seconds)
-            seconds, lab_acc = lab_epoch(trainloader, testloader, args.device, seed=r)
-            lab.append(seconds)
-            print(
-                f"repeat {r + 1}/{args.repeats}: fit {ours[-1]:.2f} s "
-                f"(acc {result.final_accuracy:.4f}), lab loop {seconds:.2f} s "
-                f"(acc {lab_acc:.4f})",
-                file=sys.stderr,
-            )
-    ours_median, lab_median = statistics.median(ours), statistics.median(lab)
+        for c in loops.values():
+            TrainingRun(c, data).train_epoch()  # warm-up: first-call allocations
+        for r in range(repeats):
+            s, a = lab_epoch(trainloader, testloader, args.device, seed=r)
+            seconds["lab"].append(s)
+            acc["lab"].append(a)
+            for name, c in loops.items():
+                stats = TrainingRun(c.replace(seed=r), data).train_epoch()
+                seconds[name].append(stats.seconds)
+                acc[name].append(stats.eval_accuracy)
+            print(f"repeat {r + 1}/{repeats}: " + ", ".join(
+                f"{k} {v[-1]:.2f} s" for k, v in seconds.items()), file=sys.stderr)
+    med = {k: statistics.median(v) for k, v in seconds.items()}
+    ceilings = {"fp32": [], "bf16": []}
+    for _ in range(repeats):
+        ceilings["fp32"].append(ceiling_epoch(args.batch_size, steps, args.device, torch.float32))
+        if bf16:
+            ceilings["bf16"].append(
+                ceiling_epoch(args.batch_size, steps, args.device, torch.bfloat16))
+    ceiling = {k: statistics.median(v) if v else None for k, v in ceilings.items()}
+
+    starts = []
+    for r in range(10):
+        start = time.perf_counter()
+        TrainingRun(config.replace(seed=r), data)
+        starts.append(time.perf_counter() - start)
+    model = MLP().to(args.device)
+    evals = []
+    for _ in range(max(3, repeats)):
+        _sync(args.device)
+        start = time.perf_counter()
+        evaluate(model, data.eval_x, data.eval_y)
+        evals.append(time.perf_counter() - start)
+    print("timing the study's own overhead and a study's memory ...", file=sys.stderr)
+    overhead = study_overhead(overhead_trials, data)
+    rss = peak_rss_of_a_study(rss_trials, torch.get_num_threads())
+
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return round(a / b, 3) if a and b else None
+
     figures = {
         "device": args.device,
         "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None,
@@ -131,20 +272,52 @@ def main(argv: list[str] | None = None) -> int:
         "machine": platform.machine(),
         "torch": torch.__version__,
         "batch_size": args.batch_size,
-        "repeats": args.repeats,
-        "fit_epoch_s_median": round(ours_median, 3),
-        "lab_epoch_s_median": round(lab_median, 3),
-        "speedup": round(lab_median / ours_median, 2),
+        "repeats": repeats,
+        "lab_epoch_s": round(med["lab"], 3),
+        "fit_fp32_epoch_s": round(med["fit_fp32"], 3),
+        "fit_bf16_epoch_s": round(med["fit_bf16"], 3) if bf16 else None,
+        "ceiling_fp32_epoch_s": round(ceiling["fp32"], 3),
+        "ceiling_bf16_epoch_s": round(ceiling["bf16"], 3) if bf16 else None,
+        "speedup_fp32": ratio(med["lab"], med["fit_fp32"]),
+        "speedup_bf16": ratio(med["fit_fp32"], med.get("fit_bf16")),
+        "speedup_bf16_vs_lab": ratio(med["lab"], med.get("fit_bf16")),
+        "ceiling_share_fp32": ratio(ceiling["fp32"], med["fit_fp32"]),
+        "ceiling_share_bf16": ratio(ceiling["bf16"], med.get("fit_bf16")),
+        "accuracy_lab": round(statistics.median(acc["lab"]), 4),
+        "accuracy_fp32": round(statistics.median(acc["fit_fp32"]), 4),
+        "accuracy_bf16": round(statistics.median(acc["fit_bf16"]), 4) if bf16 else None,
+        "trial_startup_s": round(statistics.median(starts), 4),
+        "eval_share_of_epoch": ratio(statistics.median(evals), med["fit_fp32"]),
+        "study_overhead_per_trial_s": round(overhead, 4),
+        "study_overhead_trials": overhead_trials,
+        "peak_rss_mib_50_trial_study" if rss_trials == 50 else
+        f"peak_rss_mib_{rss_trials}_trial_study": round(rss, 1),
+        "samples": {k: [round(x, 3) for x in v] for k, v in seconds.items()},
     }
-    print(
-        f"seconds per epoch (train 60k + test 10k), median of {args.repeats}, "
-        f"{args.device}, batch {args.batch_size}:"
-    )
-    print(f"  study.train.fit   {ours_median:7.2f} s")
-    print(f"  lab DataLoader    {lab_median:7.2f} s")
-    print(f"  speed-up          {lab_median / ours_median:7.2f} x")
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(figures, indent=2))
+
+    def row(label: str, value: float | None, unit: str = "s") -> str:
+        shown = "n/a" if value is None else (f"{value:.3f} {unit}" if unit else f"{value:.2f}")
+        return f"  {label:<44} {shown}"
+
+    print(f"one epoch (train 60k + test 10k), median of {repeats}, {args.device}, "
+          f"batch {args.batch_size}, {torch.get_num_threads()} threads:")
+    print(row("lab loop", med["lab"]) + f"   (accuracy {figures['accuracy_lab']:.4f})")
+    print(row("fit, float32", med["fit_fp32"]) + f"   (accuracy {figures['accuracy_fp32']:.4f})")
+    print(row("fit, bf16 autocast", med.get("fit_bf16"))
+          + (f"   (accuracy {figures['accuracy_bf16']:.4f})" if bf16 else ""))
+    print(row("ceiling: the MLP's matmuls alone, float32", ceiling["fp32"]))
+    print(row("ceiling: the MLP's matmuls alone, bf16", ceiling["bf16"]))
+    print(row("speed-up fp32 over the lab loop", figures["speedup_fp32"], "") + " x")
+    print(row("speed-up bf16 over fp32", figures["speedup_bf16"], "") + " x")
+    print(row("ceiling share fp32 (ceiling / fit)", figures["ceiling_share_fp32"], "") )
+    print(row("ceiling share bf16", figures["ceiling_share_bf16"], ""))
+    print(row("trial start-up (data loaded)", figures["trial_startup_s"]))
+    print(row("evaluation share of an epoch", figures["eval_share_of_epoch"], ""))
+    print(row(f"study overhead per trial (SQLite, {overhead_trials} trials)", overhead))
+    print(row(f"peak RSS of a {rss_trials}-trial study", rss, "MiB"))
+    print(f"wrote {args.json.relative_to(REPO) if args.json.is_relative_to(REPO) else args.json}")
     return 0
 
 

@@ -175,7 +175,7 @@ def _confirm(args: argparse.Namespace) -> int:
         )
     data = load_mnist(args.data_dir, device=device,
                       validation_fraction=confirm_settings["validation"],
-                      split_seed=settings.get("split_seed", 0),
+                      split_seed=settings.get("seed", 0),
                       train_size=confirm_settings["train_size"])
 
     def propose(trial: optuna.Trial) -> TrialConfig:

@@ -7,7 +7,32 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["MLP"]
+__all__ = ["MLP", "Dropout"]
+
+_LANES = 4  # 16-bit lanes in one random 64-bit integer
+
+
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` whose random mask is cheaper to draw on the CPU.
+
+    torch draws one Bernoulli number per element on the CPU, about a sixth of an epoch of the
+    lab's MLP. Here each element's keep/drop decision comes from 16 random bits, four per
+    random 64-bit integer: it is kept with probability ``k / 65536``, ``k = round((1 - p) *
+    65536)`` (0.8000031 for ``p = 0.2``), and scaled by its inverse, so the expected output
+    equals the input exactly. On a GPU torch's own fused dropout is used.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0 or x.device.type != "cpu":
+            return super().forward(x)
+        keep = round((1.0 - self.p) * 65536)
+        n = x.numel()
+        bits = torch.randint(-(2**63), 2**63 - 1, ((n + _LANES - 1) // _LANES,),
+                             dtype=torch.int64, device=x.device)
+        lanes = bits.view(torch.int16)[:n].view(x.shape)  # uniform in [-32768, 32767]
+        mask = lanes < keep - 32768
+        return x * mask * (65536.0 / keep)
+
 
 
 class MLP(nn.Module):
@@ -37,7 +62,7 @@ class MLP(nn.Module):
         layers: list[nn.Module] = [nn.Flatten()]
         width = in_features
         for size in hidden:
-            layers += [nn.Linear(width, size), nn.ReLU(), nn.Dropout(dropout)]
+            layers += [nn.Linear(width, size), nn.ReLU(), Dropout(dropout)]
             width = size
         layers.append(nn.Linear(width, num_classes))
         self.layers = nn.Sequential(*layers)

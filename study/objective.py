@@ -35,6 +35,9 @@ class Objective:
         repeats: seeds per trial: ``config.seed``, ``config.seed + 1``, ...
         on_epoch: also called after each epoch with the trial and the first seed's stats
             (progress display).
+        make_run: ``(config, data) -> run`` with :class:`~study.train.TrainingRun`'s
+            interface (``train_epoch``, ``finished``, ``result``); the benchmark swaps in
+            one that does not train, to time the study's own overhead.
     """
 
     def __init__(
@@ -44,6 +47,7 @@ class Objective:
         *,
         repeats: int = 1,
         on_epoch: Callable[[optuna.Trial, EpochStats], None] | None = None,
+        make_run: Callable[[TrialConfig, Dataset], TrainingRun] = TrainingRun,
     ) -> None:
         if repeats < 1:
             raise ValueError(f"repeats must be >= 1, but got {repeats=}.")
@@ -51,6 +55,7 @@ class Objective:
         self.data = data
         self.repeats = repeats
         self.on_epoch = on_epoch
+        self.make_run = make_run
         #: numbers of the trials this objective has started (an interrupted run closes
         #: those still RUNNING).
         self.started: list[int] = []
@@ -64,7 +69,7 @@ class Objective:
         trial.set_user_attr(records.SEEDS, seeds)
         trial.set_user_attr(records.EVAL_SET, self.data.eval_set)
         trial.set_user_attr(records.DIVERGED, False)
-        runs = [TrainingRun(config.replace(seed=s), self.data) for s in seeds]
+        runs = [self.make_run(config.replace(seed=s), self.data) for s in seeds]
         curves: dict[str, list[float]] = {attr: [] for attr in records.CURVES}
         per_seed: list[list[float]] = [[] for _ in runs]
 

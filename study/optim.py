@@ -77,6 +77,8 @@ class OptimInfo:
             hyperparameters the optimizer accepts; a config setting one it lacks is rejected.
         decoupled_weight_decay: weight decay is applied to the weights, not added to the
             gradient (AdamW).
+        has_fused: torch has a fused implementation (one kernel for the whole update, on CPU
+            and CUDA); :func:`create_optimizer` uses it.
         defaults: fixed extra keyword arguments passed to the constructor.
     """
 
@@ -90,6 +92,7 @@ class OptimInfo:
     has_alpha: bool = False
     has_weight_decay: bool = True
     decoupled_weight_decay: bool = False
+    has_fused: bool = False
     defaults: Mapping[str, Any] = field(default_factory=dict)
 
     def check_hparams(
@@ -169,6 +172,7 @@ get_optimizer_info = _OPTIMIZERS.get
 register(OptimInfo(
     name="sgd",
     opt_class=torch.optim.SGD,
+    has_fused=True,
     description="SGD with optional (Nesterov) momentum",
     default_lr=1e-3,
     has_momentum=True,
@@ -185,6 +189,7 @@ register(OptimInfo(
 register(OptimInfo(
     name="adam",
     opt_class=torch.optim.Adam,
+    has_fused=True,
     description="Adam, L2 weight decay added to the gradient",
     default_lr=1e-3,
     has_betas=True,
@@ -192,6 +197,7 @@ register(OptimInfo(
 register(OptimInfo(
     name="adamw",
     opt_class=torch.optim.AdamW,
+    has_fused=True,
     description="AdamW, decoupled weight decay",
     default_lr=1e-3,
     has_betas=True,
@@ -267,6 +273,11 @@ def create_optimizer(
         )
     if alpha is not None:
         kwargs["alpha"] = alpha
+    devices = {p.device.type for p in model.parameters()}
+    if info.has_fused and devices <= {"cpu", "cuda"}:
+        # One kernel per update instead of one per parameter and operation: measured faster
+        # on these small tensors (bench/epoch_speed.py), the same arithmetic.
+        kwargs["fused"] = True
     if info.has_weight_decay:
         params: Any = param_groups_weight_decay(model, weight_decay, no_decay_1d=no_decay_1d)
     else:

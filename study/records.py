@@ -128,7 +128,7 @@ SETTINGS = (
     "repeats",
     "precision",
     "lr_grid",
-    "split_seed",
+    "seed",
     "eval_set",
     "toolkit_version",
 )

@@ -31,7 +31,7 @@ from study.cli import (
     toolkit_version,
 )
 from study.config import PRECISIONS, ConfigError, TrialConfig
-from study.data import DEFAULT_ROOT, DataError, load_mnist
+from study.data import DEFAULT_ROOT, DataError, check_files, load_mnist
 from study.optim import get_optimizer_info
 from study.pruners import PRUNE_WITHIN, create_pruner, get_pruner_info, list_pruners
 from study.runner import FINISHED, run_trials
@@ -51,6 +51,7 @@ from study.storage import (
 )
 from study.summary import summarize
 from study.train import fast_bf16_available
+from study.workers import WorkerFailed, cpu_cores, default_workers, run_workers
 
 __all__ = ["main", "build_parser"]
 
@@ -114,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The command-line parser (every option documents its default)."""
     parser = Parser(
         prog=PROG,
+        allow_abbrev=False,  # --workers re-runs this command line: options spelt out
         description="Run or continue an Optuna study of optimizers and learning rates for "
         "the lab's MLP on MNIST. Re-running the same command continues the study.",
         formatter_class=HelpFormatter,
@@ -176,8 +178,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: all 60000, less the validation share)")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_ROOT, metavar="DIR",
                         help="folder with the four MNIST .gz IDX files")
+    parser.add_argument("--workers", type=positive_int, default=None, metavar="W",
+                        help="local worker processes sharing the study, each with CORES/W "
+                        "threads and its own sampler seed (SEED, SEED+1, ...) (default: 2 on "
+                        "a CPU with 2 cores or more, 1 on a GPU)")
     parser.add_argument("--threads", type=positive_int, default=None,
-                        help="CPU threads for torch (default: torch's choice)")
+                        help="CPU threads for torch, per worker (default: CORES/W with "
+                        "several workers, torch's choice with one)")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     return parser
 
 
@@ -185,15 +193,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv``; returns the exit code (2 for a usage error)."""
     # group=True and heartbeat are "experimental" in Optuna 5; we rely on them on purpose.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help, or a bad option (already printed)
         return int(exc.code or 0)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING if args.worker else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        return _run(args)
-    except (UsageError, ConfigError, DataError, StorageError) as exc:
+        return _run(args, argv)
+    except (UsageError, ConfigError, DataError, StorageError, WorkerFailed) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
 
@@ -209,6 +219,8 @@ class _Plan:
     pruner: str
     precision: str
     device: str
+    workers: int
+    threads: int | None
 
 
 def _plan(args: argparse.Namespace) -> _Plan:
@@ -262,23 +274,42 @@ def _plan(args: argparse.Namespace) -> _Plan:
             f"AMX on a CPU; bf16 support on a GPU), so it would run slower than fp32; use "
             f"--precision fp32 or auto."
         )
+    workers = args.workers or (1 if args.worker else default_workers(device))
+    threads = args.threads or (max(1, cpu_cores() // workers) if workers > 1 else None)
     return _Plan(space=space, target=target, allocation=allocation,
                  prune_within=prune_within, pruner=args.pruner or space.pruner,
-                 precision=precision, device=device)
+                 precision=precision, device=device, workers=workers, threads=threads)
 
 
-def _run(args: argparse.Namespace) -> int:
+def _without(argv: list[str], options: tuple[str, ...]) -> list[str]:
+    """``argv`` less ``options`` and their values (``--opt V`` or ``--opt=V``)."""
+    out, skip = [], False
+    for token in argv:
+        if skip:
+            skip = False
+        elif token in options:
+            skip = True
+        elif not token.startswith(tuple(f"{o}=" for o in options)):
+            out.append(token)
+    return out
+
+
+def _run(args: argparse.Namespace, argv: list[str]) -> int:
     plan = _plan(args)
     space, target = plan.space, plan.target
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    base = TrialConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-                       precision=plan.precision)
+    if plan.threads:
+        torch.set_num_threads(plan.threads)
     study_name = args.study_name or args.space
     url = args.storage or default_storage_url(study_name)
     # Data first: a missing or corrupt file stops the run before any database is created.
-    data = load_mnist(args.data_dir, device=plan.device, validation_fraction=args.validation,
-                      split_seed=args.seed, train_size=args.train_size)
+    # With several workers this process trains nothing: it only checks the files.
+    data = None
+    if plan.workers > 1:
+        check_files(args.data_dir)
+    else:
+        data = load_mnist(args.data_dir, device=plan.device,
+                          validation_fraction=args.validation, split_seed=args.seed,
+                          train_size=args.train_size)
     storage = open_storage(url)
     settings = {
         "space": space.name,
@@ -294,8 +325,8 @@ def _run(args: argparse.Namespace) -> int:
         "repeats": args.repeats,
         "precision": plan.precision,
         "lr_grid": list(space.lr_grid) if space.lr_grid else None,
-        "split_seed": args.seed,
-        "eval_set": data.eval_set,
+        "seed": args.seed,
+        "eval_set": "validation" if args.validation > 0 else "test",
         "toolkit_version": toolkit_version(),
     }
     assert tuple(settings) == records.SETTINGS
@@ -303,24 +334,15 @@ def _run(args: argparse.Namespace) -> int:
     optuna_study = open_study(storage, study_name, settings=settings,
                               checked=records.CHECKED_SETTINGS,
                               legacy=records.LEGACY_SETTINGS, pruner=pruner)
-    split_seed = optuna_study.user_attrs.get("split_seed", args.seed)
-    if args.validation > 0 and split_seed != args.seed:
-        # The validation split belongs to the study: every worker and resume holds out the
-        # same examples, whatever its own --seed.
+    # The study's seed, not this worker's: the validation split and every trial's training
+    # seeds derive from it, the same for every worker and every resume. --seed of a worker
+    # joining an existing study seeds only its sampler.
+    study_seed = optuna_study.user_attrs.get("seed", args.seed)
+    if data is not None and args.validation > 0 and study_seed != args.seed:
         data = load_mnist(args.data_dir, device=plan.device,
-                          validation_fraction=args.validation, split_seed=split_seed,
+                          validation_fraction=args.validation, split_seed=study_seed,
                           train_size=args.train_size)
     optuna.storages.fail_stale_trials(optuna_study)
-    n_existing = len(optuna_study.get_trials(deepcopy=False))
-    grid = space.grid()
-    if grid is not None:
-        sampler: optuna.samplers.BaseSampler = optuna.samplers.GridSampler(grid, seed=args.seed)
-    else:
-        sampler = create_sampler(args.sampler or "tpe", seed=args.seed,
-                                 n_existing_trials=n_existing)
-    if plan.allocation == "balanced":
-        sampler = BalancedSampler(sampler)
-    optuna_study.sampler = sampler
     shown_url = display_url(url)
 
     def summary(wall_seconds: float | None = None) -> str:
@@ -329,25 +351,50 @@ def _run(args: argparse.Namespace) -> int:
 
     finished = len(optuna_study.get_trials(deepcopy=False, states=FINISHED))
     if finished >= target:
-        print(f"Study {study_name!r} already has {finished} finished trials (target "
-              f"{target}); nothing to run. Raise --trials to run more.")
-        print(summary())
+        if not args.worker:
+            print(f"Study {study_name!r} already has {finished} finished trials (target "
+                  f"{target}); nothing to run. Raise --trials to run more.")
+            print(summary())
         return 0
+    if not args.worker:
+        space.enqueue_fixed_trials(optuna_study, target)
+    logger.info("study %r in %s: %d of %d trials finished; %s on %s (%s, %s set)",
+                study_name, shown_url, finished, target,
+                f"{plan.workers} workers x {plan.threads} threads" if plan.workers > 1
+                else "training", plan.device, plan.precision, settings["eval_set"])
 
-    space.enqueue_fixed_trials(optuna_study, target)
-    logger.info("study %r in %s: %d of %d trials finished; training on %s (%s, %s set)",
-                study_name, shown_url, finished, target, plan.device, plan.precision,
-                data.eval_set)
+    if plan.workers > 1:
+        interrupted, wall_seconds = run_workers(
+            _without(argv, ("--workers", "--threads", "--seed")), optuna_study,
+            workers=plan.workers, threads=plan.threads or 1, seed=args.seed, target=target,
+            finished=finished)
+    else:
+        n_existing = len(optuna_study.get_trials(deepcopy=False))
+        grid = space.grid()
+        if grid is not None:
+            sampler: optuna.samplers.BaseSampler = optuna.samplers.GridSampler(
+                grid, seed=args.seed)
+        else:
+            sampler = create_sampler(args.sampler or "tpe", seed=args.seed,
+                                     n_existing_trials=n_existing)
+        if plan.allocation == "balanced":
+            sampler = BalancedSampler(sampler)
+        optuna_study.sampler = sampler
+        base = TrialConfig(epochs=args.epochs, batch_size=args.batch_size, seed=study_seed,
+                           precision=plan.precision)
 
-    def propose(trial: optuna.Trial) -> TrialConfig:
-        return space.config_for(trial, base.replace(seed=args.seed + trial.number * args.repeats))
+        def propose(trial: optuna.Trial) -> TrialConfig:
+            seed = study_seed + trial.number * args.repeats
+            return space.config_for(trial, base.replace(seed=seed))
 
-    interrupted, wall_seconds = run_trials(optuna_study, propose, data, epochs=args.epochs,
-                                           repeats=args.repeats, target=target,
-                                           finished=finished)
+        interrupted, wall_seconds = run_trials(optuna_study, propose, data, epochs=args.epochs,
+                                               repeats=args.repeats, target=target,
+                                               finished=finished, quiet=args.worker)
+    if args.worker:
+        return 130 if interrupted else 0
     print(summary(wall_seconds))
     if interrupted:
-        print(f"Interrupted: the running trial was marked failed. Run the same command to "
+        print(f"Interrupted: the running trials were marked failed. Run the same command to "
               f"continue to {target} finished trials.")
         return 130
     return 0

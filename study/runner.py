@@ -45,17 +45,19 @@ def run_trials(
     repeats: int = 1,
     target: int,
     finished: int,
+    quiet: bool = False,
 ) -> tuple[bool, float]:
     """Run trials until ``target`` are finished; returns (interrupted, wall seconds).
 
     Each trial trains ``propose(trial)`` with ``repeats`` seeds (see
     :class:`study.objective.Objective`). Shows a bar over trials (best accuracy so far) and
-    one over the running trial's epochs, and one line per finished trial on stderr.
+    one over the running trial's epochs, and one line per finished trial on stderr; nothing
+    when ``quiet`` (a worker of ``--workers``, whose parent shows the progress).
     """
     trial_bar = tqdm(total=target, initial=finished, unit="trial", desc=optuna_study.study_name,
-                     dynamic_ncols=True, disable=None)
+                     dynamic_ncols=True, disable=True if quiet else None)
     epoch_bar = tqdm(total=epochs, unit="epoch", leave=False, position=1,
-                     dynamic_ncols=True, disable=None)
+                     dynamic_ncols=True, disable=True if quiet else None)
 
     def on_epoch(trial: optuna.Trial, stats: EpochStats) -> None:
         if stats.epoch == 1:
@@ -70,7 +72,8 @@ def run_trials(
         best = _best_value(study)
         if best is not None:
             trial_bar.set_postfix(best=f"{best:.4f}")
-        tqdm.write(trial_line(trial), file=sys.stderr)
+        if not quiet:
+            tqdm.write(trial_line(trial), file=sys.stderr)
 
     objective = Objective(propose, data, repeats=repeats, on_epoch=on_epoch)
     callbacks = [optuna.study.MaxTrialsCallback(target, states=FINISHED), on_trial]

@@ -70,6 +70,11 @@ def test_capability_flags_decide_the_constructor_arguments():
     rms = create_optimizer(model, "rmsprop", lr=1e-2)
     assert rms.param_groups[0]["alpha"] == 0.99  # torch's default kept
     assert isinstance(create_optimizer(model, "adamw", lr=1e-3), torch.optim.AdamW)
+    # One fused kernel per update where torch has one.
+    for name in list_optimizers():
+        fused = create_optimizer(model, name, lr=1e-3).defaults.get("fused")
+        assert (fused is True) == get_optimizer_info(name).has_fused, name
+    assert create_optimizer(model, "sgd", lr=0.1).defaults["fused"] is True
     # What a config carries is exactly what create_optimizer takes.
     config = TrialConfig(optimizer="adam", lr=3e-4, beta1=0.8, weight_decay=1e-5)
     built = create_optimizer(model, config.optimizer, **config.optimizer_hparams())

@@ -181,9 +181,7 @@ def test_optuna_visualization_reads_our_database(study_db):
     plt.close("all")
 
 
-def test_report_of_a_seeded_grid_with_a_confirmation_says_what_exceeds_the_noise(
-    tmp_path, capsys
-):
+def test_report_of_a_seeded_grid_with_a_confirmation_says_what_exceeds_the_noise(tmp_path, capsys):
     """A grid with three seeds per point (SGD flat, Adam peaked) and a confirmation study:
     the report names the least sensitive optimizer, the seed band plot and the verdicts."""
     url = f"sqlite:///{tmp_path / 'g.db'}"

@@ -303,6 +303,8 @@ def test_sigterm_marks_the_running_trial_failed_and_a_rerun_finishes(tmp_path):
         "20000",
         "--pruner",
         "none",
+        "--workers",
+        "1",
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
@@ -365,18 +367,16 @@ def test_repeats_train_each_trial_with_k_seeds_and_report_their_mean(tmp_path, t
     assert attrs["seed_diverged"] == [False, False]
 
 
-def test_a_diverged_seed_counts_as_chance_in_the_mean(tiny_data, monkeypatch):
-    import study.objective
-
-    real_run = study.objective.TrainingRun
+def test_a_diverged_seed_counts_as_chance_in_the_mean(tiny_data):
+    from study.train import TrainingRun
 
     def second_seed_diverges(config, data):
-        return real_run(config.replace(lr=1e6) if config.seed == 1 else config, data)
+        return TrainingRun(config.replace(lr=1e6) if config.seed == 1 else config, data)
 
-    monkeypatch.setattr(study.objective, "TrainingRun", second_seed_diverges)
     base = TrialConfig(lr=0.05, epochs=2, batch_size=32, seed=0)
     optuna_study = optuna.create_study(direction="maximize")
-    optuna_study.optimize(Objective(lambda t: base, tiny_data, repeats=2), n_trials=1)
+    objective = Objective(lambda t: base, tiny_data, repeats=2, make_run=second_seed_diverges)
+    optuna_study.optimize(objective, n_trials=1)
     (trial,) = optuna_study.get_trials()
     attrs = trial.user_attrs
     assert attrs["seed_diverged"] == [False, True]
@@ -421,3 +421,55 @@ def test_the_lr_grid_visits_every_point_once(in_tmp, capsys):
     assert "0 grid points left" in capsys.readouterr().out
     assert main(args) == 0
     assert "nothing to run" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_workers_share_one_study_and_stop_together(tmp_path):
+    """--workers 2: two processes fill one study to its target; SIGTERM stops both, no trial
+    is left RUNNING, and the same command continues."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "study.run",
+        "--trials",
+        "6",
+        "--epochs",
+        "2",
+        "--study-name",
+        "w",
+        "--train-size",
+        "20000",
+        "--pruner",
+        "none",
+        "--workers",
+        "2",
+    ]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("trial "):
+            break
+    time.sleep(2.0)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=180)
+    assert proc.returncode == 130, "".join(lines) + out
+    assert "Interrupted" in out
+    trials = load(tmp_path, "w").get_trials()
+    assert optuna.trial.TrialState.RUNNING not in [t.state for t in trials]
+    rerun = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "finished of target 6" in rerun.stdout
+    trials = load(tmp_path, "w").get_trials()
+    finished = [t for t in trials if t.state in FINISHED]
+    assert 6 <= len(finished) <= 7  # the overshoot of at most workers - 1
+    assert len({t.user_attrs["seed"] for t in finished}) == len(finished)
+    assert (
+        optuna.load_study(study_name="w", storage=f"sqlite:///{tmp_path}/studies/w.db").user_attrs[
+            "seed"
+        ]
+        == 0
+    )

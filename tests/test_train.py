@@ -158,3 +158,23 @@ def test_the_training_loop_does_not_synchronise_with_the_host_per_update(tiny_da
     updates = -(-tiny_data.num_train // 8)
     fit(config, tiny_data)
     assert len(calls) <= updates // CHECK_EVERY + 10
+
+
+def test_the_cpu_dropout_keeps_each_unit_with_probability_one_minus_p():
+    from study.model import Dropout
+
+    torch.manual_seed(0)
+    drop = Dropout(0.2)
+    x = torch.ones(512, 1000)
+    y = drop(x)
+    kept = (y != 0).float()
+    assert kept.mean().item() == pytest.approx(0.8, abs=0.002)
+    assert y.mean().item() == pytest.approx(1.0, abs=0.005)  # unbiased: scaled by 1/keep
+    # every lane of the random integers is used alike (no lane biased)
+    lanes = kept.flatten()[: 4 * 100_000].view(-1, 4).mean(dim=0)
+    assert torch.allclose(lanes, torch.full((4,), 0.8), atol=0.005)
+    assert torch.equal(drop.eval()(x), x)  # identity at evaluation
+    torch.manual_seed(1)
+    a = Dropout(0.2).train()(x)
+    torch.manual_seed(1)
+    assert torch.equal(Dropout(0.2).train()(x), a)  # seeded like torch's
