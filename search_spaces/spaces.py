@@ -325,8 +325,12 @@ def _log(low: float, high: float) -> FloatDistribution:
 #: Weight decay: AdamW's is multiplied by the learning rate, so its useful values are two
 #: orders of magnitude above the L2 penalty of the others.
 _BETA1 = FloatDistribution(0.5, 0.99)
+# asha: successive halving within each optimizer (the run's default: --prune-within): at
+# epoch 1, then 3, only the top third of that optimizer's trials go on. It ran the 50-trial
+# study in 3m12s here against 6m08s with the median pruner, and kept the answer (README).
 register(SearchSpace(
     name="default",
+    pruner="asha",
     description="SGD/RMSprop/Adam/AdamW, each with its own LR and weight-decay range; "
     "momentum, Nesterov, beta1, schedule (constant/step/cosine) and warm-up",
     optimizers={
@@ -366,6 +370,7 @@ register(SearchSpace(
         "adam": {"lr": _log(1e-7, 1e-1)},
         "adamw": {"lr": _log(1e-7, 1e-1)},
     },
+    pruner="none",  # a sweep measures sensitivity: stopping the bad learning rates biases it
 ))
 
 

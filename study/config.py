@@ -155,5 +155,8 @@ class TrialConfig:
         return cls(**data)
 
     def replace(self, **changes: Any) -> TrialConfig:
-        """A copy with ``changes`` applied (validated again)."""
+        """A copy with ``changes`` applied (validated again). Another ``schedule`` without
+        ``schedule_params`` starts from that schedule's defaults."""
+        if changes.get("schedule", self.schedule) != self.schedule:
+            changes.setdefault("schedule_params", {})
         return dataclasses.replace(self, **changes)

@@ -31,7 +31,7 @@ class Dropout(nn.Dropout):
                              dtype=torch.int64, device=x.device)
         lanes = bits.view(torch.int16)[:n].view(x.shape)  # uniform in [-32768, 32767]
         mask = lanes < keep - 32768
-        return x * mask * (65536.0 / keep)
+        return (x * mask).mul_(65536.0 / keep)  # in place: one tensor less per layer
 
 
 

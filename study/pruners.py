@@ -45,6 +45,11 @@ _PRUNERS.register(PrunerInfo(
     "2, after 5 trials)",
     lambda epochs: optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)))
 _PRUNERS.register(PrunerInfo(
+    "asha", "asynchronous successive halving: at epochs 1, 3, 9, ... keep the top third "
+    "(reduction factor 3)",
+    lambda epochs: optuna.pruners.SuccessiveHalvingPruner(
+        min_resource=1, reduction_factor=3)))
+_PRUNERS.register(PrunerInfo(
     "hyperband", "Hyperband over epochs (min 1, reduction factor 3)",
     lambda epochs: optuna.pruners.HyperbandPruner(
         min_resource=1, max_resource=epochs, reduction_factor=3)))

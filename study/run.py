@@ -143,9 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "trials so far, the sampler chooses the rest; sampler: the sampler "
                         "chooses the optimizer too (default: balanced where the space "
                         "chooses an optimizer; kept with the study)")
+    pruners = ", ".join(f"{s.name}: {s.pruner}" for s in (get_space(n) for n in list_spaces()))
     parser.add_argument("--pruner", type=registry_name(get_pruner_info), default=None,
-                        help=f"pruner: {', '.join(list_pruners())} (default: the space's, "
-                        "median; none for the lab and lr-grid spaces)")
+                        help=f"pruner: {', '.join(list_pruners())} (default: the space's; "
+                        f"{pruners})")
     parser.add_argument("--prune-within", choices=PRUNE_WITHIN, default=None,
                         help="compare a trial with the trials of its own optimizer, or with "
                         "every trial of the study (default: optimizer where the space "
@@ -165,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where training runs; auto picks cuda when available")
     parser.add_argument("--batch-size", type=positive_int, default=64,
                         help="training batch size")
-    parser.add_argument("--precision", choices=("auto", *PRECISIONS), default="fp32",
+    parser.add_argument("--precision", choices=("auto", *PRECISIONS), default="auto",
                         help="fp32, or bf16 (autocast with float32 master weights); auto "
                         "picks bf16 where the CPU or GPU has fast bfloat16 (kept with the "
                         "study)")

@@ -24,6 +24,7 @@ from study.train import EpochStats
 __all__ = ["FINISHED", "run_trials"]
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+RUNNING = optuna.trial.TrialState.RUNNING
 
 
 def _raise_interrupt(signum: int, frame: Any) -> NoReturn:
@@ -76,7 +77,11 @@ def run_trials(
             tqdm.write(trial_line(trial), file=sys.stderr)
 
     objective = Objective(propose, data, repeats=repeats, on_epoch=on_epoch)
-    callbacks = [optuna.study.MaxTrialsCallback(target, states=FINISHED), on_trial]
+    # A worker of --workers stops starting trials once the finished ones and those its
+    # siblings are running reach the target: it does not begin a trial the study will not
+    # need. Alone, only finished trials count (a RUNNING one may be a crashed run's).
+    counted = (*FINISHED, RUNNING) if quiet else FINISHED
+    callbacks = [optuna.study.MaxTrialsCallback(target, states=counted), on_trial]
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     start = time.perf_counter()
     interrupted = False

@@ -51,6 +51,13 @@ def test_from_dict_rejects_unknown_fields():
         TrialConfig.from_dict({"learning_rate": 0.1})
 
 
+def test_replace_with_another_schedule_starts_from_its_defaults():
+    cosine = TrialConfig(schedule="cosine", schedule_params={"floor": 0.1})
+    assert cosine.replace(schedule="constant").schedule_params == {}
+    assert cosine.replace(schedule="step").schedule_params == {"step_epochs": 2.0, "gamma": 0.1}
+    assert cosine.replace(lr=0.2).schedule_params == {"floor": 0.1}  # same schedule: kept
+
+
 def test_replace_validates_again():
     with pytest.raises(ConfigError, match="lr must be"):
         TrialConfig().replace(lr=0)

@@ -174,7 +174,7 @@ def test_seeded_runs_sample_the_same_configs(tmp_path):
         (["--sampler", "cmaes"], "unknown sampler 'cmaes'; choose one of: tpe, random, qmc"),
         (
             ["--pruner", "always"],
-            "unknown pruner 'always'; choose one of: median, hyperband, none",
+            "unknown pruner 'always'; choose one of: median, asha, hyperband, none",
         ),
         (["--trials", "0"], "--trials: must be an integer >= 1, but got '0'"),
         (["--optimizers", "sgd,lamb"], "unknown optimizer 'lamb'; choose one of: sgd, rmsprop"),
@@ -284,7 +284,11 @@ def test_help_documents_every_option_with_its_default(capsys):
         assert option in out
     for option in ("--allocation", "--prune-within", "--repeats", "--lr-grid", "--precision"):
         assert option in out
-    assert "(default: 50;" in out and "(default: tpe;" in out and "median; none for the lab" in out
+    assert (
+        "(default: 50;" in out
+        and "(default: tpe;" in out
+        and "default: asha, lr-sweep: none" in out
+    )
 
 
 @pytest.mark.slow
