@@ -100,7 +100,8 @@ def lr_sensitivity_plot(
 def seed_frame(trials: pd.DataFrame, *, chance: float = CHANCE) -> pd.DataFrame:
     """One row per trial and seed: the trials' ``seed_accuracies`` in long form, with
     ``accuracy`` as the sensitivity metric counts it and ``error`` (1 - accuracy)."""
-    runs = trials[(trials["n_seeds"] > 0) & trials["lr"].notna()]
+    finished = trials["state"].isin(["complete", "pruned"])  # running and failed runs are no
+    runs = trials[finished & (trials["n_seeds"] > 0) & trials["lr"].notna()]  # results yet
     long = runs.explode("seed_accuracies").rename(columns={"seed_accuracies": "accuracy"})
     long["seed_index"] = long.groupby(["study", "number"]).cumcount()
     long["accuracy"] = np.maximum(long["accuracy"].astype(float), chance)

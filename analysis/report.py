@@ -67,7 +67,7 @@ def write_report(storage: str, study_names: Sequence[str], out: Path) -> Path:
         raise ReportError(f"study {label} has no trials yet; run `python -m study.run` first.")
     complete = trials[is_complete(trials)]
     if complete.empty:
-        counts = trials["state"].value_counts().to_dict()
+        counts = trials["outcome"].value_counts().to_dict()
         raise ReportError(
             f"study {label} has no complete, non-diverged trial yet ({counts}); nothing to "
             "compare. Let the study run longer."

@@ -301,22 +301,23 @@ def confirmation(
     One row per optimizer and ``source_trial`` (the study's trial the configuration comes
     from): ``lr``, ``n`` (finished seeds), ``mean``, ``std``, ``mean_lo`` / ``mean_hi`` (a
     ``confidence`` bootstrap percentile interval of the mean over seeds) and
-    ``n_diverged`` (diverged seeds count at ``chance``); best mean first.
+    ``n_diverged`` (diverged seeds count at ``chance``); best mean first. The accuracy is the
+    test set's: where the study evaluated on a validation split (which chose these
+    configurations), the test accuracy measured at the end of each run.
     """
     done = trials[trials["outcome"].isin(["complete", "diverged"])]
-    columns = ["optimizer", "source_trial", "lr", "n", "mean", "std", "mean_lo", "mean_hi",
-               "n_diverged"]
+    keys = _groups(done, ("optimizer", "source_trial"))
+    columns = [*keys, "lr", "n", "mean", "std", "mean_lo", "mean_hi", "n_diverged"]
     if done.empty:
         return pd.DataFrame(columns=columns)
     rng = np.random.default_rng(seed)
     alpha = (1 - confidence) / 2
     rows = []
-    for (optimizer, source), group in done.groupby(["optimizer", "source_trial"], sort=True):
-        values = counted_accuracy(group["final_accuracy"], group["diverged"], chance)
+    for key, group in done.groupby(keys, sort=True):
+        values = _test_accuracy(group, chance)
         boot = _bootstrap_mean(values, rng, n_boot)
         rows.append({
-            "optimizer": optimizer,
-            "source_trial": int(source),
+            **dict(zip(keys, key, strict=True)),
             "lr": group["lr"].iloc[0],
             "n": len(values),
             "mean": values.mean(),
@@ -325,8 +326,15 @@ def confirmation(
             "mean_hi": np.quantile(boot, 1 - alpha),
             "n_diverged": int(group["diverged"].sum()),
         })
-    table = pd.DataFrame(rows, columns=columns)
+    table = pd.DataFrame(rows, columns=columns).astype({"source_trial": int})
     return table.sort_values("mean", ascending=False).reset_index(drop=True)
+
+
+def _test_accuracy(runs: pd.DataFrame, chance: float) -> np.ndarray:
+    """Each run's final test accuracy as the metrics count it (diverged at chance)."""
+    accuracy = np.where(runs["eval_set"] == "validation", runs["test_accuracy"],
+                        runs["final_accuracy"])
+    return counted_accuracy(accuracy, runs["diverged"], chance)
 
 
 def seed_noise_verdicts(
@@ -344,8 +352,15 @@ def seed_noise_verdicts(
     times and the ``confidence`` percentile interval of the difference of means is taken;
     the margin exceeds seed noise when that interval excludes 0. One row per pair (``a``
     ahead of ``b``): ``difference``, ``difference_lo``, ``difference_hi``,
-    ``exceeds_noise`` and ``verdict`` (a sentence saying so).
+    ``exceeds_noise`` and ``verdict`` (a sentence saying so); per study when the frame holds
+    several (a ``study`` column first).
     """
+    if "study" in trials and trials["study"].nunique() > 1:
+        parts = [seed_noise_verdicts(part, chance=chance, confidence=confidence, n_boot=n_boot,
+                                     seed=seed).assign(study=name)
+                 for name, part in trials.groupby("study", sort=True)]
+        frame = pd.concat(parts, ignore_index=True)
+        return frame[["study", *frame.columns.drop("study")]]
     table = confirmation(trials, chance=chance, confidence=confidence, n_boot=10, seed=seed)
     columns = ["a", "b", "difference", "difference_lo", "difference_hi", "exceeds_noise",
                "verdict"]
@@ -354,9 +369,7 @@ def seed_noise_verdicts(
     best = table.drop_duplicates("optimizer")  # sorted by mean: each optimizer's best
     done = trials[trials["outcome"].isin(["complete", "diverged"])]
     values = {
-        row.optimizer: counted_accuracy(
-            done.loc[done["source_trial"] == row.source_trial, "final_accuracy"],
-            done.loc[done["source_trial"] == row.source_trial, "diverged"], chance)
+        row.optimizer: _test_accuracy(done[done["source_trial"] == row.source_trial], chance)
         for row in best.itertuples()
     }
     rng = np.random.default_rng(seed)

@@ -66,6 +66,15 @@ def suggest(trial: optuna.Trial, name: str, distribution: BaseDistribution) -> A
     raise TypeError(f"parameter {name!r}: unsupported distribution {distribution!r}.")
 
 
+_FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+#: Trials that hold their configuration: finished, running or queued.
+_ALIVE = (*_FINISHED, optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING)
+
+
+def _grid_point(optimizer: Any, lr: Any) -> tuple[Any, Any]:
+    return optimizer, (float(f"{lr:.6g}") if isinstance(lr, float) else lr)
+
+
 def _resolve(spec: Spec, epochs: int) -> Any:
     return spec(epochs) if callable(spec) else spec
 
@@ -116,10 +125,13 @@ class SearchSpace:
             get_optimizer_info(optimizer)  # an unknown name lists the registered ones
         if self.lr_grid is not None:
             low, high, per_decade = self.lr_grid
-            if not (0 < low < high and isinstance(per_decade, int) and per_decade >= 1):
+            finite = all(math.isfinite(v) for v in (low, high))
+            if not (finite and 0 < low < high and isinstance(per_decade, int)
+                    and 1 <= per_decade <= 100):
                 raise ValueError(
-                    f"lr_grid must be (low, high, points per decade) with 0 < low < high and "
-                    f"an integer >= 1 per decade, but got lr_grid={self.lr_grid!r}."
+                    f"lr_grid must be (low, high, points per decade) with 0 < low < high, both "
+                    f"finite, and an integer from 1 to 100 per decade, but got "
+                    f"lr_grid={self.lr_grid!r}."
                 )
             object.__setattr__(self, "shared", {**self.shared, "lr": _log(low, high)})
 
@@ -272,6 +284,41 @@ class SearchSpace:
         chosen = dict.fromkeys(optimizers)  # drop repeats, keep the order
         return dataclasses.replace(self, optimizers={n: self.optimizers[n] for n in chosen})
 
+    def grid_points_done(self, optuna_study: optuna.Study,
+                         states: tuple[optuna.trial.TrialState, ...] = _FINISHED) -> int:
+        """How many distinct points of the grid have a trial in ``states``."""
+        grid = self.grid()
+        if grid is None:
+            return 0
+        points = {_grid_point(o, lr) for o in grid["optimizer"] for lr in grid["lr"]}
+        done = {_grid_point(t.params.get("optimizer"), t.params.get("lr"))
+                for t in optuna_study.get_trials(deepcopy=False, states=states)}
+        return len(points & done)
+
+    def enqueue_missing(self, optuna_study: optuna.Study, n_trials: int) -> int:
+        """Enqueue what the study needs besides sampling; returns the number enqueued.
+
+        A space of fixed configurations: see :meth:`enqueue_fixed_trials`. A grid resumed
+        after a failed or interrupted trial: every grid point without a finished, running or
+        waiting trial (Optuna's ``GridSampler`` counts a failed trial's point as visited, so
+        without this the grid would never be completed).
+        """
+        if self.configs:
+            return self.enqueue_fixed_trials(optuna_study, n_trials)
+        grid = self.grid()
+        if grid is None or not optuna_study.get_trials(deepcopy=False):
+            return 0  # a fresh grid: GridSampler hands out every point once
+        have = {_grid_point(t.params.get("optimizer"), t.params.get("lr"))
+                for t in optuna_study.get_trials(deepcopy=False, states=_ALIVE)}
+        enqueued = 0
+        for optimizer in grid["optimizer"]:
+            for lr in grid["lr"]:
+                if _grid_point(optimizer, lr) not in have:
+                    optuna_study.enqueue_trial({"optimizer": optimizer, "lr": lr},
+                                               skip_if_exists=False)
+                    enqueued += 1
+        return enqueued
+
     def enqueue_fixed_trials(self, optuna_study: optuna.Study, n_trials: int) -> int:
         """Enqueue the fixed configurations the study still needs to reach ``n_trials``.
 
@@ -282,15 +329,9 @@ class SearchSpace:
         if not self.configs:
             return 0
         wanted = list(itertools.islice(itertools.cycle(self.configs), n_trials))
-        alive = (
-            optuna.trial.TrialState.COMPLETE,
-            optuna.trial.TrialState.PRUNED,
-            optuna.trial.TrialState.RUNNING,
-            optuna.trial.TrialState.WAITING,
-        )
         have = Counter(
             t.user_attrs.get(records.FIXED_TRIAL)
-            for t in optuna_study.get_trials(deepcopy=False, states=alive)
+            for t in optuna_study.get_trials(deepcopy=False, states=_ALIVE)
         )
         enqueued = 0
         for name in wanted:  # in cycle order: a, b, c, a, b, c, ...

@@ -101,6 +101,17 @@ def _used_seeds(trials: Sequence[optuna.trial.FrozenTrial]) -> set[int]:
     return used
 
 
+def _study_seed(settings: dict[str, Any], trials: Any) -> int:
+    """The source study's seed (its validation split's): stored, or for a study made before
+    it was kept, trial k's seed less k (what ``study.run`` used then)."""
+    if settings.get("seed") is not None:
+        return int(settings["seed"])
+    for trial in trials:
+        if records.SEED in trial.user_attrs:
+            return int(trial.user_attrs[records.SEED]) - trial.number
+    return 0
+
+
 def _confirm(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     if args.threads:
@@ -162,20 +173,23 @@ def _confirm(args: argparse.Namespace) -> int:
     wanted = [(int(number), seed) for number in chosen["number"] for seed in seeds]
     missing = [run for run in wanted if run not in have]
     shown = display_url(url)
-    if not missing:
-        print(f"Study {target_name!r} already has all {len(wanted)} runs; nothing to run. "
-              "Raise --seeds or --top for more.")
-        print(_summary(storage, target_name, shown, args.storage))
-        return 0
     for number, seed in missing:
         confirm_study.enqueue_trial(
             dict(source_trials[number].params),
             user_attrs={records.SOURCE_TRIAL: number, records.SEED: seed},
             skip_if_exists=False,
         )
+    # Queued runs an interrupted run left behind count too: they run first.
+    queued = len(confirm_study.get_trials(deepcopy=False,
+                                          states=(optuna.trial.TrialState.WAITING,)))
+    if not queued:
+        print(f"Study {target_name!r} already has all {len(wanted)} runs; nothing to run. "
+              "Raise --seeds or --top for more.")
+        print(_summary(storage, target_name, shown, args.storage))
+        return 0
     data = load_mnist(args.data_dir, device=device,
                       validation_fraction=confirm_settings["validation"],
-                      split_seed=settings.get("seed", 0),
+                      split_seed=_study_seed(settings, source_trials.values()),
                       train_size=confirm_settings["train_size"])
 
     def propose(trial: optuna.Trial) -> TrialConfig:
@@ -188,10 +202,10 @@ def _confirm(args: argparse.Namespace) -> int:
 
     finished = len(confirm_study.get_trials(deepcopy=False, states=FINISHED))
     logger.info("study %r: %d configurations x %d seeds, %d runs to go; training on %s",
-                target_name, len(chosen), len(seeds), len(missing), device)
+                target_name, len(chosen), len(seeds), queued, device)
     interrupted, seconds = run_trials(confirm_study, propose, data,
                                       epochs=confirm_settings["epochs"],
-                                      target=finished + len(missing), finished=finished)
+                                      target=finished + queued, finished=finished)
     print(_summary(storage, target_name, shown, args.storage))
     if interrupted:
         print("Interrupted: the running trial was marked failed. Run the same command to "

@@ -8,6 +8,7 @@ again, and a study already at N runs nothing.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import math
 import sys
@@ -15,6 +16,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import optuna
 import torch
@@ -91,12 +93,13 @@ def _lr_grid(value: str) -> tuple[float, float, int]:
     parts = value.split(",")
     try:
         low, high, per_decade = float(parts[0]), float(parts[1]), int(parts[2])
-        if len(parts) != 3 or not (0 < low < high) or per_decade < 1:
+        finite = math.isfinite(low) and math.isfinite(high)
+        if len(parts) != 3 or not finite or not (0 < low < high) or not 1 <= per_decade <= 100:
             raise ValueError
     except (ValueError, IndexError):
         raise argparse.ArgumentTypeError(
-            f"expected LOW,HIGH,N with 0 < LOW < HIGH and N >= 1 points per decade, e.g. "
-            f"1e-5,1,4, but got {value!r}"
+            f"expected LOW,HIGH,N with 0 < LOW < HIGH (finite) and 1 to 100 points per "
+            f"decade, e.g. 1e-5,1,4, but got {value!r}"
         ) from None
     return low, high, per_decade
 
@@ -151,25 +154,26 @@ def build_parser() -> argparse.ArgumentParser:
                         help="compare a trial with the trials of its own optimizer, or with "
                         "every trial of the study (default: optimizer where the space "
                         "chooses an optimizer; kept with the study)")
-    parser.add_argument("--repeats", type=positive_int, default=1, metavar="K",
+    parser.add_argument("--repeats", type=positive_int, default=None, metavar="K",
                         help="train each trial's configuration with K seeds, interleaved "
                         "epoch by epoch; the trial reports and is pruned on their mean "
-                        "(kept with the study)")
+                        "(default: 1; kept with the study)")
     parser.add_argument("--lr-grid", type=_lr_grid, default=None, metavar="LOW,HIGH,N",
                         help="the lr-grid space's grid: LOW to HIGH with N points per decade "
                         "(default: 1e-5,1,4: 21 learning rates)")
     parser.add_argument("--seed", type=_seed, default=0,
-                        help="seeds the sampler; trial k trains with seeds SEED + k*K ... "
-                        "SEED + k*K + K-1 for --repeats K (give parallel workers different "
-                        "seeds)")
+                        help="seeds the sampler, and a new study: its validation split and "
+                        "trial k's training seeds SEED + k*K ... SEED + k*K + K-1 (--repeats K) "
+                        "derive from the study's seed, whatever the seed of a worker that "
+                        "joins it later")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="where training runs; auto picks cuda when available")
     parser.add_argument("--batch-size", type=positive_int, default=64,
                         help="training batch size")
-    parser.add_argument("--precision", choices=("auto", *PRECISIONS), default="auto",
+    parser.add_argument("--precision", choices=("auto", *PRECISIONS), default=None,
                         help="fp32, or bf16 (autocast with float32 master weights); auto "
-                        "picks bf16 where the CPU or GPU has fast bfloat16 (kept with the "
-                        "study)")
+                        "picks bf16 where the CPU or GPU has fast bfloat16 (default: auto; "
+                        "kept with the study)")
     parser.add_argument("--validation", type=_fraction, default=0.0, metavar="FRACTION",
                         help="hold out this share of the training set and prune on it "
                         "(the test set is then measured once per trial); 0 prunes on the "
@@ -219,6 +223,7 @@ class _Plan:
     prune_within: str
     pruner: str
     precision: str
+    repeats: int
     device: str
     workers: int
     threads: int | None
@@ -266,7 +271,7 @@ def _plan(args: argparse.Namespace) -> _Plan:
             f"turn; leave --allocation out."
         )
     prune_within = args.prune_within or ("optimizer" if chooses else "study")
-    precision = args.precision
+    precision = args.precision or "auto"
     if precision == "auto":
         precision = "bf16" if fast_bf16_available(device) else "fp32"
     elif precision == "bf16" and not fast_bf16_available(device):
@@ -276,10 +281,32 @@ def _plan(args: argparse.Namespace) -> _Plan:
             f"--precision fp32 or auto."
         )
     workers = args.workers or (1 if args.worker else default_workers(device))
+    if args.seed + workers - 1 >= MAX_SEED:
+        raise UsageError(f"--seed {args.seed}: its {workers} workers seed their samplers with "
+                         f"SEED to SEED+{workers - 1}, which must stay below {MAX_SEED}; use a "
+                         "smaller --seed.")
     threads = args.threads or (max(1, cpu_cores() // workers) if workers > 1 else None)
     return _Plan(space=space, target=target, allocation=allocation,
                  prune_within=prune_within, pruner=args.pruner or space.pruner,
-                 precision=precision, device=device, workers=workers, threads=threads)
+                 precision=precision, repeats=args.repeats or 1, device=device,
+                 workers=workers, threads=threads)
+
+
+#: Options whose default depends on the space or the machine: an existing study keeps its
+#: own value unless the option is given (then it must match, like every kept setting).
+_ADOPTED = ("allocation", "prune_within", "repeats", "precision")
+
+
+def _adopt(plan: _Plan, args: argparse.Namespace, stored: dict[str, Any] | None) -> _Plan:
+    """``plan`` with the settings of an existing study for the options not given."""
+    if stored is None:
+        return plan
+    kept = {**records.LEGACY_SETTINGS, **stored}
+    changes = {key: kept[key] for key in _ADOPTED if getattr(args, key) is None and key in kept}
+    if changes.get("precision") == "bf16" and not fast_bf16_available(plan.device):
+        logger.warning("this study trains in bf16, which this %s runs without fast bfloat16 "
+                       "(slower than usual, the same numbers)", plan.device)
+    return dataclasses.replace(plan, **changes)
 
 
 def _without(argv: list[str], options: tuple[str, ...]) -> list[str]:
@@ -293,6 +320,17 @@ def _without(argv: list[str], options: tuple[str, ...]) -> list[str]:
         elif not token.startswith(tuple(f"{o}=" for o in options)):
             out.append(token)
     return out
+
+
+def _stored_settings(
+    storage: optuna.storages.BaseStorage, study_name: str
+) -> dict[str, Any] | None:
+    """The settings of study ``study_name`` in ``storage``, or ``None`` when it is new."""
+    try:
+        study_id = storage.get_study_id_from_name(study_name)
+    except KeyError:
+        return None
+    return dict(storage.get_study_user_attrs(study_id))
 
 
 def _run(args: argparse.Namespace, argv: list[str]) -> int:
@@ -312,6 +350,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
                           validation_fraction=args.validation, split_seed=args.seed,
                           train_size=args.train_size)
     storage = open_storage(url)
+    plan = _adopt(plan, args, _stored_settings(storage, study_name))
     settings = {
         "space": space.name,
         "space_description": space.description,
@@ -323,7 +362,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         "train_size": args.train_size,
         "allocation": plan.allocation,
         "prune_within": plan.prune_within,
-        "repeats": args.repeats,
+        "repeats": plan.repeats,
         "precision": plan.precision,
         "lr_grid": list(space.lr_grid) if space.lr_grid else None,
         "seed": args.seed,
@@ -338,7 +377,10 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     # The study's seed, not this worker's: the validation split and every trial's training
     # seeds derive from it, the same for every worker and every resume. --seed of a worker
     # joining an existing study seeds only its sampler.
-    study_seed = optuna_study.user_attrs.get("seed", args.seed)
+    study_seed = optuna_study.user_attrs.get("seed")
+    if study_seed is None:  # a study made before the seed was kept: this run's seed is it
+        study_seed = args.seed
+        optuna_study.set_user_attr("seed", study_seed)
     if data is not None and args.validation > 0 and study_seed != args.seed:
         data = load_mnist(args.data_dir, device=plan.device,
                           validation_fraction=args.validation, split_seed=study_seed,
@@ -351,6 +393,8 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
                          storage_option=args.storage and shown_url, wall_seconds=wall_seconds)
 
     finished = len(optuna_study.get_trials(deepcopy=False, states=FINISHED))
+    if space.grid() is not None:  # a grid is done when each point is, once
+        finished = space.grid_points_done(optuna_study)
     if finished >= target:
         if not args.worker:
             print(f"Study {study_name!r} already has {finished} finished trials (target "
@@ -358,23 +402,30 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
             print(summary())
         return 0
     if not args.worker:
-        space.enqueue_fixed_trials(optuna_study, target)
+        space.enqueue_missing(optuna_study, target)
     logger.info("study %r in %s: %d of %d trials finished; %s on %s (%s, %s set)",
                 study_name, shown_url, finished, target,
                 f"{plan.workers} workers x {plan.threads} threads" if plan.workers > 1
                 else "training", plan.device, plan.precision, settings["eval_set"])
 
-    if plan.workers > 1:
+    workers = min(plan.workers, target - finished)  # never more workers than trials left
+    if workers == 1 and data is None:  # one trial left: train it here (files checked above)
+        data = load_mnist(args.data_dir, device=plan.device,
+                          validation_fraction=args.validation, split_seed=study_seed,
+                          train_size=args.train_size)
+    if workers > 1:
         interrupted, wall_seconds = run_workers(
             _without(argv, ("--workers", "--threads", "--seed")), optuna_study,
-            workers=plan.workers, threads=plan.threads or 1, seed=args.seed, target=target,
+            workers=workers, threads=plan.threads or 1, seed=args.seed, target=target,
             finished=finished)
     else:
         n_existing = len(optuna_study.get_trials(deepcopy=False))
         grid = space.grid()
         if grid is not None:
+            # The study's seed, the same in every worker: GridSampler shuffles the grid with
+            # it and gives trial k the k-th point, so workers must agree on the order.
             sampler: optuna.samplers.BaseSampler = optuna.samplers.GridSampler(
-                grid, seed=args.seed)
+                grid, seed=study_seed)
         else:
             sampler = create_sampler(args.sampler or "tpe", seed=args.seed,
                                      n_existing_trials=n_existing)
@@ -385,12 +436,13 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
                            precision=plan.precision)
 
         def propose(trial: optuna.Trial) -> TrialConfig:
-            seed = study_seed + trial.number * args.repeats
+            seed = study_seed + trial.number * plan.repeats
             return space.config_for(trial, base.replace(seed=seed))
 
         interrupted, wall_seconds = run_trials(optuna_study, propose, data, epochs=args.epochs,
-                                               repeats=args.repeats, target=target,
-                                               finished=finished, quiet=args.worker)
+                                               repeats=plan.repeats, target=target,
+                                               finished=finished, quiet=args.worker,
+                                               done=space.grid_points_done if grid else None)
     if args.worker:
         return 130 if interrupted else 0
     print(summary(wall_seconds))

@@ -47,6 +47,7 @@ def run_trials(
     target: int,
     finished: int,
     quiet: bool = False,
+    done: Callable[[optuna.Study], int] | None = None,
 ) -> tuple[bool, float]:
     """Run trials until ``target`` are finished; returns (interrupted, wall seconds).
 
@@ -54,6 +55,8 @@ def run_trials(
     :class:`study.objective.Objective`). Shows a bar over trials (best accuracy so far) and
     one over the running trial's epochs, and one line per finished trial on stderr; nothing
     when ``quiet`` (a worker of ``--workers``, whose parent shows the progress).
+    ``done(study)`` counts what the target counts (default: finished trials; a grid counts
+    its distinct points).
     """
     trial_bar = tqdm(total=target, initial=finished, unit="trial", desc=optuna_study.study_name,
                      dynamic_ncols=True, disable=True if quiet else None)
@@ -77,16 +80,22 @@ def run_trials(
             tqdm.write(trial_line(trial), file=sys.stderr)
 
     objective = Objective(propose, data, repeats=repeats, on_epoch=on_epoch)
-    # A worker of --workers stops starting trials once the finished ones and those its
-    # siblings are running reach the target: it does not begin a trial the study will not
-    # need. Alone, only finished trials count (a RUNNING one may be a crashed run's).
-    counted = (*FINISHED, RUNNING) if quiet else FINISHED
-    callbacks = [optuna.study.MaxTrialsCallback(target, states=counted), on_trial]
+    count = done or (lambda study: len(study.get_trials(deepcopy=False, states=FINISHED)))
+
+    def stop_at_target(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        # A worker of --workers also counts what its siblings are running: it does not begin
+        # a trial the study will not need. Alone, only what is done counts (a RUNNING trial
+        # may be a crashed run's).
+        running = len(study.get_trials(deepcopy=False, states=(RUNNING,))) if quiet else 0
+        if count(study) + running >= target:
+            study.stop()
+
+    callbacks = [stop_at_target, on_trial]
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     start = time.perf_counter()
     interrupted = False
     try:
-        optuna_study.optimize(objective, n_trials=target - finished, callbacks=callbacks,
+        optuna_study.optimize(objective, n_trials=max(1, target - finished), callbacks=callbacks,
                               gc_after_trial=False)
     except KeyboardInterrupt:
         interrupted = True

@@ -194,16 +194,20 @@ def open_study(
     """
     names = optuna.study.get_all_study_names(storage)
     if study_name not in names:
-        optuna_study = optuna.create_study(
-            storage=storage,
-            study_name=study_name,
-            direction="maximize",
-            sampler=sampler,
-            pruner=pruner,
-        )
-        for key, value in settings.items():
-            optuna_study.set_user_attr(key, value)
-        return optuna_study
+        try:
+            optuna_study = optuna.create_study(
+                storage=storage,
+                study_name=study_name,
+                direction="maximize",
+                sampler=sampler,
+                pruner=pruner,
+            )
+        except optuna.exceptions.DuplicatedStudyError:
+            pass  # another worker created it a moment ago: load it below
+        else:
+            for key, value in settings.items():
+                optuna_study.set_user_attr(key, value)
+            return optuna_study
     optuna_study = optuna.load_study(
         study_name=study_name, storage=storage, sampler=sampler, pruner=pruner
     )

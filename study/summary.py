@@ -75,8 +75,11 @@ def summarize(
     grid = (optuna_study.user_attrs.get("space_definition") or {}).get("grid")
     if grid:
         size = len(grid["optimizer"]) * len(grid["lr"])
-        visited = len(trials[trials["outcome"] != "failed"])
-        lines.append(f"  {max(0, size - visited)} grid points left of {size}")
+        points = {(o, float(f"{lr:.6g}")) for o in grid["optimizer"] for lr in grid["lr"]}
+        done = trials[trials["outcome"].isin(["complete", "pruned", "diverged"])]
+        visited = {(o, float(f"{lr:.6g}")) for o, lr in zip(done["optimizer"], done["lr"],
+                                                           strict=True)}
+        lines.append(f"  {len(points - visited)} grid points left of {size}")
     epochs = optuna_study.user_attrs.get("epochs")
     pruned = trials[trials["outcome"] == "pruned"]
     if epochs and len(pruned):

@@ -54,7 +54,9 @@ def fast_bf16_available(device: str | torch.device) -> bool:
     a CPU with AVX-512 BF16 or AMX instructions), so ``bf16`` is worth it there."""
     device = torch.device(device)
     if device.type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(
+            including_emulation=False
+        )
     if device.type != "cpu":
         return False
     try:

@@ -100,8 +100,10 @@ def run_workers(
             cmd = [sys.executable, "-m", "study.run", *argv, "--workers", "1",
                    "--threads", str(threads), "--seed", str(seed + k), "--worker"]
             err = tempfile.TemporaryFile()
+            # A session of its own: a Ctrl-C at the terminal reaches this process only, which
+            # stops each worker once (a second signal could cut a worker's clean-up short).
             pool.append(_Worker(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err,
-                                                 env=env), err))
+                                                 env=env, start_new_session=True), err))
         while True:
             done = all(w.process.poll() is not None for w in pool)
             _show_progress(optuna_study, bar, shown)
@@ -117,6 +119,9 @@ def run_workers(
         interrupted = True
         _stop(pool)
         _show_progress(optuna_study, bar, shown)
+    except BaseException:
+        _stop(pool)  # never leave workers running without this process
+        raise
     finally:
         signal.signal(signal.SIGTERM, previous)
         bar.close()

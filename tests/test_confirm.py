@@ -120,3 +120,31 @@ def test_a_margin_within_seed_noise_is_called_so(tmp_path):
     assert verdict.exceeds_noise is False or verdict.exceeds_noise == False  # noqa: E712
     assert verdict.difference_lo < 0 < verdict.difference_hi
     assert "is within seed noise" in verdict.verdict
+
+
+@pytest.mark.slow
+def test_an_interrupted_confirmation_finishes_its_queued_runs_on_the_next_run(
+    tmp_path, capsys, monkeypatch
+):
+    import study.confirm
+
+    url = f"sqlite:///{tmp_path / 'i.db'}"
+    study_args = ["--trials", "4", "--epochs", "1", "--optimizers", "sgd,adam"]
+    assert run_main([*study_args, "--study-name", "s", "--storage", url, *QUICK]) == 0
+    real = study.confirm.run_trials
+
+    def one_then_interrupted(optuna_study, propose, data, *, epochs, target, finished):
+        real(optuna_study, propose, data, epochs=epochs, target=finished + 1, finished=finished)
+        return True, 0.0  # as if Ctrl-C came after the first run
+
+    argv = ["--study-name", "s", "--storage", url, "--seeds", "2"]
+    monkeypatch.setattr(study.confirm, "run_trials", one_then_interrupted)
+    assert confirm_main(argv) == 130
+    monkeypatch.setattr(study.confirm, "run_trials", real)
+    assert confirm_main(argv) == 0  # the three runs still queued, and nothing twice
+    runs = optuna.load_study(study_name="s.confirm", storage=url).get_trials()
+    assert len(runs) == 4 and all(t.state == optuna.trial.TrialState.COMPLETE for t in runs)
+    assert len({(t.user_attrs["source_trial"], t.user_attrs["seed"]) for t in runs}) == 4
+    capsys.readouterr()
+    assert confirm_main(argv) == 0
+    assert "nothing to run" in capsys.readouterr().out

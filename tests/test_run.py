@@ -415,13 +415,30 @@ def test_the_lr_grid_visits_every_point_once(in_tmp, capsys):
         "g",
         *QUICK,
     ]
-    assert main([*args, "--trials", "4"]) == 0
-    assert "2 grid points left" in capsys.readouterr().out
-    assert main(args) == 0  # without --trials: the rest of the grid
+    assert main([*args, "--trials", "3"]) == 0
+    assert "3 grid points left" in capsys.readouterr().out
+    # A trial that failed (a crash, Ctrl-C): GridSampler counts its point as visited.
+    from search_spaces import get_space
+
+    space = get_space("lr-grid").restrict(["sgd", "adam"]).with_lr_grid(1e-3, 1e-1, 1)
+    optuna_study = optuna.load_study(
+        study_name="g",
+        storage=f"sqlite:///{in_tmp / 'studies' / 'g.db'}",
+        sampler=optuna.samplers.GridSampler(space.grid()),
+    )
+    trial = optuna_study.ask()
+    space.config_for(trial, TrialConfig(epochs=1))
+    optuna_study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    assert main(args) == 0  # without --trials: the rest of the grid, the failed point too
     trials = load(in_tmp, "g").get_trials()
-    points = sorted((t.params["optimizer"], t.params["lr"]) for t in trials)
+    points = sorted(
+        (t.params["optimizer"], t.params["lr"])
+        for t in trials
+        if t.state == optuna.trial.TrialState.COMPLETE
+    )
     assert points == sorted((o, lr) for o in ("sgd", "adam") for lr in (1e-3, 1e-2, 1e-1))
-    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)  # never pruned
+    finished = [t for t in trials if t.state != optuna.trial.TrialState.FAIL]
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in finished)  # never pruned
     assert "0 grid points left" in capsys.readouterr().out
     assert main(args) == 0
     assert "nothing to run" in capsys.readouterr().out
@@ -477,3 +494,83 @@ def test_workers_share_one_study_and_stop_together(tmp_path):
         ]
         == 0
     )
+
+
+@pytest.mark.slow
+def test_a_resumed_study_keeps_its_own_settings_for_options_left_out(in_tmp, capsys):
+    args = ["--epochs", "1", "--study-name", "keep", *QUICK]
+    assert main(["--trials", "1", "--repeats", "2", "--allocation", "sampler", *args]) == 0
+    assert main(["--trials", "2", *args]) == 0  # no --repeats, no --allocation: the study's
+    optuna_study = load(in_tmp, "keep")
+    assert [len(t.user_attrs["seeds"]) for t in optuna_study.get_trials()] == [2, 2]
+    assert optuna_study.user_attrs["allocation"] == "sampler"
+    capsys.readouterr()
+    assert main(["--trials", "3", "--repeats", "1", *args]) == 2  # given: it must match
+    assert "created with --repeats 2, not 1" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_study_made_before_the_new_settings_resumes_as_it_ran(in_tmp):
+    from study.storage import open_storage, open_study
+
+    (in_tmp / "studies").mkdir()
+    storage = open_storage("sqlite:///studies/old.db")
+    old = {
+        "space": "default",
+        "optimizers": ["sgd", "rmsprop", "adam", "adamw"],
+        "epochs": 1,
+        "batch_size": 100,
+        "validation": 0.0,
+        "train_size": 2000,
+    }
+    open_study(storage, "old", settings=old)
+    assert main(["--trials", "2", "--epochs", "1", "--study-name", "old", *QUICK]) == 0
+    optuna_study = load(in_tmp, "old")
+    assert len(optuna_study.get_trials()) == 2
+    assert "allocation" not in optuna_study.user_attrs  # read as its legacy value, not rewritten
+    assert optuna_study.user_attrs["seed"] == 0  # the study's seed, kept from now on
+
+
+@pytest.mark.slow
+def test_two_workers_visit_each_grid_point_exactly_once(in_tmp):
+    args = [
+        "--space",
+        "lr-grid",
+        "--optimizers",
+        "sgd,adam",
+        "--lr-grid",
+        "1e-3,1e-1,2",
+        "--epochs",
+        "1",
+        "--study-name",
+        "g2",
+        "--train-size",
+        "2000",
+        "--batch-size",
+        "100",
+        "--workers",
+        "2",
+    ]
+    assert main(args) == 0
+    trials = load(in_tmp, "g2").get_trials()
+    points = [(t.params["optimizer"], t.params["lr"]) for t in trials]
+    assert len(points) == len(set(points)) == 10  # 2 optimizers x 5 learning rates
+
+
+@pytest.mark.slow
+def test_never_more_workers_than_trials_left(in_tmp):
+    # One trial to go with two workers asked: it trains in this process.
+    args = [
+        "--epochs",
+        "1",
+        "--study-name",
+        "one",
+        "--train-size",
+        "2000",
+        "--batch-size",
+        "100",
+        "--workers",
+        "2",
+    ]
+    assert main(["--trials", "1", *args]) == 0
+    assert len(load(in_tmp, "one").get_trials()) == 1
