@@ -50,13 +50,15 @@ def lr_sensitivity_plot(
     bins_per_decade: int = 2,
     chance: float = CHANCE,
     trend: bool = True,
+    include_pruned: bool = True,
 ) -> Axes:
     """Final accuracy against learning rate (log x), one colour per ``hue`` value.
 
     Complete trials are filled circles, pruned ones hollow circles at the accuracy they were
     stopped at, diverged ones crosses at the bottom (at ``chance``, how the sensitivity
-    metric counts them). The trend is the mean accuracy (complete and diverged runs) per
-    log-LR bin with its 95 % bootstrap band.
+    metric counts them). The trend is the mean accuracy per log-LR bin with its 95 %
+    bootstrap band, over the runs ``lr_sensitivity`` counts (pruned ones at the accuracy
+    they were stopped at, unless ``include_pruned`` is false).
     """
     ax = _ax(ax)
     palette = palette or optimizer_palette(trials[hue].dropna())
@@ -72,7 +74,8 @@ def lr_sensitivity_plot(
                    edgecolors=colour, s=28, linewidths=1.2, label=f"{name} pruned", zorder=3)
         ax.scatter(diverged["lr"], np.full(len(diverged), chance), marker="x", color=colour,
                    s=40, label=f"{name} diverged", zorder=3)
-        counted = pd.concat([complete, diverged])
+        # The runs the sensitivity table counts: pruned ones at their last accuracy.
+        counted = pd.concat([complete, diverged, *([pruned] if include_pruned else [])])
         if trend and counted["lr"].nunique() >= 2:
             bins = lr_bins(counted["lr"], bins_per_decade)
             frame = pd.DataFrame({

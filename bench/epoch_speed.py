@@ -196,7 +196,7 @@ def peak_rss_of_a_study(n_trials: int, threads: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "study.run", "--trials", str(n_trials), "--epochs", "1",
                "--train-size", "640", "--storage", f"sqlite:///{tmp}/rss.db",
-               "--study-name", "rss", "--threads", str(threads)]
+               "--study-name", "rss", "--workers", "1", "--threads", str(threads)]
         subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, timeout=1200)
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB on Linux
 

@@ -95,26 +95,26 @@ class OptimInfo:
     has_fused: bool = False
     defaults: Mapping[str, Any] = field(default_factory=dict)
 
-    def check_hparams(
-        self,
-        *,
-        lr: float,
-        momentum: float | None = None,
-        nesterov: bool = False,
-        beta1: float | None = None,
-        beta2: float | None = None,
-        alpha: float | None = None,
-        weight_decay: float = 0.0,
-        no_decay_1d: bool = True,
-    ) -> None:
-        """Check hyperparameters against what this optimizer takes.
+    def check_hparams(self, **hparams: Any) -> None:
+        """Check the keyword arguments of :func:`create_optimizer` (all but the model and
+        the name) against what this optimizer takes.
 
         ``None`` means "the optimizer's default" and is always allowed.
 
         Raises:
-            ValueError: a value out of range, or one this optimizer does not take; the
-                message names the value and the fix.
+            ValueError: a value out of range, one this optimizer does not take, or an
+                unknown name; the message names the value and the fix.
         """
+        unknown = sorted(set(hparams) - set(HPARAMS))
+        if unknown:
+            raise ValueError(
+                f"unknown optimizer hyperparameter {unknown[0]!r}; the known ones: "
+                f"{', '.join(HPARAMS)}."
+            )
+        values = {**HPARAMS, **hparams}
+        lr, momentum, nesterov = values["lr"], values["momentum"], values["nesterov"]
+        beta1, beta2, alpha = values["beta1"], values["beta2"], values["alpha"]
+        weight_decay = values["weight_decay"]
         if not (_is_number(lr) and lr > 0):
             raise ValueError(f"lr must be a finite number > 0, but got lr={lr!r}.")
         for name, value, applies in (
@@ -148,6 +148,19 @@ class OptimInfo:
                 f"optimizer {self.name!r} takes no weight decay, but got"
                 f" weight_decay={weight_decay!r}; set it to 0."
             )
+
+
+#: The hyperparameters :func:`create_optimizer` takes, with their defaults (``lr`` has none).
+HPARAMS: Mapping[str, Any] = {
+    "lr": None,
+    "momentum": None,
+    "nesterov": False,
+    "beta1": None,
+    "beta2": None,
+    "alpha": None,
+    "weight_decay": 0.0,
+    "no_decay_1d": True,
+}
 
 
 def _is_number(value: Any) -> bool:

@@ -113,25 +113,6 @@ CHANCE = 0.10
 
 # --- per study ---------------------------------------------------------------------------
 
-#: The study's settings, stored as one user attribute each when it is created.
-SETTINGS = (
-    "space",
-    "space_description",
-    "space_definition",
-    "optimizers",
-    "epochs",
-    "batch_size",
-    "validation",
-    "train_size",
-    "allocation",
-    "prune_within",
-    "repeats",
-    "precision",
-    "lr_grid",
-    "seed",
-    "eval_set",
-    "toolkit_version",
-)
 #: Settings a study keeps for life: its trials are only comparable under the same ones.
 CHECKED_SETTINGS = (
     "space",
@@ -145,6 +126,16 @@ CHECKED_SETTINGS = (
     "repeats",
     "precision",
     "lr_grid",
+)
+#: The study's settings, stored as one user attribute each when it is created: the kept
+#: ones, and what describes the study (its space, seed, evaluation set, toolkit version).
+SETTINGS = (
+    *CHECKED_SETTINGS,
+    "space_description",
+    "space_definition",
+    "seed",
+    "eval_set",
+    "toolkit_version",
 )
 #: What a study made before a setting existed ran with: it is read as this value.
 LEGACY_SETTINGS = {

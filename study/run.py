@@ -369,7 +369,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         "eval_set": "validation" if args.validation > 0 else "test",
         "toolkit_version": toolkit_version(),
     }
-    assert tuple(settings) == records.SETTINGS
+    assert set(settings) == set(records.SETTINGS)
     pruner = create_pruner(plan.pruner, epochs=args.epochs, within=plan.prune_within)
     optuna_study = open_study(storage, study_name, settings=settings,
                               checked=records.CHECKED_SETTINGS,
