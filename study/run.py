@@ -403,16 +403,17 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         return 0
     if not args.worker:
         space.enqueue_missing(optuna_study, target)
-    logger.info("study %r in %s: %d of %d trials finished; %s on %s (%s, %s set)",
-                study_name, shown_url, finished, target,
-                f"{plan.workers} workers x {plan.threads} threads" if plan.workers > 1
-                else "training", plan.device, plan.precision, settings["eval_set"])
-
     workers = min(plan.workers, target - finished)  # never more workers than trials left
     if workers == 1 and data is None:  # one trial left: train it here (files checked above)
+        if not args.threads:
+            torch.set_num_threads(cpu_cores())
         data = load_mnist(args.data_dir, device=plan.device,
                           validation_fraction=args.validation, split_seed=study_seed,
                           train_size=args.train_size)
+    logger.info("study %r in %s: %d of %d trials finished; %s on %s (%s, %s set)",
+                study_name, shown_url, finished, target,
+                f"{workers} workers x {plan.threads} threads" if workers > 1 else "training",
+                plan.device, plan.precision, settings["eval_set"])
     if workers > 1:
         interrupted, wall_seconds = run_workers(
             _without(argv, ("--workers", "--threads", "--seed")), optuna_study,
