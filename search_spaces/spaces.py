@@ -71,10 +71,6 @@ _FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 _ALIVE = (*_FINISHED, optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING)
 
 
-def _grid_point(optimizer: Any, lr: Any) -> tuple[Any, Any]:
-    return optimizer, (float(f"{lr:.6g}") if isinstance(lr, float) else lr)
-
-
 def _resolve(spec: Spec, epochs: int) -> Any:
     return spec(epochs) if callable(spec) else spec
 
@@ -290,8 +286,8 @@ class SearchSpace:
         grid = self.grid()
         if grid is None:
             return 0
-        points = {_grid_point(o, lr) for o in grid["optimizer"] for lr in grid["lr"]}
-        done = {_grid_point(t.params.get("optimizer"), t.params.get("lr"))
+        points = {records.grid_point(o, lr) for o in grid["optimizer"] for lr in grid["lr"]}
+        done = {records.grid_point(t.params.get("optimizer"), t.params.get("lr"))
                 for t in optuna_study.get_trials(deepcopy=False, states=states)}
         return len(points & done)
 
@@ -308,12 +304,12 @@ class SearchSpace:
         grid = self.grid()
         if grid is None or not optuna_study.get_trials(deepcopy=False):
             return 0  # a fresh grid: GridSampler hands out every point once
-        have = {_grid_point(t.params.get("optimizer"), t.params.get("lr"))
+        have = {records.grid_point(t.params.get("optimizer"), t.params.get("lr"))
                 for t in optuna_study.get_trials(deepcopy=False, states=_ALIVE)}
         enqueued = 0
         for optimizer in grid["optimizer"]:
             for lr in grid["lr"]:
-                if _grid_point(optimizer, lr) not in have:
+                if records.grid_point(optimizer, lr) not in have:
                     optuna_study.enqueue_trial({"optimizer": optimizer, "lr": lr},
                                                skip_if_exists=False)
                     enqueued += 1

@@ -66,6 +66,7 @@ __all__ = [
     "STATE_NAMES",
     "OUTCOMES",
     "outcome",
+    "grid_point",
     "format_schedule_params",
     "encode_distribution",
     "decode_distribution",
@@ -169,6 +170,12 @@ def outcome(state: str, diverged: bool) -> str:
 
 
 # --- formatting the readers need -----------------------------------------------------------
+
+
+def grid_point(optimizer: Any, lr: Any) -> tuple[Any, Any]:
+    """A point of an LR grid as a comparable key: learning rates to 6 significant digits
+    (how the grid writes them), so a stored value and a grid value match."""
+    return optimizer, (float(f"{lr:.6g}") if isinstance(lr, float) else lr)
 
 
 def format_schedule_params(params: Mapping[str, Any] | None) -> str:

@@ -75,10 +75,10 @@ def summarize(
     grid = (optuna_study.user_attrs.get("space_definition") or {}).get("grid")
     if grid:
         size = len(grid["optimizer"]) * len(grid["lr"])
-        points = {(o, float(f"{lr:.6g}")) for o in grid["optimizer"] for lr in grid["lr"]}
+        points = {records.grid_point(o, lr) for o in grid["optimizer"] for lr in grid["lr"]}
         done = trials[trials["outcome"].isin(["complete", "pruned", "diverged"])]
-        visited = {(o, float(f"{lr:.6g}")) for o, lr in zip(done["optimizer"], done["lr"],
-                                                           strict=True)}
+        visited = {records.grid_point(o, lr)
+                   for o, lr in zip(done["optimizer"], done["lr"], strict=True)}
         lines.append(f"  {len(points - visited)} grid points left of {size}")
     epochs = optuna_study.user_attrs.get("epochs")
     pruned = trials[trials["outcome"] == "pruned"]

@@ -156,3 +156,17 @@ def run_small_study(url: str, name: str, trials: int, *extra: str) -> str:
     ]
     assert main(argv) == 0
     return url
+
+
+#: Learning rates in the middle of half-decade bins (the binning of the metrics is exact).
+GRID_LRS = [10**e for e in (-4.25, -3.75, -3.25, -2.75, -2.25)]
+
+
+def add_seeded_grid(optuna_study) -> None:
+    """A grid with three seeds per point: SGD flat (seed noise only), Adam peaked."""
+    for lr in GRID_LRS:
+        add_trial(optuna_study, "sgd", lr, None, seed_accuracies=[0.975, 0.98, 0.985])
+    for lr, level in zip(GRID_LRS, (0.5, 0.9, 0.98, 0.9, 0.5), strict=True):
+        add_trial(
+            optuna_study, "adam", lr, None, seed_accuracies=[level - 0.01, level, level + 0.01]
+        )

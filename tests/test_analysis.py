@@ -6,7 +6,7 @@ import math
 
 import optuna
 import pytest
-from conftest import add_trial, run_small_study
+from conftest import add_seeded_grid, add_trial, run_small_study
 
 from analysis import (
     HPARAM_COLUMNS,
@@ -177,13 +177,7 @@ def test_intervals_over_seeds_resample_each_runs_seeds(tmp_path):
     seed noise only), Adam peaked. The interval comes from the seeds."""
     url = f"sqlite:///{tmp_path / 'g.db'}"
     optuna_study = optuna.create_study(storage=url, study_name="g", direction="maximize")
-    lrs = [10**e for e in (-4.25, -3.75, -3.25, -2.75, -2.25)]
-    for lr in lrs:
-        add_trial(optuna_study, "sgd", lr, None, seed_accuracies=[0.975, 0.98, 0.985])
-    for lr, level in zip(lrs, (0.5, 0.9, 0.98, 0.9, 0.5), strict=True):
-        add_trial(
-            optuna_study, "adam", lr, None, seed_accuracies=[level - 0.01, level, level + 0.01]
-        )
+    add_seeded_grid(optuna_study)
     table = lr_sensitivity(load_trials(url, "g"), n_boot=300).set_index("optimizer")
     sgd, adam = table.loc["sgd"], table.loc["adam"]
     assert sgd["interval"] == adam["interval"] == "over seeds (3 per run)"

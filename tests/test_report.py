@@ -13,7 +13,7 @@ import nbformat
 import optuna
 import pandas as pd
 import pytest
-from conftest import add_trial, run_small_study
+from conftest import add_seeded_grid, add_trial, run_small_study
 from nbclient import NotebookClient
 
 from analysis.report import main as report_main
@@ -186,11 +186,7 @@ def test_report_of_a_seeded_grid_with_a_confirmation_says_what_exceeds_the_noise
     the report names the least sensitive optimizer, the seed band plot and the verdicts."""
     url = f"sqlite:///{tmp_path / 'g.db'}"
     grid = optuna.create_study(storage=url, study_name="g", direction="maximize")
-    lrs = [10**e for e in (-4.25, -3.75, -3.25, -2.75, -2.25)]
-    for lr in lrs:
-        add_trial(grid, "sgd", lr, None, seed_accuracies=[0.975, 0.98, 0.985])
-    for lr, level in zip(lrs, (0.5, 0.9, 0.98, 0.9, 0.5), strict=True):
-        add_trial(grid, "adam", lr, None, seed_accuracies=[level - 0.01, level, level + 0.01])
+    add_seeded_grid(grid)
     add_trial(grid, "adam", 1e-2, 0.3, state="pruned")
     confirm = optuna.create_study(storage=url, study_name="g.confirm", direction="maximize")
     for value in (0.981, 0.983, 0.982, 0.984):

@@ -24,6 +24,24 @@ FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 REPO = Path(__file__).resolve().parent.parent
 
 
+def _sigterm_after(cmd, cwd, env, line_start: str, *, wait: float, timeout: float) -> None:
+    """Run ``cmd``, send SIGTERM ``wait`` seconds after a line starting with ``line_start``,
+    and check it stopped as promised: exit code 130, "Interrupted" in its output."""
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith(line_start):
+            break
+    time.sleep(wait)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=timeout)
+    assert proc.returncode == 130, "".join(lines) + out
+    assert "Interrupted" in out
+
+
 def load(tmp: Path, name: str) -> optuna.Study:
     return optuna.load_study(
         study_name=name, storage=f"sqlite:///{tmp / 'studies' / f'{name}.db'}"
@@ -311,20 +329,8 @@ def test_sigterm_marks_the_running_trial_failed_and_a_rerun_finishes(tmp_path):
         "1",
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
     # Wait until the first trial has finished, then stop the second mid-way.
-    lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        if line.startswith("trial   0"):
-            break
-    time.sleep(1.0)
-    proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 130, "".join(lines) + out
-    assert "Interrupted" in out
+    _sigterm_after(cmd, tmp_path, env, "trial   0", wait=1.0, timeout=120)
     states = [t.state for t in load(tmp_path, "t").get_trials()]
     assert optuna.trial.TrialState.RUNNING not in states
     assert states[0] == optuna.trial.TrialState.COMPLETE
@@ -466,19 +472,7 @@ def test_workers_share_one_study_and_stop_together(tmp_path):
         "2",
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        if line.startswith("trial "):
-            break
-    time.sleep(2.0)
-    proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=180)
-    assert proc.returncode == 130, "".join(lines) + out
-    assert "Interrupted" in out
+    _sigterm_after(cmd, tmp_path, env, "trial ", wait=2.0, timeout=180)
     trials = load(tmp_path, "w").get_trials()
     assert optuna.trial.TrialState.RUNNING not in [t.state for t in trials]
     rerun = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
