@@ -42,7 +42,7 @@ sys.path.insert(0, str(REPO))
 
 from search_spaces import LAB_CONFIGS, get_space  # noqa: E402
 from study.config import TrialConfig  # noqa: E402
-from study.data import DEFAULT_ROOT, MEAN, MNIST_FILES, STD, load_mnist  # noqa: E402
+from study.data import MEAN, MNIST_FILES, PACKAGED_ROOT, STD, load_mnist  # noqa: E402
 from study.model import MLP  # noqa: E402
 from study.objective import Objective  # noqa: E402
 from study.pruners import create_pruner  # noqa: E402
@@ -78,7 +78,7 @@ def lab_loaders(root: Path, batch_size: int) -> tuple[torch.utils.data.DataLoade
     raw.mkdir(parents=True)
     for name in MNIST_FILES:
         (raw / name.removesuffix(".gz")).write_bytes(
-            gzip.decompress((DEFAULT_ROOT / name).read_bytes())
+            gzip.decompress((PACKAGED_ROOT / name).read_bytes())
         )
     tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((MEAN,), (STD,))])
     train = datasets.MNIST(root, train=True, download=False, transform=tf)

@@ -34,7 +34,7 @@ from study.cli import (
     toolkit_version,
 )
 from study.config import ConfigError, TrialConfig
-from study.data import DEFAULT_ROOT, DataError, load_mnist
+from study.data import DATA_DIR_ENV, DataError, load_mnist
 from study.runner import FINISHED, run_trials
 from study.storage import StorageError, default_storage_url, display_url, open_storage
 
@@ -66,8 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="configurations per optimizer: its best TOP complete trials")
     parser.add_argument("--seeds", type=positive_int, default=10,
                         help="fresh seeds per configuration")
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_ROOT, metavar="DIR",
-                        help="folder with the four MNIST .gz IDX files")
+    parser.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
+                        help="folder with the four MNIST .gz IDX files (default: "
+                        f"${DATA_DIR_ENV} if set, else the copy installed with the package)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="where training runs; auto picks cuda when available")
     parser.add_argument("--threads", type=positive_int, default=None,
@@ -155,6 +156,7 @@ def _confirm(args: argparse.Namespace) -> int:
                                             direction="maximize",
                                             sampler=optuna.samplers.RandomSampler(seed=0),
                                             pruner=optuna.pruners.NopPruner())
+        confirm_study.set_metric_names(list(records.METRIC_NAMES))
         for key, value in confirm_settings.items():
             confirm_study.set_user_attr(key, value)
     seeds = list(confirm_study.user_attrs.get(records.SEEDS, []))

@@ -1,4 +1,9 @@
-"""MNIST from the IDX files shipped under ``data/MNIST/raw``, as tensors on the device.
+"""MNIST from the IDX files shipped inside the package (``study/mnist/``), as tensors on the
+device.
+
+Where the files are read from: the ``root`` argument (``--data-dir``), else the folder named
+by the ``STUDY_DATA_DIR`` environment variable, else the copy installed with the package
+(:data:`PACKAGED_ROOT`), so an installed toolkit works from any folder.
 
 Loaded once per process (per root, device and validation split), MD5-checked, normalised
 with the usual MNIST mean and std (0.1307, 0.3081). Batches are index slices of a seeded
@@ -10,6 +15,7 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +26,9 @@ import torch
 __all__ = [
     "DataError",
     "MNIST_FILES",
-    "DEFAULT_ROOT",
+    "PACKAGED_ROOT",
+    "DATA_DIR_ENV",
+    "data_root",
     "MEAN",
     "STD",
     "Dataset",
@@ -31,7 +39,10 @@ __all__ = [
 ]
 
 MEAN, STD = 0.1307, 0.3081
-DEFAULT_ROOT = Path(__file__).resolve().parent.parent / "data" / "MNIST" / "raw"
+#: The four files as installed with the package (11 MB of package data).
+PACKAGED_ROOT = Path(__file__).resolve().parent / "mnist"
+#: Environment variable naming another folder with the four files.
+DATA_DIR_ENV = "STUDY_DATA_DIR"
 
 #: file name -> MD5 of its uncompressed content (the official IDX files).
 MNIST_FILES = {
@@ -40,11 +51,32 @@ MNIST_FILES = {
     "t10k-images-idx3-ubyte.gz": "2646ac647ad5339dbf082846283269ea",
     "t10k-labels-idx1-ubyte.gz": "27ae3e4e09519cfbb04c329615203637",
 }
-_RESTORE = "restore it with `git checkout -- data/MNIST/raw` (the project ships the files)"
 
 
 class DataError(RuntimeError):
     """A data file is missing, corrupt or not an IDX file."""
+
+
+def data_root(root: str | Path | None = None) -> Path:
+    """The folder the MNIST files are read from: ``root`` if given, else
+    ``$STUDY_DATA_DIR`` if set, else the copy installed with the package."""
+    if root is not None:
+        return Path(root).expanduser()
+    env = os.environ.get(DATA_DIR_ENV)
+    return Path(env).expanduser() if env else PACKAGED_ROOT
+
+
+def _restore(path: Path) -> str:
+    """How to get a good copy of ``path`` back: the fix depends on where it was read from."""
+    folder = path.resolve().parent
+    names = ", ".join(MNIST_FILES)
+    point = (f"point --data-dir (or the {DATA_DIR_ENV} environment variable) at a folder "
+             f"holding the four files ({names})")
+    if folder == PACKAGED_ROOT:
+        return (f"this is the copy shipped with the package: reinstall the toolkit as you "
+                f"installed it (`pip install --force-reinstall --no-deps <wheel or source "
+                f"folder>`; in a clone, `git checkout -- study/mnist`), or {point}")
+    return f"{point}; without either the copy shipped with the package in {PACKAGED_ROOT} is used"
 
 
 @dataclass(frozen=True)
@@ -83,33 +115,34 @@ def read_idx(path: Path, expected_md5: str | None = None) -> np.ndarray:
 
     Raises:
         DataError: missing file, unreadable gzip, wrong MD5 or a malformed header; the
-            message names the file, the expected MD5 and how to restore it.
+            message names the file (absolute path), the expected MD5 and how to restore it.
     """
+    path = Path(path).absolute()
     if not path.is_file():
-        raise DataError(f"MNIST file {path} is missing; {_RESTORE}.")
+        raise DataError(f"MNIST file {path} is missing; {_restore(path)}.")
     try:
         raw = gzip.decompress(path.read_bytes())
     except (OSError, EOFError) as exc:
         raise DataError(
             f"MNIST file {path} is not a readable gzip file ({exc}); expected uncompressed"
-            f" MD5 {expected_md5}; {_RESTORE}."
+            f" MD5 {expected_md5}; {_restore(path)}."
         ) from None
     if expected_md5 is not None:
         actual = hashlib.md5(raw).hexdigest()
         if actual != expected_md5:
             raise DataError(
                 f"MNIST file {path} is corrupt: uncompressed MD5 {actual}, expected"
-                f" {expected_md5}; {_RESTORE}."
+                f" {expected_md5}; {_restore(path)}."
             )
     # IDX header: two zero bytes, a type code (0x08 = uint8), the number of dimensions,
     # then one big-endian int32 per dimension.
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise DataError(f"MNIST file {path} is not a uint8 IDX file; {_RESTORE}.")
+        raise DataError(f"MNIST file {path} is not a uint8 IDX file; {_restore(path)}.")
     ndim = raw[3]
     shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">i4", count=ndim, offset=4))
     offset = 4 + 4 * ndim
     if len(raw) - offset != int(np.prod(shape)):
-        raise DataError(f"MNIST file {path} is truncated for shape {shape}; {_RESTORE}.")
+        raise DataError(f"MNIST file {path} is truncated for shape {shape}; {_restore(path)}.")
     return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(shape)
 
 
@@ -120,13 +153,13 @@ def _normalise(images: np.ndarray) -> torch.Tensor:
 
 
 def check_files(root: str | Path | None = None) -> None:
-    """Check the four MNIST files in ``root`` (default: the project's) without building any
+    """Check the four MNIST files in ``root`` (default: :func:`data_root`) without building any
     tensor: each is read, decompressed and MD5-checked.
 
     Raises:
         DataError: a file is missing or corrupt; the message names it and the fix.
     """
-    root = Path(root) if root is not None else DEFAULT_ROOT
+    root = data_root(root)
     for name, md5 in MNIST_FILES.items():
         read_idx(root / name, md5)
 
@@ -182,7 +215,8 @@ def load_mnist(
     """MNIST as normalised tensors on ``device``, read once per process.
 
     Args:
-        root: folder with the four ``*.gz`` IDX files; default the project's ``data/``.
+        root: folder with the four ``*.gz`` IDX files; default ``$STUDY_DATA_DIR``, else the
+            copy installed with the package.
         device: where the tensors live (training runs there without host copies).
         validation_fraction: share of the training set held out as the per-epoch
             evaluation set; 0 evaluates on the test set every epoch.
@@ -200,7 +234,7 @@ def load_mnist(
         )
     if train_size is not None and train_size < 1:
         raise ValueError(f"train_size must be >= 1 or None, but got {train_size=}.")
-    root = Path(root) if root is not None else DEFAULT_ROOT
+    root = data_root(root)
     return _load(
         root.resolve(), str(torch.device(device)), float(validation_fraction), split_seed,
         train_size,

@@ -27,8 +27,10 @@ Per trial (user attributes):
                     (per seed, the per-epoch list) and ``seed_diverged`` (per seed)
 ==================  ======================================================================
 
-A diverged trial is complete with value :data:`DIVERGED_VALUE` (0.0, the worst accuracy), so
-the sampler learns that region is bad; it is not an error.
+A diverged trial is complete with value :data:`DIVERGED_VALUE` (chance, 0.1: what a network
+that lost its weights scores, and where the plots draw it), so the sampler learns that region
+is bad; it is not an error. Studies made before this stored 0.0; the analysis reads both,
+by the ``diverged`` attribute, never by the value.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ __all__ = [
     "EVAL_ACCURACY",
     "EPOCH_SECONDS",
     "DIVERGED_VALUE",
+    "METRIC_NAMES",
     "CHANCE",
     "SETTINGS",
     "CHECKED_SETTINGS",
@@ -106,11 +109,14 @@ CURVES: Mapping[str, str] = {
 EVAL_ACCURACY = "eval_accuracy"
 EPOCH_SECONDS = "epoch_seconds"
 
-#: The value a diverged trial is told to Optuna with: the worst accuracy.
-DIVERGED_VALUE = 0.0
 #: Accuracy of guessing among MNIST's ten classes: what a diverged run counts as in the
 #: sensitivity metrics and plots, and the level a collapsed run falls back to.
 CHANCE = 0.10
+#: The value a diverged trial is told to Optuna with: chance, as the plots show it, so
+#: optuna-dashboard and ``optuna.visualization`` draw it where the report does.
+DIVERGED_VALUE = CHANCE
+#: The objective's name, stored with the study (optuna-dashboard shows it).
+METRIC_NAMES = ("accuracy",)
 
 # --- per study ---------------------------------------------------------------------------
 

@@ -33,7 +33,7 @@ from study.cli import (
     toolkit_version,
 )
 from study.config import PRECISIONS, ConfigError, TrialConfig
-from study.data import DEFAULT_ROOT, DataError, check_files, load_mnist
+from study.data import DATA_DIR_ENV, DataError, check_files, load_mnist
 from study.optim import get_optimizer_info
 from study.pruners import PRUNE_WITHIN, create_pruner, get_pruner_info, list_pruners
 from study.runner import FINISHED, run_trials
@@ -181,8 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--train-size", type=positive_int, default=None, metavar="N",
                         help="train on the first N training examples only, for a quick look "
                         "(default: all 60000, less the validation share)")
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_ROOT, metavar="DIR",
-                        help="folder with the four MNIST .gz IDX files")
+    parser.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
+                        help="folder with the four MNIST .gz IDX files (default: "
+                        f"${DATA_DIR_ENV} if set, else the copy installed with the package)")
     parser.add_argument("--workers", type=positive_int, default=None, metavar="W",
                         help="local worker processes sharing the study, each with CORES/W "
                         "threads and its own sampler seed (SEED, SEED+1, ...) (default: 2 on "
@@ -374,6 +375,8 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     optuna_study = open_study(storage, study_name, settings=settings,
                               checked=records.CHECKED_SETTINGS,
                               legacy=records.LEGACY_SETTINGS, pruner=pruner)
+    if optuna_study.metric_names is None:
+        optuna_study.set_metric_names(list(records.METRIC_NAMES))
     # The study's seed, not this worker's: the validation split and every trial's training
     # seeds derive from it, the same for every worker and every resume. --seed of a worker
     # joining an existing study seeds only its sampler.

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from study.config import TrialConfig
 from study.data import Dataset
 from study.objective import Objective
+from study.progress import PlainProgress
 from study.summary import trial_line
 from study.train import EpochStats
 
@@ -53,8 +54,10 @@ def run_trials(
 
     Each trial trains ``propose(trial)`` with ``repeats`` seeds (see
     :class:`study.objective.Objective`). Shows a bar over trials (best accuracy so far) and
-    one over the running trial's epochs, and one line per finished trial on stderr; nothing
-    when ``quiet`` (a worker of ``--workers``, whose parent shows the progress).
+    one over the running trial's epochs, and one line per finished trial on stderr (where
+    stderr is not a terminal, a plain progress line every few seconds instead of the bars;
+    see :mod:`study.progress`); nothing when ``quiet`` (a worker of ``--workers``, whose
+    parent shows the progress).
     ``done(study)`` counts what the target counts (default: finished trials; a grid counts
     its distinct points).
     """
@@ -62,17 +65,24 @@ def run_trials(
                      dynamic_ncols=True, disable=True if quiet else None)
     epoch_bar = tqdm(total=epochs, unit="epoch", leave=False, position=1,
                      dynamic_ncols=True, disable=True if quiet else None)
+    plain = PlainProgress(enabled=False if quiet else None)
+    progress = {"finished": finished}  # the bars count nothing when they are off
 
     def on_epoch(trial: optuna.Trial, stats: EpochStats) -> None:
+        name = f"trial {trial.number} {trial.params.get('optimizer', '')}"
+        plain(lambda: f"{optuna_study.study_name}: {progress['finished']} of {target} trials "
+                      f"finished; {name} epoch {stats.epoch}/{epochs}: loss "
+                      f"{stats.train_loss:.3f}, accuracy {stats.eval_accuracy:.4f}")
         if stats.epoch == 1:
             epoch_bar.reset(total=epochs)
-            epoch_bar.set_description(f"trial {trial.number} {trial.params.get('optimizer', '')}")
+            epoch_bar.set_description(name)
         epoch_bar.update(1)
         epoch_bar.set_postfix(loss=f"{stats.train_loss:.3f}", acc=f"{stats.eval_accuracy:.4f}")
 
     def on_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if trial.state in FINISHED:
             trial_bar.update(1)
+            progress["finished"] += 1
         best = _best_value(study)
         if best is not None:
             trial_bar.set_postfix(best=f"{best:.4f}")

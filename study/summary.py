@@ -4,6 +4,10 @@ summary, counted and ranked by ``analysis``' own rules (one counting rule everyw
 from __future__ import annotations
 
 import math
+import os
+import shutil
+import sys
+from pathlib import Path
 
 import optuna
 
@@ -11,7 +15,7 @@ from analysis.load import load_trials
 from analysis.tables import best_trials
 from study import records
 
-__all__ = ["trial_line", "summarize", "format_duration"]
+__all__ = ["trial_line", "summarize", "format_duration", "next_steps"]
 
 
 def trial_line(trial: optuna.trial.FrozenTrial) -> str:
@@ -99,10 +103,42 @@ def summarize(
         lines.append(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     else:
         lines.append("No complete trial yet.")
-    option = f" --storage {storage_option}" if storage_option else ""
-    lines.append(f"Report: python -m analysis.report --study-name {_quote(study_name)}{option}")
-    lines.append(f"Trials: optuna trials --study-name {_quote(study_name)} --storage {shown_url}")
+    lines += next_steps(study_name, shown_url, storage_option=storage_option)
     return "\n".join(lines)
+
+
+def _program(name: str) -> str:
+    """How to call ``name`` (``python``, ``optuna``) from this environment as the user can
+    type it: the bare name when the shell finds this environment's, else its path (relative
+    when under the current folder: ``.venv/bin/python`` for a venv that is not activated)."""
+    here = Path(sys.executable).absolute().parent / name
+    found = shutil.which(name)
+    if found and Path(found).absolute() == here:
+        return name
+    try:
+        return str(here.relative_to(Path.cwd()))
+    except ValueError:
+        return str(here)
+
+
+def next_steps(study_name: str, shown_url: str, *, storage_option: str | None = None) -> list[str]:
+    """The summary's closing lines: commands that open the study, working as printed.
+
+    Under ``make`` (``make run``) they are the Makefile's own targets; otherwise they call
+    this environment's ``python`` and ``optuna`` the way the shell will find them, so they
+    work whether or not the virtual environment is activated.
+    """
+    name = _quote(study_name)
+    if os.environ.get("MAKELEVEL") and not storage_option:
+        study = "" if study_name == "default" else f" STUDY={name}"
+        return [f"Report: make report{study}",
+                f"Dashboard: make dashboard{study}   (installs optuna-dashboard on first use)"]
+    option = f" --storage {storage_option}" if storage_option else ""
+    lines = [f"Report: {_program('python')} -m analysis.report --study-name {name}{option}",
+             f"Trials: {_program('optuna')} trials --study-name {name} --storage {shown_url}"]
+    if shutil.which("optuna-dashboard", path=str(Path(sys.executable).parent)):
+        lines.append(f"Dashboard: {_program('optuna-dashboard')} {shown_url}")
+    return lines
 
 
 def _quote(text: str) -> str:

@@ -23,6 +23,7 @@ import optuna
 from tqdm.auto import tqdm
 
 from study import records
+from study.progress import PlainProgress
 from study.runner import FINISHED
 from study.summary import trial_line
 
@@ -93,6 +94,7 @@ def run_workers(
     bar = tqdm(total=target, initial=finished, unit="trial", desc=optuna_study.study_name,
                dynamic_ncols=True, disable=None)
     shown = {t.number for t in optuna_study.get_trials(deepcopy=False, states=FINISHED)}
+    plain = PlainProgress()
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     interrupted = False
     try:
@@ -106,7 +108,7 @@ def run_workers(
                                                  env=env, start_new_session=True), err))
         while True:
             done = all(w.process.poll() is not None for w in pool)
-            _show_progress(optuna_study, bar, shown)
+            _show_progress(optuna_study, bar, shown, plain)
             failed = [w for w in pool if w.process.returncode not in (None, 0, 130)]
             if failed:
                 _stop(pool)
@@ -118,7 +120,7 @@ def run_workers(
     except KeyboardInterrupt:
         interrupted = True
         _stop(pool)
-        _show_progress(optuna_study, bar, shown)
+        _show_progress(optuna_study, bar, shown, plain)
     except BaseException:
         _stop(pool)  # never leave workers running without this process
         raise
@@ -144,7 +146,9 @@ def _stop(pool: list[_Worker]) -> None:
             worker.process.wait()
 
 
-def _show_progress(optuna_study: optuna.Study, bar: tqdm, shown: set[int]) -> None:
+def _show_progress(
+    optuna_study: optuna.Study, bar: tqdm, shown: set[int], plain: PlainProgress
+) -> None:
     trials = optuna_study.get_trials(deepcopy=False)
     for trial in trials:
         if trial.state.is_finished() and trial.number not in shown:
@@ -159,3 +163,6 @@ def _show_progress(optuna_study: optuna.Study, bar: tqdm, shown: set[int]) -> No
         epochs = len(t.user_attrs.get(records.EVAL_ACCURACY, []))
         postfix[f"#{t.number}"] = f"{t.params.get('optimizer', '')} epoch {epochs + 1}"
     bar.set_postfix(postfix, refresh=True)
+    n_finished = sum(t.state in FINISHED for t in trials)
+    plain(lambda: f"{optuna_study.study_name}: {n_finished} of {bar.total} trials finished"
+                  + "".join(f"; {k} {v}" for k, v in postfix.items()))

@@ -8,6 +8,7 @@ import matplotlib
 import pytest
 import torch
 
+from study import records
 from study.data import Dataset, load_mnist
 
 matplotlib.use("Agg")
@@ -124,7 +125,7 @@ def add_trial(
     optuna_study.add_trial(
         optuna.trial.create_trial(
             state=trial_state,
-            value=0.0 if diverged else (curve[-1] if curve else None),
+            value=records.DIVERGED_VALUE if diverged else (curve[-1] if curve else None),
             params={"optimizer": optimizer, f"{optimizer}_lr": lr},
             distributions=distributions,
             user_attrs=attrs,

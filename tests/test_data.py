@@ -2,11 +2,22 @@ from __future__ import annotations
 
 import gzip
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
 
-from study.data import DEFAULT_ROOT, MNIST_FILES, DataError, iter_batches, load_mnist, read_idx
+from study.data import (
+    DATA_DIR_ENV,
+    MNIST_FILES,
+    PACKAGED_ROOT,
+    DataError,
+    check_files,
+    data_root,
+    iter_batches,
+    load_mnist,
+    read_idx,
+)
 
 
 def test_real_mnist_loads_normalised(mnist):
@@ -38,7 +49,7 @@ def test_train_size_keeps_the_first_examples(mnist):
 @pytest.fixture
 def data_copy(tmp_path):
     for name in MNIST_FILES:
-        shutil.copy(DEFAULT_ROOT / name, tmp_path / name)
+        shutil.copy(PACKAGED_ROOT / name, tmp_path / name)
     return tmp_path
 
 
@@ -52,8 +63,29 @@ def test_corrupt_file_names_the_file_the_expected_md5_and_the_fix(data_copy):
     message = str(err.value)
     assert str(target) in message
     assert MNIST_FILES["t10k-labels-idx1-ubyte.gz"] in message
-    assert "git checkout -- data/MNIST/raw" in message
+    assert "--data-dir" in message and "STUDY_DATA_DIR" in message
     assert "\n" not in message
+
+
+def test_the_data_folder_comes_from_the_argument_then_the_environment_then_the_package(
+    data_copy, monkeypatch
+):
+    monkeypatch.delenv(DATA_DIR_ENV, raising=False)
+    assert data_root() == PACKAGED_ROOT
+    monkeypatch.setenv(DATA_DIR_ENV, str(data_copy))
+    assert data_root() == data_copy
+    assert data_root("elsewhere") == Path("elsewhere")
+    (data_copy / "t10k-images-idx3-ubyte.gz").unlink()
+    with pytest.raises(DataError, match="t10k-images-idx3-ubyte.gz is missing"):
+        check_files()  # read from $STUDY_DATA_DIR, not the packaged copy
+
+
+def test_a_broken_packaged_copy_says_how_to_reinstall_it(tmp_path, monkeypatch):
+    monkeypatch.setattr("study.data.PACKAGED_ROOT", tmp_path)
+    with pytest.raises(DataError) as err:
+        read_idx(tmp_path / "train-labels-idx1-ubyte.gz")
+    message = str(err.value)
+    assert "pip install --force-reinstall" in message and "--data-dir" in message
 
 
 def test_missing_and_non_gzip_files_are_data_errors(data_copy):
