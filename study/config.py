@@ -55,7 +55,10 @@ class TrialConfig:
             lab decays every parameter (``False``).
         schedule: a name from ``study.schedules.list_schedules()``.
         schedule_params: that schedule's parameters (durations in epochs); defaults filled in.
-        warmup_epochs: linear warm-up length in epochs, in [0, epochs).
+            Milestones (``multistep``) and ``step_epochs`` count epochs from the start of
+            training, warm-up included, and must not fall inside the warm-up.
+        warmup_epochs: linear warm-up length in epochs, in [0, epochs); composed onto the
+            schedule (see ``study.schedules`` for how each one counts its epochs).
         batch_size: examples per optimizer update (>= 1).
         epochs: passes over the training set (>= 1).
         seed: seeds weight initialisation, dropout and the batch order (>= 0).
@@ -93,11 +96,6 @@ class TrialConfig:
             info.check_hparams(**self.optimizer_hparams())
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        try:
-            params = validate_schedule_params(self.schedule, self.schedule_params)
-        except ValueError as exc:
-            raise ConfigError(f"schedule: {exc}") from None
-        object.__setattr__(self, "schedule_params", params)
         _check(
             isinstance(self.epochs, int) and not isinstance(self.epochs, bool)
             and self.epochs >= 1,
@@ -108,6 +106,13 @@ class TrialConfig:
             f"warmup_epochs must be in [0, epochs={self.epochs}), but got"
             f" warmup_epochs={self.warmup_epochs!r}.",
         )
+        try:
+            params = validate_schedule_params(
+                self.schedule, self.schedule_params, warmup_epochs=self.warmup_epochs
+            )
+        except ValueError as exc:
+            raise ConfigError(f"schedule: {exc}") from None
+        object.__setattr__(self, "schedule_params", params)
         _check(
             isinstance(self.batch_size, int) and self.batch_size >= 1,
             f"batch_size must be an integer >= 1, but got batch_size={self.batch_size!r}.",

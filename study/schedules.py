@@ -4,6 +4,22 @@ A schedule is a pure function of the optimizer-update index returning a factor o
 learning rate, with its constants keyword-only and bound with :func:`functools.partial`
 (picklable, trivially testable). It is stepped once per optimizer update through
 ``torch.optim.lr_scheduler.LambdaLR``; parameters given in epochs are converted to updates.
+
+How each schedule counts its epochs when a warm-up of ``W`` epochs is composed onto it (the
+warm-up rises linearly over the first ``W`` epochs in every case):
+
+- ``constant``: the base rate once warm-up ends.
+- ``step`` and ``multistep``: decay points are epochs of the run, counted from the start of
+  training, as torch's ``StepLR``/``MultiStepLR`` stepped once per epoch count them. A
+  milestone ``m`` (or a multiple ``m`` of ``step_epochs``) multiplies the rate by ``gamma``
+  from the first update of 0-based epoch ``m``: the lab's milestones 6 and 11 decay before
+  its 7th and 12th epochs, warm-up or not. Warm-up covers the first epochs and moves no
+  decay point; a decay point inside the warm-up (``m < W``) is an error, raised by
+  :func:`validate_schedule_params` (and so by ``TrialConfig``).
+- ``exponential``, ``cosine``, ``linear``: shapes that start where warm-up ends.
+  ``exponential`` applies ``gamma`` per epoch counted from the end of warm-up; ``cosine``
+  and ``linear`` span the updates left after warm-up and reach ``floor`` at the end of the
+  run.
 """
 
 from __future__ import annotations
@@ -75,12 +91,22 @@ def linear_factor(step: int, *, total_steps: int, floor: float) -> float:
     return 1.0 - (1.0 - floor) * progress
 
 
-def warmup_factor(step: int, *, warmup_steps: int, after: LrLambda) -> float:
-    """Linear warm-up over ``warmup_steps`` updates, then ``after`` from its own step 0."""
+def warmup_factor(
+    step: int, *, warmup_steps: int, after: LrLambda, from_start: bool = False
+) -> float:
+    """Linear warm-up over ``warmup_steps`` updates, then ``after``.
+
+    ``after`` is called with its own step, counted from the end of warm-up (a shape that
+    spans the rest of the run), or with ``from_start`` the run's update index (decay points
+    given as epochs of the run, which warm-up must not move).
+    """
     # 1. warm-up: rises linearly, never exactly 0 at step 0, the full rate at its last step
     if step < warmup_steps:
         return (step + 1) / warmup_steps
-    # 2. afterwards: the decay shape, counted from the end of warm-up
+    # 2. milestones: where the user put them, counted from the start of training
+    if from_start:
+        return after(step)
+    # 3. a shape: starts at its own step 0 where warm-up ends
     return after(step - warmup_steps)
 
 
@@ -106,12 +132,23 @@ class ScheduleInfo:
     ``make`` receives ``total_steps`` (updates after warm-up), ``steps_per_epoch`` and the
     schedule's own parameters (in epochs where they are durations) and returns the factor
     function of the update index.
+
+    ``first_decay`` is set for a schedule whose decay points are epochs of the run, counted
+    from the start of training (``step``, ``multistep``): given the checked parameters it
+    returns the parameter that places the first decay and that epoch. ``None``: the shape
+    starts where warm-up ends (or never decays).
     """
 
     name: str
     description: str
     make: Callable[..., LrLambda]
     params: tuple[ScheduleParam, ...] = ()
+    first_decay: Callable[[Mapping[str, Any]], tuple[str, float]] | None = None
+
+    @property
+    def counts_from_start(self) -> bool:
+        """Whether its decay points count epochs from the start of training."""
+        return self.first_decay is not None
 
 
 _SCHEDULES: Registry[ScheduleInfo] = Registry("schedule")
@@ -142,7 +179,9 @@ def _make_step(
 def _make_multistep(
     *, total_steps: int, steps_per_epoch: int, milestones: tuple[float, ...], gamma: float
 ) -> LrLambda:
-    updates = tuple(sorted(_epochs_to_steps(m, steps_per_epoch) for m in milestones))
+    # Milestone m is the first update of 0-based epoch m; 0 decays from the first update,
+    # as MultiStepLR([0]) does.
+    updates = tuple(sorted(round(m * steps_per_epoch) for m in milestones))
     return functools.partial(multistep_factor, milestones=updates, gamma=gamma)
 
 
@@ -159,24 +198,37 @@ def _make_linear(*, total_steps: int, steps_per_epoch: int, floor: float) -> LrL
     return functools.partial(linear_factor, total_steps=total_steps, floor=floor)
 
 
+def _first_step_decay(params: Mapping[str, Any]) -> tuple[str, float]:
+    return "step_epochs", params["step_epochs"]
+
+
+def _first_milestone(params: Mapping[str, Any]) -> tuple[str, float]:
+    return "milestones", min(params["milestones"], default=math.inf)
+
+
 _GAMMA = ScheduleParam("gamma", 0.1, 1e-4, 1.0, "factor applied at each decay")
 _FLOOR = ScheduleParam("floor", 0.0, 0.0, 1.0, "final learning rate as a fraction of the base")
 
 register(ScheduleInfo("constant", "the base learning rate throughout", _make_constant))
 register(ScheduleInfo(
     "step",
-    "multiply by gamma every step_epochs epochs (StepLR)",
+    "multiply by gamma every step_epochs epochs of the run (StepLR)",
     _make_step,
     (ScheduleParam("step_epochs", 2.0, 1e-3, 1e6, "epochs between decays"), _GAMMA),
+    first_decay=_first_step_decay,
 ))
 register(ScheduleInfo(
     "multistep",
-    "multiply by gamma at each milestone epoch (MultiStepLR; the lab uses 6, 11)",
+    "multiply by gamma at each milestone epoch of the run (MultiStepLR; the lab uses 6, 11)",
     _make_multistep,
     (
-        ScheduleParam("milestones", (6.0, 11.0), 0.0, 1e6, "epochs at which to decay", True),
+        ScheduleParam(
+            "milestones", (6.0, 11.0), 0.0, 1e6,
+            "epochs from the start of training at which to decay", True,
+        ),
         _GAMMA,
     ),
+    first_decay=_first_milestone,
 ))
 register(ScheduleInfo(
     "exponential",
@@ -192,15 +244,24 @@ register(ScheduleInfo(
 ))
 
 
-def validate_schedule_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
+def validate_schedule_params(
+    name: str, params: Mapping[str, Any], *, warmup_epochs: float = 0.0
+) -> dict[str, Any]:
     """Check ``params`` against schedule ``name`` and fill in defaults.
+
+    Args:
+        name: a registered schedule.
+        params: its parameters; missing ones take their defaults.
+        warmup_epochs: the warm-up composed onto it; a schedule that counts epochs from the
+            start of training must not place a decay inside it.
 
     Returns:
         A new dict with every parameter of the schedule (lists as tuples).
 
     Raises:
-        ValueError: unknown schedule, unknown parameter, or a value out of range; the message
-            names the parameter, the value and the allowed range.
+        ValueError: unknown schedule, unknown parameter, a value out of range, or a decay
+            point inside the warm-up; the message names the parameter, the value and the
+            allowed range or the fix.
     """
     info = get_schedule_info(name)
     known = {p.name: p for p in info.params}
@@ -223,6 +284,15 @@ def validate_schedule_params(name: str, params: Mapping[str, Any]) -> dict[str, 
                     f" ({spec.help}), but got {spec.name}={value!r}."
                 )
         out[spec.name] = tuple(float(v) for v in values) if spec.is_list else float(value)
+    if info.first_decay is not None and warmup_epochs > 0:
+        param, epoch = info.first_decay(out)
+        if epoch < warmup_epochs:
+            raise ValueError(
+                f"schedule {name!r} counts epochs from the start of training, so"
+                f" {param}={params.get(param, out[param])!r} puts a decay at epoch {epoch:g},"
+                f" inside the warm-up (warmup_epochs={warmup_epochs!r}); give {param} >= "
+                f"{warmup_epochs:g} or warmup_epochs <= {epoch:g}."
+            )
     return out
 
 
@@ -240,11 +310,15 @@ def build_lr_lambda(
         name: a registered schedule.
         params: its parameters (defaults where missing); durations are in epochs.
         steps_per_epoch: optimizer updates per epoch.
-        epochs: length of the run; the decay phase spans what is left after warm-up.
+        epochs: length of the run; a shape (cosine, linear) spans what is left after
+            warm-up, decay points (step, multistep) count epochs from the start.
         warmup_epochs: linear warm-up length in epochs (0 for none).
+
+    Raises:
+        ValueError: as :func:`validate_schedule_params`.
     """
     info = get_schedule_info(name)
-    values = validate_schedule_params(name, params or {})
+    values = validate_schedule_params(name, params or {}, warmup_epochs=warmup_epochs)
     total = max(1, epochs * steps_per_epoch)
     warmup_steps = round(warmup_epochs * steps_per_epoch) if warmup_epochs > 0 else 0
     after = info.make(
@@ -252,7 +326,10 @@ def build_lr_lambda(
     )
     if warmup_steps == 0:
         return after
-    return functools.partial(warmup_factor, warmup_steps=warmup_steps, after=after)
+    return functools.partial(
+        warmup_factor, warmup_steps=warmup_steps, after=after,
+        from_start=info.counts_from_start,
+    )
 
 
 def create_scheduler(

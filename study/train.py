@@ -35,17 +35,33 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: A run has diverged when a training loss is not finite (checked every CHECK_EVERY updates)
-#: or when an epoch's mean training loss exceeds this multiple of the first batch's loss
-#: (about ln 10 = 2.3 for a fresh 10-class classifier). Single spikes are not divergence:
-#: RMSprop at its default lr 0.01 spikes to ~1000 in its first updates, then recovers.
+#: A run has diverged ("loss blew up") when an epoch's mean training loss over its judged
+#: updates (those after the run's first SETTLE_UPDATES) exceeds this multiple of the first
+#: batch's loss (about ln 10 = 2.3 for a fresh 10-class classifier). A non-finite training
+#: loss is divergence at once, at any update (checked every CHECK_EVERY updates).
 DIVERGENCE_FACTOR = 10.0
 #: Updates between divergence checks (one host synchronisation each on a GPU).
 CHECK_EVERY = 25
 #: A run has collapsed when, after reaching this accuracy, its evaluation accuracy falls
-#: back below twice chance (a network that learned, then lost it without a non-finite
-#: loss: dead units after a too-large step). It is recorded like a divergence.
+#: back below twice chance and stays there (a network that learned, then lost it without a
+#: non-finite loss: dead units after a too-large step). It is recorded like a divergence.
 COLLAPSE_AFTER = 0.5
+#: Updates a transient may last without being divergence, the same at every training size,
+#: so it matters only in short runs. RMSprop at its default lr 0.01 spikes to ~1000-2000 at
+#: its second update and is back under 10 within about 10 more (MNIST, batch 64): that
+#: spike dominates the mean loss of a 32-update epoch (2,000 examples), not of a full one
+#: (938 updates).
+#: (1) "Loss blew up" never judges the run's first SETTLE_UPDATES updates: an epoch's judged
+#: mean is over its updates after them; an epoch with none is not judged.
+#: (2) A fall below twice chance is a collapse once the evaluations that saw it span at
+#: least SETTLE_UPDATES updates (its own epoch included): at once after an epoch of that
+#: many updates or more, else at the next evaluation(s).
+#: Limits: a run of at most SETTLE_UPDATES updates in all is never judged "blew up" (only
+#: a non-finite loss stops it; a finite blow-up is a complete run at the accuracy it
+#: reached); a fall to chance seen only by a run's last evaluations, spanning fewer than
+#: SETTLE_UPDATES updates, is not a collapse; a transient that outlasts SETTLE_UPDATES by
+#: most of an epoch still counts as a blow-up.
+SETTLE_UPDATES = 16
 _EVAL_CHUNK = 10_000
 
 
@@ -93,8 +109,10 @@ class FitResult:
 
     Attributes:
         history: one :class:`EpochStats` per completed epoch.
-        diverged: a loss became non-finite, an epoch's mean loss ended far above the first
-            batch's, or the run collapsed to chance after having learned; training stopped.
+        diverged: a loss became non-finite, an epoch's mean loss past the run's first
+            ``SETTLE_UPDATES`` updates was far above the first batch's, or the run collapsed
+            to chance after having learned (for at least ``SETTLE_UPDATES`` updates);
+            training stopped.
         diverged_lr: the learning rate in effect when divergence was detected.
         diverged_epoch: the (1-based) epoch in which it diverged.
         diverged_reason: ``"non-finite loss"``, ``"loss blew up"`` or
@@ -157,8 +175,9 @@ class TrainingRun:
         config: optimizer, learning rate, schedule, batch size, epochs, seed and precision.
         data: tensors from :func:`study.data.load_mnist` (training runs on their device).
         model: a model to train instead of a fresh ``MLP()`` seeded with ``config.seed``.
-        divergence_factor: the run is diverged when an epoch's mean training loss exceeds
-            this multiple of its first batch's loss, or at once when a loss is not finite.
+        divergence_factor: the run is diverged when an epoch's mean training loss (past the
+            run's first ``SETTLE_UPDATES`` updates) exceeds this multiple of its first
+            batch's loss, or at once when a loss is not finite.
     """
 
     def __init__(
@@ -181,6 +200,7 @@ class TrainingRun:
             self.model, config.optimizer, **config.optimizer_hparams()
         )
         steps_per_epoch = math.ceil(data.num_train / config.batch_size)
+        self._steps_per_epoch = steps_per_epoch
         lr_lambda = build_lr_lambda(
             config.schedule,
             config.schedule_params,
@@ -199,6 +219,8 @@ class TrainingRun:
         self.diverged_reason: str | None = None
         self._loss_limit: float | None = None
         self._collapse_level = 2.0 / data.num_classes
+        self._updates = 0  # optimizer updates made so far
+        self._below_updates = 0  # updates spanned by the evaluations below collapse level
 
     @property
     def diverged(self) -> bool:
@@ -229,6 +251,11 @@ class TrainingRun:
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         bad = torch.zeros((), device=self.device, dtype=torch.bool)
         seen = 0
+        # the loss "blew up" is judged on the epoch's updates past the run's first few: the
+        # epoch's sum less that of its unjudged updates (kept only while there are any)
+        unjudged_sum = torch.zeros((), device=self.device)
+        unjudged_seen = 0
+        judged_from = max(0, SETTLE_UPDATES - self._updates)
         lr_used = optimizer.param_groups[0]["lr"]
         batches = iter_batches(data.train_x, data.train_y, config.batch_size, self.generator)
         for step, (xb, yb) in enumerate(batches):
@@ -250,18 +277,25 @@ class TrainingRun:
             correct += (logits.detach().argmax(dim=1) == yb).sum()
             seen += yb.shape[0]
             bad |= ~torch.isfinite(detached)
+            if step < judged_from:
+                unjudged_sum += detached * yb.shape[0]
+                unjudged_seen += yb.shape[0]
             # 3. look at the flag every CHECK_EVERY updates; the epoch mean at its end
             if (step + 1) % CHECK_EVERY == 0 and bad.item():
                 break
+        self._updates += self._steps_per_epoch
         train_loss = loss_sum.item() / seen
         if bad.item():
             return self._diverge(epoch, lr_used, "non-finite loss")
-        if train_loss > self._loss_limit:
+        judged_seen = seen - unjudged_seen
+        if judged_seen and (loss_sum - unjudged_sum).item() / judged_seen > self._loss_limit:
             return self._diverge(epoch, lr_used, "loss blew up")
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self._autocast):
             eval_loss, eval_acc = evaluate(model, data.eval_x, data.eval_y)
         best = max((s.eval_accuracy for s in self.history), default=0.0)
-        if best >= COLLAPSE_AFTER and eval_acc < self._collapse_level:
+        below = best >= COLLAPSE_AFTER and eval_acc < self._collapse_level
+        self._below_updates = self._below_updates + self._steps_per_epoch if below else 0
+        if self._below_updates >= SETTLE_UPDATES:
             return self._diverge(epoch, lr_used, "collapsed to chance")
         stats = EpochStats(
             epoch=epoch,
@@ -323,8 +357,9 @@ def fit(
         on_epoch: called after each epoch's evaluation; it may raise to stop the run (the
             study's pruning does), and the exception propagates.
         model: a model to train instead of a fresh ``MLP()`` seeded with ``config.seed``.
-        divergence_factor: the run is diverged when an epoch's mean training loss exceeds
-            this multiple of its first batch's loss, or at once when a loss is not finite.
+        divergence_factor: the run is diverged when an epoch's mean training loss (past the
+            run's first ``SETTLE_UPDATES`` updates) exceeds this multiple of its first
+            batch's loss, or at once when a loss is not finite.
 
     Returns:
         A :class:`FitResult`; a diverged run is a result with ``diverged=True``, not an error.

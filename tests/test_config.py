@@ -22,6 +22,17 @@ from study.config import ConfigError, TrialConfig
         ({"schedule": "cyclic"}, r"unknown schedule 'cyclic'"),
         ({"schedule": "step", "schedule_params": {"gamma": 0}}, r"gamma must be in"),
         ({"warmup_epochs": 5}, r"warmup_epochs must be in \[0, epochs=5\)"),
+        (
+            {"schedule": "multistep", "schedule_params": {"milestones": [1, 6]},
+             "warmup_epochs": 2, "epochs": 15},
+            r"schedule: schedule 'multistep' counts epochs from the start of training, so"
+            r" milestones=\[1, 6\] puts a decay at epoch 1, inside the warm-up"
+            r" \(warmup_epochs=2\); give milestones >= 2 or warmup_epochs <= 1",
+        ),
+        (
+            {"schedule": "step", "schedule_params": {"step_epochs": 1}, "warmup_epochs": 1.5},
+            r"step_epochs=1 puts a decay at epoch 1, inside the warm-up",
+        ),
         ({"batch_size": 0}, r"batch_size must be an integer >= 1, but got batch_size=0"),
         ({"epochs": 0}, r"epochs must be an integer >= 1"),
         ({"seed": -1}, r"seed must be an integer >= 0"),
@@ -44,6 +55,18 @@ def test_schedule_defaults_are_filled_in_and_the_dict_round_trips():
     assert config.schedule_params == {"milestones": (6.0, 11.0), "gamma": 0.1}
     stored = json.loads(json.dumps(config.to_dict()))  # what the study database holds
     assert TrialConfig.from_dict(stored) == config
+
+
+def test_milestones_count_from_the_start_of_training_and_may_end_the_warmup():
+    # The README's example: the lab's milestones with one warm-up epoch.
+    config = TrialConfig(
+        schedule="multistep", schedule_params={"milestones": [6, 11]}, epochs=15,
+        warmup_epochs=1,
+    )
+    assert config.schedule_params["milestones"] == (6.0, 11.0)
+    TrialConfig(schedule="multistep", schedule_params={"milestones": [1]}, warmup_epochs=1)
+    with pytest.raises(ConfigError, match="inside the warm-up"):
+        config.replace(warmup_epochs=6.5)
 
 
 def test_from_dict_rejects_unknown_fields():
