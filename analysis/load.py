@@ -42,8 +42,17 @@ class StudyNotFoundError(LookupError):
 
 
 def open_readonly(storage: str | optuna.storages.BaseStorage) -> optuna.storages.BaseStorage:
-    """The storage at URL ``storage`` for reading (a missing SQLite file is an error, never
-    created); a storage object is returned as it is. Open once, pass it to several loads."""
+    """The storage at URL ``storage`` for reading; a storage object is returned as it is.
+    Open once, pass it to several loads.
+
+    A relative SQLite path is read from the working directory; to read it from another folder
+    (the notebooks read it from the project root) pass
+    ``study.storage.resolve_sqlite_url(url, folder)``.
+
+    Raises:
+        study.storage.StorageError: the URL or database cannot be read; a missing SQLite
+            file (never created here) is named by its absolute path.
+    """
     if isinstance(storage, str):
         return open_storage(storage, create=False)
     return storage

@@ -5,10 +5,16 @@ lock timeout. PostgreSQL (``postgresql://user:password@host:5432/db``) is for ma
 a small connection pool per worker, heartbeat and retry of trials whose worker died.
 Anything wrong with the URL or the database is a :class:`StorageError` whose one-line message
 names the value and the fix, raised before the database is touched.
+
+A relative SQLite path (``sqlite:///studies/x.db``; ``sqlite:////abs/x.db`` is absolute) is
+read from the working directory, as SQLAlchemy reads it; :func:`resolve_sqlite_url` reads it
+from another folder (the notebooks pass the project root), and every message about the file
+names its absolute path.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 import warnings
@@ -25,6 +31,7 @@ __all__ = [
     "DEFAULT_STUDY_DIR",
     "default_storage_url",
     "display_url",
+    "resolve_sqlite_url",
     "open_storage",
     "open_study",
     "HEARTBEAT_INTERVAL",
@@ -65,6 +72,37 @@ def display_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except sqlalchemy.exc.ArgumentError:
         return url
+
+
+def _sqlite_path(url: str, base: str | Path | None = None) -> Path | None:
+    """The absolute path of the file a SQLite ``url`` names, a relative one read from ``base``
+    (default: the working directory); ``None`` for other databases, in-memory SQLite or a
+    malformed URL."""
+    try:
+        parsed = make_url(url)
+    except sqlalchemy.exc.ArgumentError:
+        return None
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    # abspath, not resolve(): normalise "..", keep the symlinks the user named.
+    return Path(os.path.abspath(Path(base if base is not None else Path.cwd()) / database))
+
+
+def resolve_sqlite_url(url: str, base: str | Path | None = None) -> str:
+    """``url`` with a relative SQLite path made absolute, read from folder ``base``.
+
+    ``sqlite:///studies/x.db`` with ``base="/proj"`` gives ``sqlite:////proj/studies/x.db``;
+    absolute SQLite paths, in-memory SQLite and other databases come back unchanged.
+
+    Args:
+        url: a SQLAlchemy database URL.
+        base: the folder a relative path is read from; default the working directory.
+    """
+    path = _sqlite_path(url, base)
+    if path is None or Path(make_url(url).database).is_absolute():
+        return url
+    return make_url(url).set(database=str(path)).render_as_string(hide_password=False)
 
 
 def _check_sqlite_file(path: Path) -> None:
@@ -125,11 +163,14 @@ def open_storage(url: str, *, create: bool = True) -> optuna.storages.BaseStorag
                 f"--storage {url!r} names no file; an in-memory database would lose the "
                 f"study. {_URL_HELP}."
             )
-        path = Path(parsed.database)
+        path = _sqlite_path(url)
         if not create and not path.is_file():
+            given = url
+            if not Path(parsed.database).is_absolute():
+                given += f"; its relative path is read from the working directory, {Path.cwd()}"
             raise StorageError(
                 f"{path} does not exist; run a study first (python -m study.run) or check "
-                "the storage URL."
+                f"the storage URL ({given})."
             )
         _check_sqlite_file(path)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -7,9 +7,16 @@ import optuna
 import pytest
 from sqlalchemy.engine import make_url
 
+from analysis.load import open_readonly
 from study import storage as storage_mod
 from study.run import main
-from study.storage import StorageError, default_storage_url, open_storage, open_study
+from study.storage import (
+    StorageError,
+    default_storage_url,
+    open_storage,
+    open_study,
+    resolve_sqlite_url,
+)
 
 
 def test_default_url_is_a_sqlite_file_under_studies():
@@ -22,6 +29,37 @@ def test_open_storage_creates_the_folder_and_sets_a_long_lock_timeout(tmp_path):
     assert (tmp_path / "deep" / "er").is_dir()
     assert storage.engine_kwargs["connect_args"]["timeout"] >= 60
     assert storage.heartbeat_interval == storage_mod.HEARTBEAT_INTERVAL
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("sqlite:///studies/x.db", "sqlite:////proj/studies/x.db"),
+        ("sqlite:///../studies/x.db", "sqlite:////studies/x.db"),  # ".." is normalised
+        ("sqlite+pysqlite:///x.db?timeout=5", "sqlite+pysqlite:////proj/x.db?timeout=5"),
+        ("sqlite:////abs/x.db", "sqlite:////abs/x.db"),
+        ("sqlite:///:memory:", "sqlite:///:memory:"),
+        ("postgresql://me:secret@host/db", "postgresql://me:secret@host/db"),
+    ],
+)
+def test_resolve_sqlite_url_reads_a_relative_path_from_the_folder_given(url, expected):
+    assert resolve_sqlite_url(url, "/proj") == expected
+
+
+def test_resolve_sqlite_url_reads_a_relative_path_from_the_working_directory(in_tmp):
+    assert resolve_sqlite_url("sqlite:///studies/x.db") == f"sqlite:///{in_tmp}/studies/x.db"
+
+
+@pytest.mark.parametrize(
+    "reader", [lambda url: open_storage(url, create=False), open_readonly], ids=["open", "read"]
+)
+def test_a_missing_sqlite_file_is_named_by_its_absolute_path(in_tmp, reader):
+    with pytest.raises(StorageError) as err:
+        reader("sqlite:///studies/x.db")
+    message = str(err.value)
+    assert message.startswith(f"{in_tmp / 'studies' / 'x.db'} does not exist; run a study first")
+    assert f"relative path is read from the working directory, {in_tmp}" in message
+    assert not (in_tmp / "studies").exists()  # a reader creates nothing
 
 
 def test_unreachable_server_is_a_storage_error_with_the_password_masked():
