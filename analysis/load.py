@@ -157,7 +157,8 @@ def load_trials(
     Columns: ``study``, ``number``, ``state`` (complete / pruned / failed / running /
     waiting), ``outcome`` (the state, except ``diverged`` for a complete trial that
     diverged: the one counting rule of the summary, the tables and the report),
-    ``value`` (what Optuna holds: the last evaluation accuracy, 0.0 for a diverged trial),
+    ``value`` (what Optuna holds: the last evaluation accuracy; chance, 0.1, for a diverged
+    trial, 0.0 in studies made before that),
     the hyperparameters ``optimizer``, ``lr``, ``momentum``, ``nesterov``, ``beta1``,
     ``beta2``, ``alpha``, ``weight_decay``, ``schedule``, ``schedule_params`` (text),
     ``warmup_epochs``, ``batch_size``, ``epochs``, ``seed`` (NaN where one does not apply),

@@ -13,12 +13,20 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.axes import Axes
+from matplotlib.axis import Axis
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, NullLocator
 
-from analysis.tables import CHANCE, counted_accuracy, is_complete, lr_bin_centres, lr_bins
+from analysis.tables import CHANCE, counted_accuracy, is_complete, lr_bins
 
 __all__ = [
+    "LABELS",
+    "axis_label",
     "optimizer_palette",
+    "binned_error",
+    "colour_range",
     "lr_sensitivity_plot",
     "lr_sensitivity_grid",
     "seed_frame",
@@ -31,6 +39,44 @@ __all__ = [
 ]
 
 
+#: Axis labels, one wording in every plot ("learning rate", never "lr").
+LABELS: dict[str, str] = {
+    "lr": "learning rate",
+    "weight_decay": "weight decay",
+    "momentum": "momentum",
+    "nesterov": "Nesterov momentum",
+    "beta1": "beta1",
+    "beta2": "beta2",
+    "alpha": "alpha",
+    "batch_size": "batch size",
+    "warmup_epochs": "warm-up epochs",
+    "epoch": "epoch",
+    "number": "trial number",
+    "train_loss": "training loss",
+    "train_accuracy": "training accuracy",
+    "eval_accuracy": "evaluation accuracy",
+    "final_accuracy": "final accuracy",
+    "test_accuracy": "test accuracy",
+}
+
+#: The smallest error a log axis shows (one image of MNIST's 10 000 test images).
+ERROR_FLOOR = 1e-4
+#: Height of the strip of diverged runs above chance error, as a factor on the log axis.
+_STRIP = 1.8
+_MARKERS = ("o", "X", "s", "P", "D", "^", "v", "<", ">", "*")
+
+
+def axis_label(column: str) -> str:
+    """The axis label of ``column`` (a trials or curves column, or an Optuna parameter name
+    such as ``sgd_weight_decay``, labelled "weight decay (sgd)")."""
+    if column in LABELS:
+        return LABELS[column]
+    head, _, rest = column.partition("_")
+    if rest in LABELS:
+        return f"{LABELS[rest]} ({head})"
+    return column.replace("_", " ")
+
+
 def optimizer_palette(names: Sequence[str]) -> dict[str, tuple[float, float, float]]:
     """One colour per optimizer, the same in every plot of a report."""
     ordered = sorted(set(names))
@@ -39,6 +85,91 @@ def optimizer_palette(names: Sequence[str]) -> dict[str, tuple[float, float, flo
 
 def _ax(ax: Axes | None) -> Axes:
     return ax if ax is not None else plt.gca()
+
+
+def _bin_words(bins_per_decade: int) -> str:
+    return {1: "decade", 2: "half-decade"}.get(bins_per_decade, f"1/{bins_per_decade}-decade")
+
+
+def _runs(trials: pd.DataFrame, chance: float) -> pd.DataFrame:
+    """One row per trained model (each seed of a trial): ``lr``, ``error`` as the metric
+    counts it (diverged at chance) and the trial's ``optimizer``/``number``/``study``."""
+    rows = []
+    for trial in trials.itertuples(index=False):
+        seeds = list(trial.seed_accuracies) or [trial.final_accuracy]
+        if trial.diverged:
+            seeds = [chance] * len(seeds)
+        for value in seeds:
+            rows.append((trial.study, trial.number, trial.optimizer, trial.lr, value))
+    frame = pd.DataFrame(rows, columns=["study", "number", "optimizer", "lr", "accuracy"])
+    accuracy = counted_accuracy(frame["accuracy"], np.zeros(len(frame), dtype=bool), chance)
+    return frame.assign(error=np.maximum(1.0 - accuracy, ERROR_FLOOR))
+
+
+def binned_error(
+    runs: pd.DataFrame,
+    *,
+    bins_per_decade: int = 2,
+    min_runs: int = 3,
+    confidence: float = 0.95,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Mean ``error`` per log-LR bin of ``runs`` (columns ``lr`` and ``error``), for the bins
+    with at least ``min_runs`` runs.
+
+    Columns: ``bin`` (as :func:`analysis.tables.lr_bins`), ``lr_lo`` / ``lr_hi`` (its
+    edges), ``n``, ``error`` (the mean) and ``error_lo`` / ``error_hi`` (a ``confidence``
+    bootstrap percentile interval of the mean, ``n_boot`` resamples).
+    """
+    if min_runs < 1:
+        raise ValueError(f"min_runs must be 1 or more, but got {min_runs=}.")
+    columns = ["bin", "lr_lo", "lr_hi", "n", "error", "error_lo", "error_hi"]
+    rng = np.random.default_rng(seed)
+    alpha = (1 - confidence) / 2
+    rows = []
+    bins = lr_bins(runs["lr"], bins_per_decade)
+    for b, part in runs.groupby(bins, sort=True):
+        values = part["error"].to_numpy(dtype=float)
+        if len(values) < min_runs:
+            continue
+        means = values[rng.integers(0, len(values), size=(n_boot, len(values)))].mean(axis=1)
+        lo, hi = np.quantile(means, [alpha, 1 - alpha])
+        rows.append((b, 10 ** (b / bins_per_decade), 10 ** ((b + 1) / bins_per_decade),
+                     len(values), values.mean(), lo, hi))
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _stairs(trend: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Step coordinates over each bin's width, broken (NaN) between bins that do not touch."""
+    xs: list[float] = []
+    ys: list[float] = []
+    previous = None
+    for row in trend.itertuples(index=False):
+        if previous is not None and row.bin != previous + 1:
+            xs.append(np.nan)
+            ys.append(np.nan)
+        xs += [row.lr_lo, row.lr_hi]
+        ys += [row.error, row.error]
+        previous = row.bin
+    return np.asarray(xs), np.asarray(ys)
+
+
+def _error_ticks(ax: Axes, bottom: float, chance: float) -> None:
+    """Log error axis from ``bottom`` to a strip above chance error; ticks 1-2-5 and chance."""
+    ceiling = 1.0 - chance
+    ax.set_yscale("log")
+    ax.set_ylim(bottom, ceiling * _STRIP)
+    ticks = [m * 10.0**e for e in range(-5, 1) for m in (1, 2, 5)]
+    ticks = [t for t in ticks if bottom <= t < ceiling / 1.3] + [ceiling]
+    ax.set_yticks(ticks, [f"{t:g}" for t in ticks[:-1]] + [f"{ceiling:g} (chance)"])
+    ax.yaxis.set_minor_locator(NullLocator())
+
+
+def _error_bottom(errors: Sequence[float] | np.ndarray) -> float:
+    errors = np.asarray(errors, dtype=float)
+    errors = errors[np.isfinite(errors)]
+    return float(errors.min()) / 1.6 if errors.size else 0.005
 
 
 def lr_sensitivity_plot(
@@ -51,53 +182,92 @@ def lr_sensitivity_plot(
     chance: float = CHANCE,
     trend: bool = True,
     include_pruned: bool = True,
+    min_runs: int = 3,
+    legend: bool = True,
+    title: str | None = None,
+    **kwargs,
 ) -> Axes:
-    """Final accuracy against learning rate (log x), one colour per ``hue`` value.
+    """Final error (1 - accuracy) against learning rate, both on log axes, one colour per
+    ``hue`` value.
 
-    Complete trials are filled circles, pruned ones hollow circles at the accuracy they were
-    stopped at, diverged ones crosses at the bottom (at ``chance``, how the sensitivity
-    metric counts them). The trend is the mean accuracy per log-LR bin with its 95 %
-    bootstrap band, over the runs ``lr_sensitivity`` counts (pruned ones at the accuracy
-    they were stopped at, unless ``include_pruned`` is false).
+    Log error spreads the region every good run lies in (1.5 % and 3 % error are as far apart
+    as 15 % and 30 %). Complete trials are filled circles, pruned ones hollow circles at the
+    error they were stopped at, diverged ones crosses in a grey strip of their own above
+    chance error (the metric counts them at ``chance``). The trend is a step over each log-LR
+    bin (``bins_per_decade``): the mean error of the runs ``lr_sensitivity`` counts (pruned
+    ones at the accuracy they were stopped at unless ``include_pruned`` is false; each seed of
+    a trial one run) with its 95 % bootstrap band, drawn only for bins with at least
+    ``min_runs`` runs: fewer say nothing about the mean. ``title``: ``None`` for the default
+    one, ``""`` for none. ``kwargs`` go to ``Axes.scatter`` for the runs' markers.
     """
     ax = _ax(ax)
-    palette = palette or optimizer_palette(trials[hue].dropna())
-    runs = trials[trials["lr"].notna()]
+    runs = trials[trials["lr"].notna() & trials["outcome"].isin(["complete", "pruned",
+                                                                  "diverged"])]
+    palette = palette or optimizer_palette(runs[hue].dropna())
+    error = np.maximum(1.0 - counted_accuracy(runs["final_accuracy"], runs["diverged"], chance),
+                       ERROR_FLOOR)
+    runs = runs.assign(error=error)
+    ceiling = 1.0 - chance
+    names = sorted(runs[hue].dropna().unique())
+    counted_states = ["complete", "diverged", *(["pruned"] if include_pruned else [])]
+    bottoms = list(runs.loc[~runs["diverged"], "error"])
+    style = {"s": 28, "zorder": 3, **kwargs}
     for name, group in runs.groupby(hue, sort=True):
         colour = palette.get(name, "grey")
-        complete = group[is_complete(group)]
-        pruned = group[group["state"] == "pruned"]
-        diverged = group[group["diverged"]]
-        ax.scatter(complete["lr"], complete["final_accuracy"], color=colour, s=28,
-                   label=f"{name}", zorder=3)
-        ax.scatter(pruned["lr"], pruned["final_accuracy"], facecolors="none",
-                   edgecolors=colour, s=28, linewidths=1.2, label=f"{name} pruned", zorder=3)
-        ax.scatter(diverged["lr"], np.full(len(diverged), chance), marker="x", color=colour,
-                   s=40, label=f"{name} diverged", zorder=3)
-        # The runs the sensitivity table counts: pruned ones at their last accuracy.
-        counted = pd.concat([complete, diverged, *([pruned] if include_pruned else [])])
-        if trend and counted["lr"].nunique() >= 2:
-            bins = lr_bins(counted["lr"], bins_per_decade)
-            frame = pd.DataFrame({
-                "lr_bin": lr_bin_centres(bins, bins_per_decade),
-                "accuracy": counted_accuracy(counted["final_accuracy"], counted["diverged"],
-                                             chance),
-            })
-            sns.lineplot(data=frame, x="lr_bin", y="accuracy", color=colour, ax=ax,
-                         errorbar=("ci", 95), n_boot=200, seed=0, legend=False)
+        complete = group[group["outcome"] == "complete"]
+        pruned = group[group["outcome"] == "pruned"]
+        diverged = group[group["outcome"] == "diverged"]
+        ax.scatter(complete["lr"], complete["error"], color=colour, label=f"{name}", **style)
+        ax.scatter(pruned["lr"], pruned["error"], facecolors="none", edgecolors=colour,
+                   linewidths=1.2, label=f"{name} pruned", **style)
+        # Each hue value its own row in the strip, so crosses at one learning rate stay apart.
+        row_y = ceiling * _STRIP ** ((names.index(name) + 1) / (len(names) + 1))
+        ax.scatter(diverged["lr"], np.full(len(diverged), row_y), marker="x", color=colour,
+                   label=f"{name} diverged", **{**style, "s": 40})
+        if not trend:
+            continue
+        per_run = _runs(group[group["outcome"].isin(counted_states)], chance)
+        bottoms += list(per_run["error"])
+        line = binned_error(per_run, bins_per_decade=bins_per_decade, min_runs=min_runs)
+        if line.empty:
+            continue
+        x, y = _stairs(line)
+        ax.plot(x, y, color=colour, linewidth=1.8, label=f"{name} mean", gid="trend")
+        for row in line.itertuples(index=False):
+            ax.fill_between([row.lr_lo, row.lr_hi], row.error_lo, row.error_hi, color=colour,
+                            alpha=0.18, linewidth=0, zorder=1)
+    ax.axhspan(ceiling, ceiling * _STRIP * 10, color="0.93", zorder=0)
+    ax.axhline(ceiling, color="0.6", linewidth=0.8, linestyle=":", zorder=1)
+    ax.text(0.01, ceiling * np.sqrt(_STRIP), "diverged", transform=ax.get_yaxis_transform(),
+            va="center", ha="left", fontsize="small", color="0.4")
+    _error_ticks(ax, _error_bottom(bottoms), chance)
     ax.set_xscale("log")
-    ax.set_xlabel("learning rate")
-    ax.set_ylabel(f"final {_eval_set(trials)} accuracy")
-    handles = [Line2D([], [], color=palette[n], marker="o", linestyle="", label=n)
-               for n in sorted(runs[hue].dropna().unique()) if n in palette]
-    handles += [
-        Line2D([], [], color="grey", marker="o", linestyle="", label="complete"),
-        Line2D([], [], color="grey", marker="o", markerfacecolor="none", linestyle="",
-               label="pruned"),
-        Line2D([], [], color="grey", marker="x", linestyle="", label=f"diverged (at {chance:g})"),
-    ]
-    ax.legend(handles=handles, fontsize="small", loc="best")
+    ax.set_xlabel(axis_label("lr"))
+    ax.set_ylabel(_error_label(trials))
+    if title is None:
+        title = f"Final {_eval_set(trials)} error against learning rate"
+    ax.set_title(title)
+    if legend:
+        handles = [Line2D([], [], color=palette[n], marker="o", linestyle="", label=n)
+                   for n in names if n in palette]
+        handles += [
+            Line2D([], [], color="grey", marker="o", linestyle="", label="complete"),
+            Line2D([], [], color="grey", marker="o", markerfacecolor="none", linestyle="",
+                   label="pruned (where stopped)"),
+            Line2D([], [], color="grey", marker="x", linestyle="",
+                   label=f"diverged (counted at {chance:g})"),
+        ]
+        if trend:
+            handles.append(Line2D([], [], color="grey", linewidth=1.8,
+                                  label=f"mean per {_bin_words(bins_per_decade)},\n"
+                                  f"bins of {min_runs}+ runs (95 % band)"))
+        ax.legend(handles=handles, fontsize="small", loc="upper left",
+                  bbox_to_anchor=(1.01, 1.0), frameon=False)
     return ax
+
+
+def _error_label(trials: pd.DataFrame) -> str:
+    return f"final {_eval_set(trials)} error (1 - accuracy)"
 
 
 def seed_frame(trials: pd.DataFrame, *, chance: float = CHANCE) -> pd.DataFrame:
@@ -139,8 +309,8 @@ def lr_seed_plot(
                         alpha=0.4, legend=False, ax=ax)
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("learning rate")
-    ax.set_ylabel(f"final {_eval_set(trials)} error (1 - accuracy)")
+    ax.set_xlabel(axis_label("lr"))
+    ax.set_ylabel(_error_label(trials))
     seeds = int(trials["n_seeds"].max()) if len(trials) else 0
     ax.set_title(f"Error against learning rate, band over {seeds} seeds per point")
     return ax
@@ -167,14 +337,23 @@ def lr_sensitivity_grid(
     col: str = "schedule",
     col_wrap: int | None = None,
     height: float = 3.5,
+    chance: float = CHANCE,
     **kwargs,
 ) -> sns.FacetGrid:
-    """:func:`lr_sensitivity_plot` faceted by ``col`` (the schedule by default)."""
+    """:func:`lr_sensitivity_plot` faceted by ``col`` (the schedule by default), one legend
+    beside the last panel and one error scale for all."""
     palette = optimizer_palette(trials["optimizer"].dropna())
     grid = _facets(trials, col, col_wrap, height)
+    names = list(grid.axes_dict)
     for name, ax in grid.axes_dict.items():
-        lr_sensitivity_plot(trials[trials[col] == name], ax=ax, palette=palette, **kwargs)
-        ax.set_title(f"{col} = {name}")
+        lr_sensitivity_plot(trials[trials[col] == name], ax=ax, palette=palette, chance=chance,
+                            legend=name == names[-1], title=f"{col} = {name}", **kwargs)
+    # Each panel scaled to its own runs; the shared axis takes the lowest of them.
+    bottom = min((ax.get_ylim()[0] for ax in grid.axes.flat if ax.has_data()), default=0.005)
+    for ax in grid.axes.flat:
+        _error_ticks(ax, bottom, chance)
+    grid.figure.suptitle(f"Final {_eval_set(trials)} error against learning rate, "
+                         f"by {axis_label(col)}", y=1.0, va="bottom")
     return grid
 
 
@@ -185,8 +364,10 @@ def learning_curves(
     col: str = "optimizer",
     col_wrap: int | None = None,
     height: float = 3.0,
+    ylabel: str | None = None,
 ) -> sns.FacetGrid:
-    """``y`` per epoch, one line per trial, faceted by ``col``; pruned trials faded."""
+    """``y`` per epoch, one line per trial, faceted by ``col``; pruned trials faded.
+    ``ylabel``: the y axis label (default from :data:`LABELS`)."""
     palette = optimizer_palette(curves["optimizer"].dropna())
     grid = _facets(curves, col, col_wrap, height)
     for name, ax in grid.axes_dict.items():
@@ -197,7 +378,7 @@ def learning_curves(
                     alpha=0.25 if state == "pruned" else 0.9,
                     linestyle="--" if state == "pruned" else "-")
         ax.set_title(f"{col} = {name}")
-    grid.set_axis_labels("epoch", y.replace("_", " "))
+    grid.set_axis_labels(axis_label("epoch"), ylabel or axis_label(y))
     return grid
 
 
@@ -214,11 +395,40 @@ def lr_schedule_plot(
         ax.plot(curve["epoch"], curve["lr"], marker="o",
                 label=f"{schedule} (trial {best['number']}, {best['optimizer']})")
     ax.set_yscale("log")
-    ax.set_xlabel("epoch")
+    ax.set_xlabel(axis_label("epoch"))
     ax.set_ylabel("learning rate at the epoch's last update")
     if ax.get_lines():
         ax.legend(fontsize="small")
     return ax
+
+
+def _readable_log_ticks(axis: Axis, low: float, high: float) -> None:
+    """Over less than two decades, ticks at 1, 2 and 5 times powers of ten written plainly
+    (0.02, 0.05, 0.1) instead of crowded minor labels (2x10^-2, 3x10^-2, 4x10^-2)."""
+    if not (0 < low < high) or np.log10(high / low) >= 2:
+        return
+    axis.set_major_locator(LogLocator(base=10, subs=(1, 2, 5)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def colour_range(values: Sequence[float] | np.ndarray, *, robust: bool = True,
+                 ) -> tuple[float, float]:
+    """The range a colour scale of ``values`` spans: their minimum to maximum or, when
+    ``robust``, from the lowest value inside Tukey's outer fence (first quartile - 3 x
+    interquartile range) up, so one run far below the rest (one that learned little without
+    diverging) does not give every good run the same colour. Needs four values to clip."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return 0.0, 1.0
+    lo, hi = float(values.min()), float(values.max())
+    if robust and values.size >= 4:
+        q1, q3 = np.percentile(values, [25, 75])
+        lo = float(values[values >= q1 - 3.0 * (q3 - q1)].min())  # the lowest run inside
+    if hi - lo < 1e-9:
+        lo, hi = lo - 0.005, hi + 0.005
+    return lo, hi
 
 
 def hparam_scatter(
@@ -228,24 +438,54 @@ def hparam_scatter(
     y: str = "weight_decay",
     ax: Axes | None = None,
     log_y: bool | None = None,
+    hue: str = "final_accuracy",
+    style: str = "optimizer",
+    cmap: str = "viridis",
+    robust: bool = True,
+    cbar: bool = True,
+    **kwargs,
 ) -> Axes:
-    """``x`` against ``y`` (log axes for rates), coloured by final accuracy, one marker per
-    optimizer; complete trials only."""
+    """``x`` against ``y`` (log axes for rates) of the complete trials, coloured by ``hue``
+    (final accuracy), one marker per ``style`` value (optimizer).
+
+    The colour scale spans the plotted runs (:func:`colour_range`; ``robust``: from the
+    outer Tukey fence up): a run below it takes the lowest colour, and the colour bar says
+    how many did. ``kwargs`` go to ``Axes.scatter``.
+    """
     ax = _ax(ax)
-    done = trials[is_complete(trials)].dropna(
-        subset=[x, y, "final_accuracy"])
+    done = trials[is_complete(trials)].dropna(subset=[x, y, hue])
     log_y = log_y if log_y is not None else y in ("lr", "weight_decay")
     if log_y:
         done = done[done[y] > 0]  # no weight decay has no place on a log axis
-    if not done.empty:
-        sns.scatterplot(data=done, x=x, y=y, hue="final_accuracy", style="optimizer",
-                        palette="viridis", ax=ax, s=50)
-        ax.legend(fontsize="x-small", loc="best")
+    lo, hi = colour_range(done[hue], robust=robust)
+    norm = Normalize(lo, hi)
+    names = sorted(done[style].dropna().unique())
+    markers = dict(zip(names, _MARKERS * (len(names) // len(_MARKERS) + 1), strict=False))
+    for name in names:
+        part = done[done[style] == name]
+        ax.scatter(part[x], part[y], c=part[hue], cmap=cmap, norm=norm, marker=markers[name],
+                   label=name, **{"s": 50, "edgecolors": "0.3", "linewidths": 0.4, **kwargs})
+    below = int((done[hue] < lo).sum())
+    if names:
+        ax.legend(handles=[Line2D([], [], color="0.4", marker=markers[n], linestyle="",
+                                  label=n) for n in names], title=axis_label(style),
+                  fontsize="small", loc="best")
+        if cbar:
+            label = f"final {_eval_set(trials)} accuracy" if hue == "final_accuracy" else (
+                axis_label(hue))
+            if below:
+                runs = f"{below} run{'' if below == 1 else 's'}"
+                label += f"\n({runs} below {lo:.3f}: lowest colour)"
+            ax.figure.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=label,
+                               extend="min" if below else "neither")
     ax.set_xscale("log")
+    if not done.empty:
+        _readable_log_ticks(ax.xaxis, done[x].min(), done[x].max())
     if log_y and not done.empty:
         ax.set_yscale("log")
-    ax.set_xlabel(x.replace("_", " "))
-    ax.set_ylabel(y.replace("_", " "))
+        _readable_log_ticks(ax.yaxis, done[y].min(), done[y].max())
+    ax.set_xlabel(axis_label(x))
+    ax.set_ylabel(axis_label(y))
     return ax
 
 
@@ -253,7 +493,8 @@ def importance_plot(importance: pd.DataFrame, *, ax: Axes | None = None) -> Axes
     """Horizontal bars of :func:`analysis.tables.param_importance`."""
     ax = _ax(ax)
     if not importance.empty:
-        sns.barplot(data=importance, x="importance", y="param", color="C0", ax=ax)
+        labelled = importance.assign(param=importance["param"].map(axis_label))
+        sns.barplot(data=labelled, x="importance", y="param", color="C0", ax=ax)
     ax.set_xlabel("importance (PED-ANOVA)")
     ax.set_ylabel("")
     return ax
@@ -271,7 +512,7 @@ def best_so_far_plot(trials: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
         ax.step(group["number"], running, where="post", color=palette[name], label=name)
     ax.step(ordered["number"], accuracy.cummax().ffill(), where="post", color="black",
             linewidth=2, label="any optimizer")
-    ax.set_xlabel("trial number")
+    ax.set_xlabel(axis_label("number"))
     ax.set_ylabel(f"best final {_eval_set(trials)} accuracy so far")
     ax.legend(fontsize="small")
     return ax

@@ -34,13 +34,14 @@ from analysis.tables import (
     confirmation,
     is_complete,
     lr_sensitivity,
+    outcome_counts,
     param_importance,
     seed_noise_verdicts,
 )
-from study.records import CONFIRM_SUFFIX, OUTCOMES
+from study.records import CONFIRM_SUFFIX, SETTINGS
 from study.storage import StorageError, default_storage_url, display_url
 
-__all__ = ["main", "write_report", "ReportError"]
+__all__ = ["main", "write_report", "ReportError", "ForeignStudyError"]
 
 PROG = "python -m analysis.report"
 logger = logging.getLogger(__name__)
@@ -50,6 +51,11 @@ class ReportError(Exception):
     """Nothing to report (empty study, no complete trial); the message says why."""
 
 
+class ForeignStudyError(Exception):
+    """A study this toolkit did not write (no optimizer or learning rate recorded); the
+    message names it."""
+
+
 def write_report(storage: str, study_names: Sequence[str], out: Path) -> Path:
     """Write the report of ``study_names`` in ``storage`` to ``out``; returns index.html.
 
@@ -57,6 +63,7 @@ def write_report(storage: str, study_names: Sequence[str], out: Path) -> Path:
 
     Raises:
         ReportError: the studies have no trial, or no complete one.
+        ForeignStudyError: a study was not written by ``python -m study.run``.
         analysis.load.StudyNotFoundError, study.storage.StorageError: as from loading.
     """
     backend = open_readonly(storage)  # one storage for every read below
@@ -65,6 +72,8 @@ def write_report(storage: str, study_names: Sequence[str], out: Path) -> Path:
     label = ", ".join(repr(n) for n in study_names)
     if trials.empty:
         raise ReportError(f"study {label} has no trials yet; run `python -m study.run` first.")
+    for optuna_study in studies:
+        _check_ours(optuna_study, trials[trials["study"] == optuna_study.study_name])
     complete = trials[is_complete(trials)]
     if complete.empty:
         counts = trials["outcome"].value_counts().to_dict()
@@ -95,6 +104,7 @@ def write_report(storage: str, study_names: Sequence[str], out: Path) -> Path:
         frame = param_importance(optuna_study)
         importance.append(frame.assign(study=optuna_study.study_name))
     tables["importance"] = pd.concat(importance, ignore_index=True)
+    tables["outcomes"] = outcome_counts(trials)
     tables["trials"] = trials
     tables["curves"] = curves
     for name, frame in tables.items():
@@ -102,7 +112,7 @@ def write_report(storage: str, study_names: Sequence[str], out: Path) -> Path:
         logger.info("table %s.csv (%d rows)", name, len(frame))
 
     figures: list[tuple[str, str, Callable[[], object]]] = [
-        ("lr_sensitivity", "Final accuracy against learning rate",
+        ("lr_sensitivity", "Final error against learning rate (log scales)",
          lambda: _axes(lambda ax: plots.lr_sensitivity_plot(trials, ax=ax), (8, 5))),
         *([("lr_seeds", "Error against learning rate, with the band over seeds",
             lambda: _axes(lambda ax: plots.lr_seed_plot(trials, ax=ax), (8, 5)))]
@@ -113,7 +123,7 @@ def write_report(storage: str, study_names: Sequence[str], out: Path) -> Path:
             lambda: plots.lr_sensitivity_grid(trials, col="study"))]
           if trials["study"].nunique() > 1 else []),
         ("learning_curves", "Accuracy per epoch (pruned trials dashed and faded)",
-         lambda: plots.learning_curves(curves)),
+         lambda: plots.learning_curves(curves, ylabel=f"{_eval_set(trials)} accuracy")),
         ("lr_schedules", "Learning rate in effect, best trial of each schedule",
          lambda: _axes(lambda ax: plots.lr_schedule_plot(curves, trials, ax=ax))),
         *([("lr_weight_decay", "Learning rate x weight decay",
@@ -140,6 +150,23 @@ def write_report(storage: str, study_names: Sequence[str], out: Path) -> Path:
     index = out / "index.html"
     index.write_text(_html(storage, study_names, trials, tables, images), encoding="utf-8")
     return index
+
+
+def _check_ours(optuna_study: optuna.Study, trials: pd.DataFrame) -> None:
+    """Raise ForeignStudyError unless ``python -m study.run`` wrote the study: it stores its
+    settings with the study and each trial's optimizer and learning rate (older studies have
+    only the latter)."""
+    settings = set(optuna_study.user_attrs) & set(SETTINGS)
+    ours = trials["optimizer"].ne("") & trials["lr"].notna()
+    if settings or ours.any() or trials.empty:
+        return
+    params = sorted({p for t in optuna_study.get_trials(deepcopy=False) for p in t.params})
+    raise ForeignStudyError(
+        f"study {optuna_study.study_name!r} was not made by `python -m study.run`: none of "
+        f"its {len(trials)} trials records an optimizer and a learning rate (its parameters: "
+        f"{', '.join(params) or 'none'}), so there is nothing this report can show; use "
+        "Optuna's own tools (`optuna trials`, optuna.visualization) for it."
+    )
 
 
 def _varies(trials: pd.DataFrame, column: str) -> bool:
@@ -200,18 +227,58 @@ def _sensitivity_finding(sensitivity: pd.DataFrame, separation: pd.DataFrame) ->
     return " ".join(parts)
 
 
+def _eval_set(trials: pd.DataFrame) -> str:
+    sets = trials["eval_set"].dropna().unique()
+    return str(sets[0]) if len(sets) == 1 else "evaluation"
+
+
+def _with_interval(value: float, lo: float, hi: float, digits: int) -> str:
+    if pd.isna(value):
+        return ""
+    text = f"{value:.{digits}f}"
+    return text if pd.isna(lo) else f"{text} ({lo:.{digits}f} to {hi:.{digits}f})"
+
+
+def _sensitivity_view(table: pd.DataFrame) -> pd.DataFrame:
+    """The sensitivity table as the page shows it: each metric with its interval in one
+    column, the outcome counts left to the trials table (lr_sensitivity.csv has them all)."""
+    rows = []
+    for r in table.to_dict("records"):
+        rows.append({
+            **({"study": r["study"]} if "study" in r else {}),
+            "optimizer": r["optimizer"],
+            "trials used": r["n"],
+            "best lr": f"{r['best_lr']:.3g}",
+            "best accuracy": _with_interval(r["best_accuracy"], r["best_accuracy_lo"],
+                                            r["best_accuracy_hi"], 4),
+            "good lr width (decades)": _with_interval(r["good_lr_width"], r["good_lr_width_lo"],
+                                                      r["good_lr_width_hi"], 2),
+            "sensitivity": _with_interval(r["sensitivity"], r["sensitivity_lo"],
+                                          r["sensitivity_hi"], 3),
+            "smallest diverged lr": "" if pd.isna(r["min_diverged_lr"]) else (
+                f"{r['min_diverged_lr']:.3g}"),
+            "interval": r["interval"] or f"none: {r['note']}",
+        })
+    return pd.DataFrame(rows)
+
+
+def _separation_view(separation: pd.DataFrame) -> pd.DataFrame:
+    """``separated`` in words: yes, no, or why it cannot be told (never a blank cell)."""
+    said = [
+        (f"cannot tell: {note}" if pd.isna(apart) else
+         "yes: the intervals do not overlap" if apart else "no: the intervals overlap")
+        for apart, note in zip(separation["separated"], separation["note"], strict=True)
+    ]
+    return separation.drop(columns=["note"]).assign(separated=said)
+
+
 def _html(storage, study_names, trials, tables, images) -> str:
-    def table(frame: pd.DataFrame) -> str:
-        return frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="",
-                             border=0, classes="t")
+    def table(frame: pd.DataFrame, classes: str = "t") -> str:
+        return '<div class="scroll">' + frame.to_html(
+            index=False, float_format=lambda v: f"{v:.4g}", na_rep="", border=0, classes=classes
+        ) + "</div>"
 
     eval_sets = ", ".join(sorted(trials["eval_set"].dropna().unique()))
-    per_optimizer = pd.crosstab(trials["optimizer"], trials["outcome"])
-    per_optimizer = per_optimizer.reindex(
-        columns=[o for o in OUTCOMES if o in per_optimizer.columns]
-    )
-    per_optimizer.columns.name = None
-    per_optimizer = per_optimizer.reset_index()
     finding = _finding(tables["lr_sensitivity"], tables["ci_separation"])
     sensitivity_finding = _sensitivity_finding(tables["lr_sensitivity"],
                                                tables["sensitivity_separation"])
@@ -224,21 +291,30 @@ def _html(storage, study_names, trials, tables, images) -> str:
         f"Accuracies are measured on the <b>{esc(eval_sets)}</b> set"
         + (" (held out of the training set; the test set is measured once per trial, column "
            "test_accuracy)" if "validation" in eval_sets else "") + ".</p>",
-        "<h2>Trials per optimizer</h2>", table(per_optimizer),
+        "<h2>Trials per optimizer</h2>",
+        "<p>By outcome, counted as the command-line summary counts them: a trial that "
+        "diverged is <i>diverged</i>, not <i>complete</i>; complete, pruned and diverged "
+        "trials are finished.</p>",
+        table(tables["outcomes"]),
         "<h2>Learning-rate sensitivity</h2>",
         f"<p><b>{esc(finding)}</b></p>",
         f"<p><b>{esc(sensitivity_finding)}</b></p>" if sensitivity_finding else "",
-        "<p>best_lr / best_accuracy: the best run. good_lr_width: decades of learning "
-        "rate whose runs reach within 1 percentage point of the best. sensitivity: best "
-        "accuracy minus the mean accuracy over log-LR bins (half a decade), diverged runs "
-        "counted at chance (10 %), after Wortsman et al. 2023: 0 means insensitive. *_lo / "
-        "*_hi: 95 % bootstrap intervals; the interval column says what was resampled (the "
-        "seeds of each run, or the sampled runs, shown from 5 runs on). "
-        f"{pruned} pruned run{'' if pruned == 1 else 's'}: {esc(counted)}.</p>",
-        table(tables["lr_sensitivity"]),
+        "<p>trials used: complete, pruned and diverged trials. best lr / best accuracy: the "
+        "best run. good lr width: decades of learning rate whose runs reach within 1 "
+        "percentage point of the best. sensitivity: best accuracy minus the mean accuracy "
+        "over log-LR bins (half a decade), diverged runs counted at chance (10 %), after "
+        "Wortsman et al. 2023: 0 means insensitive. In brackets: 95 % bootstrap intervals; "
+        "the interval column says what was resampled (the seeds of each run, or the sampled "
+        "runs, from 5 runs on) or why there is none. "
+        f"{pruned} pruned run{'' if pruned == 1 else 's'}: {esc(counted)}. Every column, "
+        "with the counts per outcome, is in lr_sensitivity.csv.</p>",
+        table(_sensitivity_view(tables["lr_sensitivity"]), "t notes"),
         "<h3>Do the differences exceed the intervals?</h3>",
-        "<p>Best accuracy (higher first):</p>", table(tables["ci_separation"]),
-        "<p>Sensitivity (lower first):</p>", table(tables["sensitivity_separation"]),
+        "<p>Separated: whether the two optimizers' 95 % intervals above do not overlap.</p>",
+        "<p>Best accuracy (higher first):</p>",
+        table(_separation_view(tables["ci_separation"]), "t notes"),
+        "<p>Sensitivity (lower first):</p>",
+        table(_separation_view(tables["sensitivity_separation"]), "t notes"),
     ]
     if "confirmation" in tables:
         body += [
@@ -260,8 +336,12 @@ def _html(storage, study_names, trials, tables, images) -> str:
     body.append("<p>All tables are also in this folder as CSV (trials.csv, curves.csv, "
                 "lr_sensitivity.csv, ...).</p>")
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+             "div.scroll{max-width:100%;overflow-x:auto}"
              "table.t{border-collapse:collapse;font-size:0.85em;margin:0.5em 0}"
-             "table.t td,table.t th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}"
+             "table.t td,table.t th{padding:2px 8px;border-bottom:1px solid #ddd;"
+             "text-align:right;vertical-align:top}"
+             "table.t th{white-space:normal}"
+             "table.notes td:last-child{text-align:left;min-width:12em}"
              "img{max-width:100%}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>Study report</title>"
             f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
@@ -284,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv``; 0 on success, 1 when there is nothing to report, 2 for
-    a usage error."""
+    a usage error, an unknown study or one this toolkit did not write."""
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     matplotlib.use("Agg")  # files only, no window
@@ -305,7 +385,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ReportError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
-    except (StudyNotFoundError, StorageError) as exc:
+    except (StudyNotFoundError, StorageError, ForeignStudyError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     finally:

@@ -15,11 +15,12 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from study.records import CHANCE
+from study.records import CHANCE, OUTCOMES
 
 __all__ = [
     "CHANCE",
     "is_complete",
+    "outcome_counts",
     "lr_bins",
     "lr_bin_centres",
     "counted_accuracy",
@@ -41,6 +42,27 @@ _CONFIG_COLUMNS = ("lr", "momentum", "nesterov", "beta1", "weight_decay", "sched
 def is_complete(trials: pd.DataFrame) -> pd.Series:
     """Rows of trials that ran to the end without diverging (their accuracy is final)."""
     return trials["outcome"] == "complete"
+
+
+def outcome_counts(trials: pd.DataFrame, by: Sequence[str] = ("optimizer",)) -> pd.DataFrame:
+    """Trials per group and ``outcome``, counted as the command-line summary counts them.
+
+    One column per outcome of :data:`study.records.OUTCOMES` (``waiting`` only when some
+    trial waits), then ``total``; one row per group (per optimizer by default), then a row
+    ``all`` with the study's totals (a diverged trial is ``diverged``, never ``complete``).
+    """
+    keys = _groups(trials, by)
+    outcomes = [o for o in OUTCOMES if o != "waiting" or (trials["outcome"] == o).any()]
+    if trials.empty:
+        return pd.DataFrame(columns=[*keys, *outcomes, "total"])
+    table = pd.crosstab([trials[k] for k in keys], trials["outcome"])
+    table = table.reindex(columns=outcomes, fill_value=0)
+    table["total"] = table.sum(axis=1)
+    table.columns.name = None
+    table = table.reset_index()
+    totals = {k: "all" if i == 0 else "" for i, k in enumerate(keys)}
+    totals.update({c: int(table[c].sum()) for c in [*outcomes, "total"]})
+    return pd.concat([table, pd.DataFrame([totals])], ignore_index=True)
 
 
 def lr_bins(lr: np.ndarray | pd.Series, bins_per_decade: int = 2) -> np.ndarray:
@@ -197,10 +219,9 @@ def lr_sensitivity(
         row.update(sensitivity_metrics(lr, accuracy, **kwargs))
         diverged_lrs = group.loc[group["diverged"], "lr"]
         row["min_diverged_lr"] = diverged_lrs.min() if len(diverged_lrs) else math.nan
-        row["n_complete"] = int(is_complete(group).sum())
-        row["n_pruned"] = int((states == "pruned").sum())
-        row["n_diverged"] = int(group["diverged"].sum())
-        row["n_failed"] = int((states == "failed").sum())
+        counts = group["outcome"].value_counts()
+        for name in ("complete", "pruned", "diverged", "failed"):
+            row[f"n_{name}"] = int(counts.get(name, 0))
         seeds = _seed_matrix(used, chance)
         by_seeds = interval == "seeds" or (interval == "auto" and seeds is not None)
         boot = None
@@ -257,9 +278,10 @@ def ci_separation(
     """Which optimizers' intervals for ``metric`` do not overlap.
 
     One row per pair (``a`` ranked ahead of ``b`` by ``metric``: higher first, or lower
-    first when ``higher_is_better`` is false, as for ``sensitivity``), with ``difference``
-    and ``separated`` (True when the intervals do not overlap; False when they do; NaN when
-    either has no interval).
+    first when ``higher_is_better`` is false, as for ``sensitivity``), with ``difference``,
+    ``separated`` (True when the intervals do not overlap; False when they do; NaN when
+    either has no interval) and ``note`` (empty, or which optimizer has no interval and
+    why, from the ``note`` of :func:`lr_sensitivity`).
     """
     rows = []
     ranked = sensitivity.sort_values(metric, ascending=not higher_is_better)
@@ -273,14 +295,18 @@ def ci_separation(
                 else:
                     edge_a, edge_b = b.get(f"{metric}_lo"), a.get(f"{metric}_hi")
                 known = not (pd.isna(edge_a) or pd.isna(edge_b))
+                missing = [f"{r['optimizer']}: {r.get('note') or 'none computed'}"
+                           for r in (a, b) if pd.isna(r.get(f"{metric}_lo"))]
                 rows.append({
                     **{k: a[k] for k in group_keys},
                     "a": a["optimizer"],
                     "b": b["optimizer"],
                     "difference": a[metric] - b[metric],
                     "separated": bool(edge_a > edge_b) if known else math.nan,
+                    "note": "no interval for " + "; ".join(missing) if missing else "",
                 })
-    return pd.DataFrame(rows, columns=[*group_keys, "a", "b", "difference", "separated"])
+    columns = [*group_keys, "a", "b", "difference", "separated", "note"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def _bootstrap_mean(values: np.ndarray, rng: np.random.Generator, n_boot: int) -> np.ndarray:

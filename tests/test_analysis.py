@@ -19,6 +19,7 @@ from analysis import (
     load_studies,
     load_trials,
     lr_sensitivity,
+    outcome_counts,
     param_importance,
 )
 from study.storage import StorageError
@@ -211,6 +212,30 @@ def test_ci_separation_tells_real_differences_from_noise(tmp_path):
     assert pairs[frozenset(("sgd", "adam"))] == True  # noqa: E712 - 0.98 vs 0.90
     assert pairs[frozenset(("sgd", "adamw"))] == False  # noqa: E712 - overlapping intervals
     assert separation.iloc[0]["difference"] >= 0  # a is the better of each pair
+
+
+def test_ci_separation_says_why_it_cannot_tell(known):
+    """Adam has 3 runs, too few for an interval: its pairs are neither separated nor not,
+    and the note says why instead of leaving the cell blank."""
+    separation = ci_separation(lr_sensitivity(load_trials(known, "known"), n_boot=50))
+    (row,) = separation.itertuples()
+    assert (row.a, row.b) == ("sgd", "adam")
+    assert math.isnan(row.separated)
+    assert row.note == "no interval for adam: n too small (3 < 5)"
+
+
+def test_outcome_counts_count_a_diverged_trial_as_diverged_not_complete(known):
+    table = outcome_counts(load_trials(known, "known")).set_index("optimizer")
+    assert list(table.columns) == ["complete", "pruned", "diverged", "failed", "running",
+                                   "total"]
+    assert table.loc["sgd"].to_dict() == {"complete": 7, "pruned": 1, "diverged": 2,
+                                          "failed": 0, "running": 0, "total": 10}
+    assert table.loc["all"].to_dict() == {"complete": 10, "pruned": 1, "diverged": 2,
+                                          "failed": 0, "running": 0, "total": 13}
+    # The same rule as the sensitivity table's counts.
+    sensitivity = lr_sensitivity(load_trials(known, "known"), n_boot=10).set_index("optimizer")
+    assert sensitivity.loc["sgd", "n_complete"] == table.loc["sgd", "complete"]
+    assert sensitivity.loc["sgd", "n_diverged"] == table.loc["sgd", "diverged"]
 
 
 def test_best_trials_per_optimizer_and_schedule(known):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from html.parser import HTMLParser
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -17,6 +18,7 @@ from conftest import add_seeded_grid, add_trial, run_small_study
 from nbclient import NotebookClient
 
 from analysis.report import main as report_main
+from study.summary import summarize
 
 REPO = Path(__file__).resolve().parent.parent
 PLOTS = (
@@ -35,6 +37,7 @@ TABLES = (
     "best_per_optimizer_schedule",
     "ci_separation",
     "importance",
+    "outcomes",
     "trials",
     "curves",
 )
@@ -98,6 +101,109 @@ def test_report_on_a_study_without_complete_trials_says_so(tmp_path, capsys):
 def test_report_on_an_unknown_study_lists_the_studies(study_db, tmp_path, capsys):
     assert report_main(["--storage", study_db, "--study-name", "x", "--out", str(tmp_path)]) == 2
     assert "no study 'x' in this storage; its studies: 'r'" in capsys.readouterr().err
+
+
+class _Tables(HTMLParser):
+    """The text of every table cell of a page: tables -> rows -> cells."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: list[list[list[str]]] = []
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th"):
+            self.tables[-1][-1].append("".join(self._cell).strip())
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def _tables(page: str, *first: str) -> list[list[list[str]]]:
+    """The page's tables whose header row begins with the column names ``first``."""
+    parser = _Tables()
+    parser.feed(page)
+    return [t for t in parser.tables if t[0][: len(first)] == list(first)]
+
+
+@pytest.fixture
+def mixed(tmp_path):
+    """SGD: 5 complete runs and 1 diverged (enough for an interval); Adam: 2 complete and 1
+    pruned (too few)."""
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    optuna_study = optuna.create_study(storage=url, study_name="m", direction="maximize")
+    for i, lr in enumerate((1e-3, 3e-3, 1e-2, 3e-2, 1e-1)):
+        add_trial(optuna_study, "sgd", lr, 0.95 + 0.005 * i)
+    add_trial(optuna_study, "sgd", 3.0, None, diverged=True)
+    add_trial(optuna_study, "adam", 1e-4, 0.96)
+    add_trial(optuna_study, "adam", 1e-3, 0.97)
+    add_trial(optuna_study, "adam", 1e-5, 0.80, state="pruned")
+    return url
+
+
+def test_report_counts_trials_by_outcome_as_the_summary_does(mixed, tmp_path):
+    out = tmp_path / "rep"
+    assert report_main(["--storage", mixed, "--study-name", "m", "--out", str(out)]) == 0
+    (table,) = _tables((out / "index.html").read_text(), "optimizer", "complete")
+    header, *rows = table
+    assert header == ["optimizer", "complete", "pruned", "diverged", "failed", "running",
+                      "total"]
+    assert rows[0][0] == "adam"  # one header row: no orphan row of an index name
+    by_name = {row[0]: dict(zip(header[1:], map(int, row[1:]), strict=True)) for row in rows}
+    assert by_name["sgd"] == {"complete": 5, "pruned": 0, "diverged": 1, "failed": 0,
+                              "running": 0, "total": 6}
+    # The totals are the command-line summary's counts.
+    summary = summarize(mixed, "m", target=9, shown_url=mixed).splitlines()[2]
+    counts = {k: int(v) for k, v in (part.split() for part in summary.strip().split(", "))}
+    assert counts == {k: v for k, v in by_name["all"].items() if k != "total"}
+    assert counts["complete"] == 7 and counts["diverged"] == 1
+    plt.close("all")
+
+
+def test_report_sensitivity_table_fits_the_page_and_says_what_is_separated(mixed, tmp_path):
+    out = tmp_path / "rep"
+    assert report_main(["--storage", mixed, "--study-name", "m", "--out", str(out)]) == 0
+    page = (out / "index.html").read_text()
+    ((header, *rows),) = _tables(page, "optimizer", "trials used")
+    assert len(header) <= 9  # was 19: the counts are in the trials table, intervals inline
+    cells = {row[0]: dict(zip(header, row, strict=True)) for row in rows}
+    assert cells["adam"]["interval"] == "none: n too small (3 < 5)"
+    assert cells["sgd"]["interval"] == "over sampled runs"
+    assert " to " in cells["sgd"]["sensitivity"]  # the interval beside its value
+    assert page.count('<div class="scroll"><table') == page.count("<table")
+    assert "lr_sensitivity.csv" in page
+    # The whole table is still in the CSV.
+    assert {"note", "sensitivity_lo", "n_diverged"} <= set(
+        pd.read_csv(out / "lr_sensitivity.csv").columns)
+    separations = _tables(page, "a", "b", "difference", "separated")
+    assert len(separations) == 2  # best accuracy, sensitivity
+    for _header, *rows in separations:
+        assert [row[3] for row in rows] == ["cannot tell: no interval for adam: n too small "
+                                            "(3 < 5)"]
+    plt.close("all")
+
+
+def test_report_on_a_study_the_toolkit_did_not_make_names_it_and_exits_2(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'f.db'}"
+    foreign = optuna.create_study(storage=url, study_name="foreign")
+    foreign.optimize(lambda trial: trial.suggest_float("x", -1, 1) ** 2, n_trials=2)
+    out = tmp_path / "o"
+    assert report_main(["--storage", url, "--study-name", "foreign", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "study 'foreign' was not made by `python -m study.run`" in err
+    assert "its parameters: x" in err
+    assert not out.exists()
 
 
 def _execute(name: str, env: dict[str, str]) -> list:
