@@ -171,3 +171,28 @@ def add_seeded_grid(optuna_study) -> None:
         add_trial(
             optuna_study, "adam", lr, None, seed_accuracies=[level - 0.01, level, level + 0.01]
         )
+
+
+def execute_notebook(path) -> list:
+    """Run the notebook at ``path`` with its kernel in the notebook's folder, as Jupyter and
+    ``jupyter execute`` do, in this process's environment; returns the code cells' outputs.
+
+    Raises:
+        nbclient.exceptions.CellExecutionError: a cell failed; its message holds the error.
+    """
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook = nbformat.read(path, as_version=4)
+    NotebookClient(
+        notebook,
+        timeout=300,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+    ).execute()
+    return [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+
+
+def count_images(outputs: list) -> int:
+    """PNG figures among a notebook's outputs."""
+    return sum("image/png" in o.get("data", {}) for o in outputs)

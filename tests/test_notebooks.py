@@ -10,8 +10,7 @@ from pathlib import Path
 import nbformat
 import optuna
 import pytest
-from conftest import add_seeded_grid, add_trial
-from nbclient import NotebookClient
+from conftest import add_seeded_grid, add_trial, count_images, execute_notebook
 from nbclient.exceptions import CellExecutionError
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
@@ -41,29 +40,12 @@ def _tuned_study(url: str, name: str) -> None:
 
 
 def _execute(project: Path, name: str) -> list:
-    """Run ``project/notebooks/<name>`` with the kernel in ``notebooks/``, as Jupyter and
-    ``jupyter nbconvert --execute`` do; returns the code cells' outputs.
-
-    Raises:
-        CellExecutionError: a cell failed; its message holds the cell's error.
-    """
-    path = project / "notebooks" / name
-    notebook = nbformat.read(path, as_version=4)
-    NotebookClient(
-        notebook,
-        timeout=300,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(path.parent)}},
-    ).execute()
-    return [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    """Run ``project/notebooks/<name>`` with the kernel in ``notebooks/``."""
+    return execute_notebook(project / "notebooks" / name)
 
 
 def _text(outputs: list) -> str:
     return "\n".join(o.get("text", "") or o.get("data", {}).get("text/plain", "") for o in outputs)
-
-
-def _images(outputs: list) -> int:
-    return sum("image/png" in o.get("data", {}) for o in outputs)
 
 
 def test_lr_sensitivity_reads_a_relative_url_from_the_project_root(project, monkeypatch):
@@ -74,7 +56,7 @@ def test_lr_sensitivity_reads_a_relative_url_from_the_project_root(project, monk
     text = _text(outputs)
     assert f"study 'x' in sqlite:///{project / 'studies' / 'x.db'}" in text
     assert "10 trials, evaluated on the test set" in text
-    assert _images(outputs) >= 6
+    assert count_images(outputs) >= 6
     assert not (project / "notebooks" / "studies").exists()
 
 
@@ -99,4 +81,10 @@ def test_compare_studies_by_default_reads_default_and_lr_grid_from_their_files(p
     assert f"study 'lr-grid' in {grid_url}" in text
     tables = [o["data"]["text/plain"] for o in outputs if "text/plain" in o.get("data", {})]
     assert any("lr-grid" in t and "default" in t for t in tables)  # both studies in a table
-    assert _images(outputs) >= 2
+    assert count_images(outputs) >= 2
+
+
+@pytest.mark.parametrize("name", ["lr_sensitivity.ipynb", "compare_studies.ipynb"])
+def test_the_committed_notebooks_carry_no_outputs(name):
+    notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
+    assert all(not cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code")

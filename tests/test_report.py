@@ -3,19 +3,22 @@ database."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-import nbformat
 import optuna
 import pandas as pd
 import pytest
-from conftest import add_seeded_grid, add_trial, run_small_study
-from nbclient import NotebookClient
+from conftest import (
+    add_seeded_grid,
+    add_trial,
+    count_images,
+    execute_notebook,
+    run_small_study,
+)
 
 from analysis.report import main as report_main
 from study.summary import summarize
@@ -156,12 +159,17 @@ def test_report_counts_trials_by_outcome_as_the_summary_does(mixed, tmp_path):
     assert report_main(["--storage", mixed, "--study-name", "m", "--out", str(out)]) == 0
     (table,) = _tables((out / "index.html").read_text(), "optimizer", "complete")
     header, *rows = table
-    assert header == ["optimizer", "complete", "pruned", "diverged", "failed", "running",
-                      "total"]
+    assert header == ["optimizer", "complete", "pruned", "diverged", "failed", "running", "total"]
     assert rows[0][0] == "adam"  # one header row: no orphan row of an index name
     by_name = {row[0]: dict(zip(header[1:], map(int, row[1:]), strict=True)) for row in rows}
-    assert by_name["sgd"] == {"complete": 5, "pruned": 0, "diverged": 1, "failed": 0,
-                              "running": 0, "total": 6}
+    assert by_name["sgd"] == {
+        "complete": 5,
+        "pruned": 0,
+        "diverged": 1,
+        "failed": 0,
+        "running": 0,
+        "total": 6,
+    }
     # The totals are the command-line summary's counts.
     summary = summarize(mixed, "m", target=9, shown_url=mixed).splitlines()[2]
     counts = {k: int(v) for k, v in (part.split() for part in summary.strip().split(", "))}
@@ -184,12 +192,14 @@ def test_report_sensitivity_table_fits_the_page_and_says_what_is_separated(mixed
     assert "lr_sensitivity.csv" in page
     # The whole table is still in the CSV.
     assert {"note", "sensitivity_lo", "n_diverged"} <= set(
-        pd.read_csv(out / "lr_sensitivity.csv").columns)
+        pd.read_csv(out / "lr_sensitivity.csv").columns
+    )
     separations = _tables(page, "a", "b", "difference", "separated")
     assert len(separations) == 2  # best accuracy, sensitivity
     for _header, *rows in separations:
-        assert [row[3] for row in rows] == ["cannot tell: no interval for adam: n too small "
-                                            "(3 < 5)"]
+        assert [row[3] for row in rows] == [
+            "cannot tell: no interval for adam: n too small (3 < 5)"
+        ]
     plt.close("all")
 
 
@@ -206,48 +216,23 @@ def test_report_on_a_study_the_toolkit_did_not_make_names_it_and_exits_2(tmp_pat
     assert not out.exists()
 
 
-def _execute(name: str, env: dict[str, str]) -> list:
-    """Run notebooks/<name> with ``env`` set; returns its code cells' outputs."""
-    path = REPO / "notebooks" / name
-    notebook = nbformat.read(path, as_version=4)
-    assert all(not cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code")
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        NotebookClient(
-            notebook,
-            timeout=300,
-            kernel_name="python3",
-            resources={"metadata": {"path": str(path.parent)}},
-        ).execute()
-    finally:
-        for key, value in old.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
-    assert not [o for o in outputs if o.output_type == "error"]
-    return outputs
-
-
-def _images(outputs: list) -> int:
-    return sum("image/png" in o.get("data", {}) for o in outputs)
-
-
 @pytest.mark.slow
-def test_notebook_runs_against_a_study(study_db):
-    outputs = _execute("lr_sensitivity.ipynb", {"STUDY_STORAGE": study_db, "STUDY_NAME": "r"})
-    assert _images(outputs) >= 6
+def test_notebook_runs_against_a_study(study_db, monkeypatch):
+    monkeypatch.setenv("STUDY_STORAGE", study_db)
+    monkeypatch.setenv("STUDY_NAME", "r")
+    outputs = execute_notebook(REPO / "notebooks" / "lr_sensitivity.ipynb")
+    assert count_images(outputs) >= 6
     assert any("8 trials" in o.get("text", "") for o in outputs)
 
 
 @pytest.mark.slow
-def test_comparison_notebook_runs_against_two_studies(study_db):
+def test_comparison_notebook_runs_against_two_studies(study_db, monkeypatch):
     if "r2" not in optuna.study.get_all_study_names(study_db):
         run_small_study(study_db, "r2", 2)
-    outputs = _execute("compare_studies.ipynb", {"STUDY_STORAGE": study_db, "STUDY_NAMES": "r,r2"})
-    assert _images(outputs) >= 2
+    monkeypatch.setenv("STUDY_STORAGE", study_db)
+    monkeypatch.setenv("STUDY_NAMES", "r,r2")
+    outputs = execute_notebook(REPO / "notebooks" / "compare_studies.ipynb")
+    assert count_images(outputs) >= 2
     tables = [o["data"]["text/plain"] for o in outputs if "text/plain" in o.get("data", {})]
     assert any("r2" in t for t in tables)
 

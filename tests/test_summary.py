@@ -37,6 +37,11 @@ def _without_venv() -> dict[str, str]:
     return env
 
 
+def _shell(command: str, cwd, env) -> subprocess.CompletedProcess:
+    """Run ``command`` as a user types it into a shell."""
+    return subprocess.run(command, shell=True, cwd=cwd, env=env, capture_output=True, text=True)
+
+
 @pytest.mark.slow
 def test_next_steps_work_as_printed_without_an_activated_venv(small_study, monkeypatch, tmp_path):
     env = _without_venv()
@@ -46,24 +51,10 @@ def test_next_steps_work_as_printed_without_an_activated_venv(small_study, monke
     assert report.startswith("Report: ") and trials.startswith("Trials: ")
     # Not the bare names: the shell would not find this environment's python or optuna.
     assert not report.startswith("Report: python ")
-    run = subprocess.run(
-        report.removeprefix("Report: ") + " --out rep",
-        shell=True,
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    run = _shell(report.removeprefix("Report: ") + " --out rep", tmp_path, env)
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "rep" / "index.html").is_file()
-    run = subprocess.run(
-        trials.removeprefix("Trials: "),
-        shell=True,
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    run = _shell(trials.removeprefix("Trials: "), tmp_path, env)
     assert run.returncode == 0, run.stderr
     assert "adam" in run.stdout or "COMPLETE" in run.stdout
 
