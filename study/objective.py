@@ -81,14 +81,16 @@ class Objective:
             accuracies = [s.eval_accuracy if s else records.CHANCE for s in stats]
             for seed_curve, accuracy in zip(per_seed, accuracies, strict=True):
                 seed_curve.append(accuracy)
-            mean = {
+            # what the schedule set (lr, lr_min, lr_max, momentum, batch size) from the
+            # first live seed: the seeds share it, except plateau's, which follows each
+            # seed's own accuracy; what the seeds measured, their mean
+            mean = {attr: getattr(alive[0], name) for attr, name in records.CURVES.items()}
+            mean.update({
                 "train_loss": _mean([s.train_loss for s in alive]),
                 "train_accuracy": _mean([s.train_accuracy for s in alive]),
                 "eval_accuracy": _mean(accuracies),
-                "lr": alive[0].lr,
-                "batch_size": alive[0].batch_size,
                 "epoch_seconds": sum(s.seconds for s in alive),
-            }
+            })
             for attr in records.CURVES:
                 curves[attr].append(mean[attr])
                 trial.set_user_attr(attr, curves[attr])

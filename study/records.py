@@ -16,6 +16,11 @@ Per trial (user attributes):
 ``train_accuracy``  per-epoch list, running average (dropout active)
 ``eval_accuracy``   per-epoch list, also reported as the intermediate value (epoch 1, 2, ...)
 ``lr``              per-epoch list, learning rate of the epoch's last update
+``lr_min``          per-epoch list, lowest learning rate of the epoch's updates
+``lr_max``          per-epoch list, highest learning rate of the epoch's updates (a
+                    cyclic schedule's trough and peak within the epoch)
+``momentum``        per-epoch list, momentum (beta1 for an optimizer with betas) of the
+                    epoch's last update; ``null`` entries for an optimizer with neither
 ``batch_size``      per-epoch list, batch size in effect
 ``epoch_seconds``   per-epoch list, wall time of training plus evaluation
 ``diverged``        bool; when true also ``diverged_lr``, ``diverged_epoch`` and
@@ -98,11 +103,16 @@ SOURCE_TRIAL = "source_trial"
 CONFIRM_SUFFIX = ".confirm"
 
 #: Per-epoch lists: user attribute -> the ``study.train.EpochStats`` field it records.
+#: ``lr_min``, ``lr_max`` and ``momentum`` are newer: trials of older studies lack them, so
+#: a reader takes a missing list as missing values.
 CURVES: Mapping[str, str] = {
     "train_loss": "train_loss",
     "train_accuracy": "train_accuracy",
     "eval_accuracy": "eval_accuracy",
     "lr": "lr",
+    "lr_min": "lr_min",
+    "lr_max": "lr_max",
+    "momentum": "momentum",
     "batch_size": "batch_size",
     "epoch_seconds": "seconds",
 }

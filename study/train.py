@@ -8,11 +8,13 @@ never imports Optuna.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -21,8 +23,14 @@ from torch import nn
 from study.config import TrialConfig
 from study.data import Dataset, iter_batches
 from study.model import MLP
-from study.optim import create_optimizer
-from study.schedules import build_lr_lambda, create_scheduler
+from study.optim import create_optimizer, get_optimizer_info
+from study.schedules import (
+    build_epoch_hook,
+    build_lr_lambda,
+    build_momentum_fn,
+    create_scheduler,
+    scale_lr,
+)
 
 __all__ = [
     "EpochStats",
@@ -90,7 +98,10 @@ class EpochStats:
     ``train_loss`` and ``train_accuracy`` are running averages over the epoch's batches,
     weighted by batch size (the lab's AverageMeter), with dropout active. ``eval_*`` is
     measured after the epoch on the evaluation set (test set or validation split). ``lr`` is
-    the learning rate of the epoch's last update (first parameter group).
+    the learning rate of the epoch's last update, ``lr_min`` and ``lr_max`` the lowest and
+    highest of its updates (first parameter group; ``None`` given: ``lr``, an epoch at one
+    rate). ``momentum`` is the momentum, or beta1 of an optimizer with betas, of the epoch's
+    last update; ``None`` for an optimizer with neither.
     """
 
     epoch: int
@@ -101,6 +112,15 @@ class EpochStats:
     lr: float
     batch_size: int
     seconds: float
+    lr_min: float | None = None
+    lr_max: float | None = None
+    momentum: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.lr_min is None:
+            object.__setattr__(self, "lr_min", self.lr)
+        if self.lr_max is None:
+            object.__setattr__(self, "lr_max", self.lr)
 
 
 @dataclass(frozen=True)
@@ -171,6 +191,11 @@ class TrainingRun:
     state (weight initialisation, dropout, batch order), so a run gives the same result
     whether it is trained alone or beside others.
 
+    The learning rate follows the schedule once per update (``LambdaLR``); a schedule with a
+    momentum schedule (``one_cycle``) sets the momentum, or beta1, of every parameter group
+    per update where the optimizer has one; an epoch-level schedule (``plateau``) reads each
+    evaluation and scales the rate from the next update on.
+
     Args:
         config: optimizer, learning rate, schedule, batch size, epochs, seed and precision.
         data: tensors from :func:`study.data.load_mnist` (training runs on their device).
@@ -209,6 +234,22 @@ class TrainingRun:
             warmup_epochs=config.warmup_epochs,
         )
         self.scheduler = create_scheduler(self.optimizer, lr_lambda)
+        # the momentum a schedule sets: group["momentum"], or beta1 of group["betas"]
+        info = get_optimizer_info(config.optimizer)
+        self._momentum_key = (
+            "betas" if info.has_betas else "momentum" if info.has_momentum else None
+        )
+        self._momentum_fn = (
+            build_momentum_fn(
+                config.schedule, config.schedule_params,
+                steps_per_epoch=steps_per_epoch, epochs=config.epochs,
+            )
+            if self._momentum_key is not None
+            else None
+        )
+        if self._momentum_fn is not None:
+            self._set_momentum(self._momentum_fn(0))
+        self._epoch_hook = build_epoch_hook(config.schedule, config.schedule_params)
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
         self._rng = _get_rng_state(self.device)  # this run's dropout stream
         _set_rng_state(self.device, outer)
@@ -225,6 +266,60 @@ class TrainingRun:
     @property
     def diverged(self) -> bool:
         return self.diverged_reason is not None
+
+    def _set_momentum(self, value: float) -> None:
+        for group in self.optimizer.param_groups:
+            if self._momentum_key == "betas":
+                group["betas"] = (value, *group["betas"][1:])
+            else:
+                group["momentum"] = value
+
+    def _momentum_used(self) -> float | None:
+        """The momentum (or beta1) of the last update made."""
+        if self._momentum_fn is not None:
+            return self._momentum_fn(self.scheduler.last_epoch - 1)
+        if self._momentum_key is None:
+            return None
+        value = self.optimizer.param_groups[0][self._momentum_key]
+        return float(value[0] if self._momentum_key == "betas" else value)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the run needs to go on where it stopped: the model, optimizer and
+        schedule states, its random streams (batch order, dropout), its history and its
+        divergence bookkeeping. :mod:`study.checkpoint` writes it to a file."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch_hook": self._epoch_hook.state_dict() if self._epoch_hook else None,
+            "generator": self.generator.get_state(),
+            "rng": self._rng,
+            "history": [dataclasses.asdict(e) for e in self.history],
+            "diverged": (self.diverged_lr, self.diverged_epoch, self.diverged_reason),
+            "loss_limit": self._loss_limit,
+            "updates": self._updates,
+            "below_updates": self._below_updates,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from :meth:`state_dict` of a run of the same config: the next epochs
+        are the ones the original run would have trained."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self._epoch_hook is not None and state.get("epoch_hook") is not None:
+            self._epoch_hook.load_state_dict(state["epoch_hook"])
+        self.generator.set_state(state["generator"].to(torch.uint8).cpu())
+        cpu_rng, cuda_rng = state["rng"]
+        self._rng = (cpu_rng.to(torch.uint8).cpu(),
+                     None if cuda_rng is None else cuda_rng.to(torch.uint8).cpu())
+        self.history = [EpochStats(**e) for e in state["history"]]
+        self.diverged_lr, self.diverged_epoch, self.diverged_reason = state["diverged"]
+        self._loss_limit = state["loss_limit"]
+        self._updates = state["updates"]
+        self._below_updates = state["below_updates"]
+        if self._momentum_fn is not None:
+            self._set_momentum(self._momentum_fn(self.scheduler.last_epoch))
 
     @property
     def finished(self) -> bool:
@@ -256,10 +351,15 @@ class TrainingRun:
         unjudged_sum = torch.zeros((), device=self.device)
         unjudged_seen = 0
         judged_from = max(0, SETTLE_UPDATES - self._updates)
+        momentum_fn = self._momentum_fn
         lr_used = optimizer.param_groups[0]["lr"]
+        lr_low, lr_high = math.inf, -math.inf
         batches = iter_batches(data.train_x, data.train_y, config.batch_size, self.generator)
         for step, (xb, yb) in enumerate(batches):
+            # Python floats from the scheduler: no host synchronisation
             lr_used = optimizer.param_groups[0]["lr"]
+            lr_low = min(lr_low, lr_used)
+            lr_high = max(lr_high, lr_used)
             with torch.autocast(self.device.type, dtype=torch.bfloat16,
                                 enabled=self._autocast):
                 logits = model(xb)
@@ -268,6 +368,8 @@ class TrainingRun:
             loss.backward()
             optimizer.step()
             scheduler.step()
+            if momentum_fn is not None:
+                self._set_momentum(momentum_fn(scheduler.last_epoch))
             detached = loss.detach()
             if self._loss_limit is None:
                 # 1. the first batch fixes the reference loss (one sync per run)
@@ -306,8 +408,17 @@ class TrainingRun:
             lr=lr_used,
             batch_size=config.batch_size,
             seconds=time.perf_counter() - start,
+            lr_min=lr_low,
+            lr_max=lr_high,
+            momentum=self._momentum_used(),
         )
         self.history.append(stats)
+        if self._epoch_hook is not None:
+            # an epoch-level schedule (plateau) reads the accuracy; applies from the next
+            # update on
+            factor = self._epoch_hook.step(eval_acc)
+            if factor != 1.0:
+                scale_lr(scheduler, factor)
         return stats
 
     def _diverge(self, epoch: int, lr: float, reason: str) -> None:

@@ -8,7 +8,16 @@ import torch
 from study.config import TrialConfig
 from study.data import load_mnist
 from study.model import MLP
-from study.train import CHECK_EVERY, DIVERGENCE_FACTOR, SETTLE_UPDATES, TrainingRun, fit
+from study.optim import get_optimizer_info, list_optimizers
+from study.schedules import build_lr_lambda, build_momentum_fn
+from study.train import (
+    CHECK_EVERY,
+    DIVERGENCE_FACTOR,
+    SETTLE_UPDATES,
+    EpochStats,
+    TrainingRun,
+    fit,
+)
 
 
 def test_fit_records_one_entry_per_epoch_with_the_lr_in_effect(tiny_data):
@@ -231,9 +240,13 @@ def test_bf16_trains_with_float32_weights(tiny_data):
     assert all(p.dtype == torch.float32 for p in result.model.parameters())
 
 
-def test_the_training_loop_does_not_synchronise_with_the_host_per_update(tiny_data, monkeypatch):
+@pytest.mark.parametrize("schedule", ["constant", "triangular", "one_cycle", "plateau"])
+def test_the_training_loop_does_not_synchronise_with_the_host_per_update(
+    tiny_data, monkeypatch, schedule
+):
     # On a GPU every .item() waits for the device; the loop may look at the divergence flag
-    # once every CHECK_EVERY updates and once per epoch, never per update.
+    # once every CHECK_EVERY updates and once per epoch, never per update (the schedules'
+    # rates, lowest and highest included, and momenta are Python floats).
     calls = []
     real_item = torch.Tensor.item
 
@@ -242,7 +255,7 @@ def test_the_training_loop_does_not_synchronise_with_the_host_per_update(tiny_da
         return real_item(self)
 
     monkeypatch.setattr(torch.Tensor, "item", counting_item)
-    config = TrialConfig(optimizer="sgd", lr=0.05, epochs=1, batch_size=8)
+    config = TrialConfig(optimizer="sgd", lr=0.05, epochs=1, batch_size=8, schedule=schedule)
     updates = -(-tiny_data.num_train // 8)
     fit(config, tiny_data)
     assert len(calls) <= updates // CHECK_EVERY + 10
@@ -266,3 +279,174 @@ def test_the_cpu_dropout_keeps_each_unit_with_probability_one_minus_p():
     a = Dropout(0.2).train()(x)
     torch.manual_seed(1)
     assert torch.equal(Dropout(0.2).train()(x), a)  # seeded like torch's
+
+
+# --- what the schedules set and what each epoch records ---------------------------------
+
+
+def _rates_per_update(config: TrialConfig, steps: int) -> list[float]:
+    f = build_lr_lambda(
+        config.schedule,
+        config.schedule_params,
+        steps_per_epoch=steps,
+        epochs=config.epochs,
+        warmup_epochs=config.warmup_epochs,
+    )
+    return [config.lr * f(i) for i in range(steps * config.epochs)]
+
+
+def test_each_epoch_records_the_lowest_highest_and_last_rate_of_a_cyclic_schedule(tiny_data):
+    config = TrialConfig(
+        optimizer="sgd",
+        lr=0.05,
+        momentum=0.9,
+        epochs=4,
+        batch_size=32,
+        warmup_epochs=0.5,
+        schedule="triangular2",
+        schedule_params={"step_epochs": 0.75, "base_ratio": 0.1},
+    )
+    steps = tiny_data.num_train // 32
+    rates = _rates_per_update(config, steps)
+    result = fit(config, tiny_data)
+    assert not result.diverged
+    for stats in result.history:
+        epoch = rates[(stats.epoch - 1) * steps : stats.epoch * steps]
+        assert stats.lr == pytest.approx(epoch[-1])
+        assert stats.lr_min == pytest.approx(min(epoch))
+        assert stats.lr_max == pytest.approx(max(epoch))
+        assert stats.lr_min < stats.lr_max  # a cycle moves within every epoch here
+        assert stats.momentum == 0.9  # the configured momentum, untouched
+    assert max(s.lr_max for s in result.history) == pytest.approx(0.05)  # the peak is lr
+
+
+def test_a_constant_rate_records_the_same_lowest_highest_and_last(tiny_data):
+    result = fit(TrialConfig(optimizer="adam", lr=1e-3, epochs=2, batch_size=32), tiny_data)
+    for stats in result.history:
+        assert stats.lr == stats.lr_min == stats.lr_max == 1e-3
+        assert stats.momentum == 0.9  # Adam's beta1
+
+
+def test_epoch_stats_built_without_the_newer_fields_read_as_one_rate():
+    # as bench/epoch_speed.py builds them: lr_min and lr_max are the lr, no momentum
+    stats = EpochStats(1, 0.1, 0.9, 0.1, 0.9, 0.01, 64, 0.0)
+    assert stats.lr_min == stats.lr_max == 0.01 and stats.momentum is None
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_one_cycle_sets_momentum_or_beta1_in_every_group_at_every_update(optimizer, tiny_data):
+    config = TrialConfig(
+        optimizer=optimizer,
+        lr=0.05 if optimizer == "sgd" else 1e-3,
+        epochs=3,
+        batch_size=32,
+        weight_decay=1e-4,
+        schedule="one_cycle",
+    )
+    steps = tiny_data.num_train // 32
+    momentum = build_momentum_fn(
+        "one_cycle", config.schedule_params, steps_per_epoch=steps, epochs=3
+    )
+    run = TrainingRun(config, tiny_data)
+    assert len(run.optimizer.param_groups) == 2  # decayed weights, undecayed biases
+    seen: list[list[tuple[float, float]]] = []
+
+    def before_step(optim, args, kwargs):
+        groups = optim.param_groups
+        seen.append([(g["lr"], g["betas"][0] if "betas" in g else g["momentum"]) for g in groups])
+        if "betas" in groups[0]:
+            assert all(g["betas"][1] == 0.999 for g in groups)  # beta2 kept
+
+    run.optimizer.register_step_pre_hook(before_step)
+    while not run.finished:
+        run.train_epoch()
+    expected = [momentum(i) for i in range(3 * steps)]
+    for group in range(2):
+        assert [update[group][1] for update in seen] == pytest.approx(expected)
+    # from max_momentum down to about base_momentum at the peak rate (no update falls on
+    # the peak exactly here), then back up
+    assert expected[0] == pytest.approx(0.95) and min(expected) == pytest.approx(0.85, abs=1e-3)
+    assert [s.momentum for s in run.history] == pytest.approx(
+        [expected[(e + 1) * steps - 1] for e in range(3)]
+    )
+    rates = _rates_per_update(config, steps)
+    assert [update[0][0] for update in seen] == pytest.approx(rates)
+    assert not run.result().diverged and run.history[-1].eval_accuracy > 0.9
+
+
+def test_one_cycle_leaves_an_optimizer_without_momentum_or_betas_alone(tiny_data):
+    plain = [
+        n
+        for n in list_optimizers()
+        if not (get_optimizer_info(n).has_momentum or get_optimizer_info(n).has_betas)
+    ]
+    if not plain:
+        pytest.skip("every registered optimizer has momentum or betas")
+    config = TrialConfig(
+        optimizer=plain[0], lr=0.01, epochs=1, batch_size=32, schedule="one_cycle"
+    )
+    result = fit(config, tiny_data)
+    assert result.history[0].momentum is None
+    assert result.history[0].lr_max > result.history[0].lr_min
+
+
+def test_one_cycle_with_cycle_momentum_0_keeps_the_configured_momentum(tiny_data):
+    config = TrialConfig(
+        optimizer="sgd",
+        lr=0.05,
+        momentum=0.7,
+        epochs=2,
+        batch_size=32,
+        schedule="one_cycle",
+        schedule_params={"cycle_momentum": 0},
+    )
+    run = TrainingRun(config, tiny_data)
+    run.train_epoch()
+    assert run.history[0].momentum == 0.7
+    assert all(g["momentum"] == 0.7 for g in run.optimizer.param_groups)
+
+
+def test_plateau_reduces_the_rate_after_patience_epochs_without_improvement(tiny_data):
+    # A rate so small the evaluated accuracy never moves: epoch 1 sets the best, epoch 2 is
+    # tolerated (patience 1), epoch 3 is one too many: epoch 4 trains at half the rate;
+    # the count starts afresh, so epoch 6 at a quarter.
+    config = TrialConfig(
+        optimizer="sgd",
+        lr=1e-9,
+        epochs=6,
+        batch_size=32,
+        warmup_epochs=0,
+        schedule="plateau",
+        schedule_params={"factor": 0.5, "patience": 1},
+    )
+    result = fit(config, tiny_data)
+    accuracies = [s.eval_accuracy for s in result.history]
+    assert len(set(accuracies)) == 1
+    assert [s.lr for s in result.history] == pytest.approx(
+        [1e-9, 1e-9, 1e-9, 5e-10, 5e-10, 2.5e-10]
+    )
+    assert all(s.lr_min == s.lr_max == s.lr for s in result.history)
+
+
+def test_plateau_follows_the_accuracy_as_torchs_reducelronplateau_does(tiny_data):
+    config = TrialConfig(
+        optimizer="sgd",
+        lr=0.02,
+        momentum=0.9,
+        epochs=6,
+        batch_size=32,
+        warmup_epochs=1,
+        schedule="plateau",
+        schedule_params={"factor": 0.3, "patience": 0},
+    )
+    result = fit(config, tiny_data)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.02)
+    reference = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="max", factor=0.3, patience=0, threshold=1e-4
+    )
+    expected = []
+    for stats in result.history:
+        expected.append(optimizer.param_groups[0]["lr"])
+        reference.step(stats.eval_accuracy)
+    assert [s.lr for s in result.history] == pytest.approx(expected)
+    assert len({s.lr for s in result.history}) > 1  # it did reduce, here after epoch 3

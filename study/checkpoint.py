@@ -1,0 +1,122 @@
+"""Checkpoints: the lab's dict, written atomically, and a run rebuilt from one.
+
+A checkpoint is what the lab saves (``parameters``, ``optimizer``, ``epoch``) plus what a
+run needs to go on exactly where it stopped: ``config`` (the :class:`TrialConfig` as a dict),
+``scheduler`` (the learning-rate schedule's state) and ``run`` (its random streams, history
+and divergence bookkeeping). It is a plain ``torch.save`` file: ``torch.load(path)["parameters"]``
+is the model's ``state_dict``, as in the lab.
+
+    save_checkpoint(run, "ckpt.pt")            # after any epoch
+    checkpoint = load_checkpoint("ckpt.pt")    # the model and optimizer, rebuilt
+    run = checkpoint.resume(load_mnist())      # the same run, continued
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from study.config import TrialConfig
+from study.data import Dataset
+from study.model import MLP
+from study.optim import create_optimizer
+from study.train import EpochStats, TrainingRun
+
+__all__ = ["FORMAT", "Checkpoint", "save_checkpoint", "load_checkpoint"]
+
+#: Version of the file's layout, stored in it.
+FORMAT = 1
+
+
+def save_checkpoint(run: TrainingRun, path: str | Path) -> Path:
+    """Write ``run``'s state to ``path`` atomically (a temporary file beside it, then a
+    rename): a reader never sees half a file, and a crash leaves the old one intact."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = run.state_dict()
+    payload = {
+        "parameters": state.pop("model"),
+        "optimizer": state.pop("optimizer"),
+        "epoch": len(run.history),
+        "config": run.config.to_dict(),
+        "scheduler": state.pop("scheduler"),
+        "run": state,
+        "format": FORMAT,
+    }
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint read back: the model and optimizer rebuilt, with their states loaded.
+
+    Attributes:
+        path: where it was read from.
+        config: the run's configuration.
+        epoch: epochs trained when it was written.
+        model: the trained model (in eval mode, on the device it was loaded to).
+        optimizer: its optimizer, with its state (momentum buffers, Adam moments).
+        history: the per-epoch figures up to ``epoch``.
+    """
+
+    path: Path
+    config: TrialConfig
+    epoch: int
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    history: list[EpochStats]
+    _payload: dict[str, Any]
+
+    def resume(self, data: Dataset) -> TrainingRun:
+        """The run this checkpoint came from, ready to train its next epoch: with the same
+        data it continues exactly as the uninterrupted run would have (same batches, same
+        dropout, same schedule)."""
+        run = TrainingRun(self.config, data, model=self.model)
+        run.load_state_dict({
+            "model": self._payload["parameters"],
+            "optimizer": self._payload["optimizer"],
+            "scheduler": self._payload["scheduler"],
+            **self._payload["run"],
+        })
+        run.model.train()
+        return run
+
+
+def load_checkpoint(path: str | Path, *, device: str | torch.device = "cpu") -> Checkpoint:
+    """Read a checkpoint written by :func:`save_checkpoint` (by ``--checkpoints``).
+
+    Raises:
+        FileNotFoundError: no file at ``path`` (the message gives the absolute path).
+        ValueError: the file is not such a checkpoint.
+    """
+    path = Path(path).absolute()
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist.")
+    try:
+        payload = torch.load(path, map_location=device, weights_only=False)
+    except Exception as exc:  # torch raises several kinds for a file that is not its own
+        raise ValueError(f"{path} is not a readable checkpoint ({exc}).") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(
+            f"{path} is not a checkpoint of this toolkit (format {FORMAT}); write one with "
+            f"study.save_checkpoint or python -m study.run --checkpoints DIR."
+        )
+    config = TrialConfig.from_dict(payload["config"])
+    model = MLP().to(device)
+    model.load_state_dict(payload["parameters"])
+    model.eval()
+    optimizer = create_optimizer(model, config.optimizer, **config.optimizer_hparams())
+    optimizer.load_state_dict(payload["optimizer"])
+    history = [EpochStats(**e) for e in payload["run"]["history"]]
+    return Checkpoint(path, config, payload["epoch"], model, optimizer, history, payload)

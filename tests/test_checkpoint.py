@@ -1,0 +1,118 @@
+"""Checkpoints: the lab's dict, written atomically; a run rebuilt from one continues as if it
+had never stopped."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from study.checkpoint import load_checkpoint, save_checkpoint
+from study.config import TrialConfig
+from study.train import TrainingRun, evaluate
+
+CONFIGS = {
+    "sgd momentum, multistep": TrialConfig(
+        optimizer="sgd",
+        lr=0.05,
+        momentum=0.9,
+        schedule="multistep",
+        schedule_params={"milestones": [1, 2], "gamma": 0.5},
+        epochs=4,
+        batch_size=16,
+        precision="fp32",
+    ),
+    "adam, cosine with warm-up": TrialConfig(
+        optimizer="adam",
+        lr=3e-3,
+        schedule="cosine",
+        warmup_epochs=0.5,
+        epochs=4,
+        batch_size=16,
+        precision="fp32",
+    ),
+    "sgd, one_cycle (momentum cycle)": TrialConfig(
+        optimizer="sgd",
+        lr=0.1,
+        momentum=0.9,
+        schedule="one_cycle",
+        epochs=4,
+        batch_size=16,
+        precision="fp32",
+    ),
+    "adam, plateau": TrialConfig(
+        optimizer="adam",
+        lr=1e-2,
+        schedule="plateau",
+        schedule_params={"patience": 0},
+        epochs=4,
+        batch_size=16,
+        precision="fp32",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_a_run_resumed_from_a_checkpoint_continues_the_uninterrupted_run(
+    name, tiny_data, tmp_path
+):
+    config = CONFIGS[name]
+    whole = TrainingRun(config, tiny_data)
+    while not whole.finished:
+        whole.train_epoch()
+
+    first = TrainingRun(config, tiny_data)
+    first.train_epoch()
+    first.train_epoch()
+    path = save_checkpoint(first, tmp_path / "mid.pt")
+    del first
+    checkpoint = load_checkpoint(path)
+    assert checkpoint.epoch == 2 and checkpoint.config == config
+    resumed = checkpoint.resume(tiny_data)
+    while not resumed.finished:
+        resumed.train_epoch()
+
+    def figures(run):
+        return [(e.train_loss, e.eval_accuracy, e.lr, e.momentum) for e in run.history]
+
+    assert figures(resumed) == figures(whole)  # same batches, dropout, schedule: bit for bit
+    for a, b in zip(resumed.model.parameters(), whole.model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_a_loaded_model_gives_the_recorded_accuracy(tiny_data, tmp_path):
+    run = TrainingRun(CONFIGS["adam, cosine with warm-up"], tiny_data)
+    for _ in range(3):
+        stats = run.train_epoch()
+    checkpoint = load_checkpoint(save_checkpoint(run, tmp_path / "c.pt"))
+    assert not checkpoint.model.training
+    _, accuracy = evaluate(checkpoint.model, tiny_data.eval_x, tiny_data.eval_y)
+    assert accuracy == stats.eval_accuracy
+    assert [e.eval_accuracy for e in checkpoint.history] == [e.eval_accuracy for e in run.history]
+    # The optimizer comes back with its state (Adam's moments), on its parameters.
+    state = checkpoint.optimizer.state_dict()["state"]
+    assert state and all("exp_avg" in s for s in state.values())
+
+
+def test_the_file_is_the_labs_dict_and_is_written_atomically(tiny_data, tmp_path):
+    run = TrainingRun(CONFIGS["sgd momentum, multistep"], tiny_data)
+    run.train_epoch()
+    path = save_checkpoint(run, tmp_path / "deep" / "c.pt")
+    payload = torch.load(path, weights_only=False)
+    assert {"parameters", "optimizer", "epoch"} <= set(payload)  # the lab's keys
+    assert payload["epoch"] == 1 and payload["config"]["optimizer"] == "sgd"
+    assert set(payload["parameters"]) == set(run.model.state_dict())
+    run.train_epoch()
+    save_checkpoint(run, path)  # replaced, never half-written: no temporary file is left
+    assert torch.load(path, weights_only=False)["epoch"] == 2
+    assert [p.name for p in path.parent.iterdir()] == ["c.pt"]
+
+
+def test_loading_something_else_says_what_it_is(tmp_path):
+    with pytest.raises(FileNotFoundError, match=f"{tmp_path / 'none.pt'} does not exist"):
+        load_checkpoint(tmp_path / "none.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="is not a readable checkpoint"):
+        load_checkpoint(tmp_path / "junk.pt")
+    torch.save({"parameters": {}}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="is not a checkpoint of this toolkit"):
+        load_checkpoint(tmp_path / "other.pt")
