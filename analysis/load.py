@@ -31,7 +31,8 @@ __all__ = [
 
 #: Hyperparameter columns of :func:`load_trials` (NaN where one does not apply).
 HPARAM_COLUMNS = (
-    "optimizer", "lr", "momentum", "nesterov", "beta1", "beta2", "alpha", "weight_decay",
+    "optimizer", "lr", "momentum", "nesterov", "dampening", "beta1", "beta2", "alpha",
+    "centered", "weight_decay", "no_decay_1d", "head_lr_mult", "head_weight_decay",
     "schedule", "schedule_params", "warmup_epochs", "batch_size", "epochs", "seed",
 )
 _CURVES = tuple(records.CURVES)

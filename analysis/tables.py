@@ -35,8 +35,9 @@ __all__ = [
     "param_importance",
 ]
 
-_CONFIG_COLUMNS = ("lr", "momentum", "nesterov", "beta1", "weight_decay", "schedule",
-                   "schedule_params", "warmup_epochs", "batch_size")
+_CONFIG_COLUMNS = ("lr", "momentum", "nesterov", "dampening", "beta1", "weight_decay",
+                   "head_lr_mult", "head_weight_decay", "schedule", "schedule_params",
+                   "warmup_epochs", "batch_size")
 
 
 def is_complete(trials: pd.DataFrame) -> pd.Series:

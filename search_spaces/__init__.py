@@ -3,7 +3,9 @@
 from search_spaces.spaces import (
     LAB_CONFIGS,
     SEARCHED_OPTIMIZERS,
+    WIDE_LR_RANGES,
     SearchSpace,
+    drop_inapplicable,
     get_space,
     list_spaces,
     register,
@@ -13,7 +15,9 @@ from search_spaces.spaces import (
 __all__ = [
     "LAB_CONFIGS",
     "SEARCHED_OPTIMIZERS",
+    "WIDE_LR_RANGES",
     "SearchSpace",
+    "drop_inapplicable",
     "get_space",
     "list_spaces",
     "register",

@@ -29,6 +29,7 @@ from study import records
 from study.config import TrialConfig
 from study.optim import get_optimizer_info
 from study.registry import Registry
+from study.schedules import get_schedule_info
 
 __all__ = [
     "SearchSpace",
@@ -38,6 +39,8 @@ __all__ = [
     "suggest",
     "LAB_CONFIGS",
     "SEARCHED_OPTIMIZERS",
+    "WIDE_LR_RANGES",
+    "drop_inapplicable",
 ]
 
 #: A declared value: a distribution is sampled; a function of the study's epochs returns
@@ -71,6 +74,35 @@ _FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 _ALIVE = (*_FINISHED, optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING)
 
 
+def _always(changes: Mapping[str, Any]) -> bool:
+    return True
+
+
+#: Optimizer fields sampled (or set) only when the fields declared before them make them
+#: meaningful; otherwise they are left at the config's default and not sampled at all, so a
+#: trial records no value that had no effect. Nesterov and dampening act on a momentum
+#: buffer, and torch's Nesterov needs dampening 0. Warm-up is not sampled for a schedule
+#: that has its own (``one_cycle``).
+_APPLIES: dict[str, Callable[[Mapping[str, Any]], bool]] = {
+    "nesterov": lambda changes: bool(changes.get("momentum")),
+    "dampening": lambda changes: bool(changes.get("momentum")) and not changes.get("nesterov"),
+    "warmup_epochs": lambda changes: get_schedule_info(
+        changes.get("schedule", "constant")).composes_warmup,
+}
+
+
+def drop_inapplicable(changes: Mapping[str, Any]) -> dict[str, Any]:
+    """``changes`` (``TrialConfig`` fields in declaration order) without the fields a space
+    would not sample given the ones before them (``nesterov`` without momentum, ``dampening``
+    without momentum or with Nesterov): what :meth:`SearchSpace.config_for` does, for code
+    that checks a space's combinations without sampling."""
+    kept: dict[str, Any] = {}
+    for name, value in changes.items():
+        if _APPLIES.get(name, _always)(kept):
+            kept[name] = value
+    return kept
+
+
 def _resolve(spec: Spec, epochs: int) -> Any:
     return spec(epochs) if callable(spec) else spec
 
@@ -89,6 +121,8 @@ class SearchSpace:
         description: one line for ``--help`` and the study database.
         optimizers: the optimizers it chooses from, each mapped to its ``TrialConfig``
             fields: a distribution (sampled as ``<optimizer>_<field>``) or a fixed value.
+            ``nesterov`` and ``dampening`` are sampled only where they act (momentum > 0,
+            and no Nesterov for dampening), so declare them after ``momentum``.
         schedules: the schedules it chooses from (``schedule``, when more than one), each
             mapped to its schedule parameters, declared the same way.
         shared: other ``TrialConfig`` fields of every trial (``warmup_epochs``), sampled
@@ -229,7 +263,8 @@ class SearchSpace:
         command line fixes (epochs, batch size, seed)."""
         if self.configs:
             name = suggest(trial, self.config_param, CategoricalDistribution(tuple(self.configs)))
-            return base.replace(schedule="constant", schedule_params={}, **self.configs[name])
+            return base.replace(**{"schedule": "constant", "schedule_params": {},
+                                   **self.configs[name]})
         epochs = base.epochs
         dists = self.distributions(epochs)
 
@@ -242,9 +277,8 @@ class SearchSpace:
         optimizer = suggest(trial, "optimizer", dists["optimizer"])
         changes: dict[str, Any] = {"optimizer": optimizer}
         for name, spec in self.optimizers[optimizer].items():
-            changes[name] = value(f"{optimizer}_{name}", spec)
-        if not changes.get("momentum"):
-            changes.pop("nesterov", None)  # Nesterov needs momentum > 0
+            if _APPLIES.get(name, _always)(changes):
+                changes[name] = value(f"{optimizer}_{name}", spec)
         schedule = (suggest(trial, "schedule", dists["schedule"]) if "schedule" in dists
                     else next(iter(self.schedules)))
         changes["schedule"] = schedule
@@ -253,7 +287,8 @@ class SearchSpace:
             for name, spec in self.schedules[schedule].items()
         }
         for name, spec in self.shared.items():
-            changes[name] = value(name, spec)
+            if _APPLIES.get(name, _always)(changes):
+                changes[name] = value(name, spec)
         return base.replace(**changes)
 
     def restrict(self, optimizers: Sequence[str]) -> SearchSpace:
@@ -362,6 +397,16 @@ def _log(low: float, high: float) -> FloatDistribution:
 #: Weight decay: AdamW's is multiplied by the learning rate, so its useful values are two
 #: orders of magnitude above the L2 penalty of the others.
 _BETA1 = FloatDistribution(0.5, 0.99)
+_STEP: dict[str, Spec] = {
+    "step_epochs": lambda epochs: IntDistribution(1, max(1, epochs - 1)),
+    "gamma": _log(0.05, 0.5),
+}
+
+
+def _warmup(epochs: int) -> FloatDistribution:
+    return FloatDistribution(0.0, min(1.0, epochs / 2))
+
+
 # asha: successive halving within each optimizer (the run's default: --prune-within): at
 # epoch 1, then 3, only the top third of that optimizer's trials go on. It ran the 50-trial
 # study in 3m12s here against 6m08s with the median pruner, and kept the answer (README).
@@ -381,15 +426,121 @@ register(SearchSpace(
         "adam": {"lr": _log(1e-5, 1e-2), "weight_decay": _log(1e-6, 1e-3), "beta1": _BETA1},
         "adamw": {"lr": _log(1e-5, 1e-2), "weight_decay": _log(1e-4, 1e-1), "beta1": _BETA1},
     },
+    schedules={"constant": {}, "step": _STEP, "cosine": {}},
+    shared={"warmup_epochs": _warmup},
+))
+
+
+# --- wide: every optimizer and every knob the lab shows -----------------------------------
+
+#: The learning-rate range of each optimizer in the ``wide`` space and why: measured after
+#: one epoch of the lab's MLP on MNIST (batch 64, torch defaults otherwise), each range spans
+#: the optimizer's best rates with one to two decades on either side, like ``default``'s.
+WIDE_LR_RANGES: dict[str, tuple[float, float, str]] = {
+    "sgd": (1e-3, 1.0, "as in default: plain SGD steps are lr x gradient, two decades above "
+            "the adaptive optimizers' per-coordinate steps"),
+    "sgd_lab": (1e-3, 1.0, "SGD's range: at a constant rate the lab's update is torch's "
+                "momentum SGD exactly"),
+    "rmsprop": (1e-5, 1e-2, "as in default: a normalised step of about lr per coordinate, "
+                "best near 1e-3 and breaking down at 3e-2"),
+    "adam": (1e-5, 1e-2, "as in default: best near 1e-3, breaking down at 3e-2"),
+    "adamw": (1e-5, 1e-2, "as in default: Adam's step; only its weight decay differs"),
+    "nadam": (1e-5, 1e-2, "Adam's: the Nesterov look-ahead leaves the step size at about lr "
+              "per coordinate (measured: the same curve as Adam, best 3e-4 to 1e-3)"),
+    "radam": (3e-5, 3e-2, "half a decade above Adam's: the variance rectification damps the "
+              "early steps like a built-in warm-up, so it learns slower at small rates and "
+              "survives larger ones (best 1e-3 to 3e-3; 0.84 at 3e-2 where Adam gets 0.66)"),
+    "adagrad": (3e-4, 0.3, "a decade above Adam's: the squared gradients are summed, never "
+                "forgotten, so its step shrinks like lr / sqrt(updates) (best 1e-2 to 3e-2, "
+                "torch's default 1e-2)"),
+    "adamax": (3e-5, 3e-2, "half a decade above Adam's: its infinity-norm denominator "
+               "max(beta2 u, |g|) is at least Adam's sqrt(v), so a step is smaller at the same "
+               "rate (best 3e-3, torch's default 2e-3)"),
+}
+
+
+def _wide_lr(name: str) -> FloatDistribution:
+    low, high, _ = WIDE_LR_RANGES[name]
+    return _log(low, high)
+
+
+def _decay(weight_decay: FloatDistribution) -> dict[str, Spec]:
+    """Weight decay as the lab's param groups split it: the body's, the output layer's (its
+    own range, the same as the body's), and whether biases are exempt."""
+    return {"weight_decay": weight_decay, "head_weight_decay": weight_decay,
+            "no_decay_1d": CategoricalDistribution((True, False))}
+
+
+def _lab_milestones(epochs: int) -> list[int]:
+    """The lab's milestones (6 and 11 of 15 epochs) scaled to the study's epochs."""
+    first = max(1, round(0.4 * epochs))
+    return [first, max(first + 1, round(11 / 15 * epochs))]
+
+
+def _restart_periods(epochs: int) -> CategoricalDistribution:
+    """First periods whose restarts (period multiplier 1 or 2) end on the run's last
+    update for some multiplier: a tenth, a fifth, a third or half of the run."""
+    return CategoricalDistribution(tuple(round(epochs / k, 6) for k in (10, 5, 3, 2)))
+
+
+def _cyclic() -> dict[str, Spec]:
+    """A half-cycle that ends the run at the base rate (the run is 2, 4, 8 or 10
+    half-cycles), and a base rate from 1 % to half of the peak (``lr``)."""
+    return {"step_epochs": lambda epochs: CategoricalDistribution(
+                tuple(round(epochs / (2 * k), 6) for k in (1, 2, 4, 5))),
+            "base_ratio": _log(0.01, 0.5)}
+
+
+_WD = _log(1e-6, 1e-3)  # an L2 penalty added to the gradient
+_WD_DECOUPLED = _log(1e-4, 1e-1)  # AdamW's: multiplied by the learning rate
+_MOMENTUM = FloatDistribution(0.0, 0.99)
+_BOOL = CategoricalDistribution((False, True))
+_ADAPTIVE = {"beta1": _BETA1, **_decay(_WD)}
+
+# default stays at its four optimizers: its trials are shared equally among the optimizers,
+# so each added one would shrink every other's share of a 50-trial study.
+register(SearchSpace(
+    name="wide",
+    pruner="asha",
+    description="every optimizer (SGD, the lab's SGD, RMSprop, Adam, AdamW, NAdam, RAdam, "
+    "Adagrad, Adamax), each with its own LR range; momentum, Nesterov, dampening, centered "
+    "RMSprop, betas, weight decay with the lab's param groups (bias exemption, output-layer "
+    "LR multiplier and weight decay), every schedule (step, multistep, exponential, cosine, "
+    "linear, restarts, the three cyclic ones, one-cycle, plateau) and warm-up; give it 10+ "
+    "trials per "
+    "optimizer (--trials 90 or more)",
+    optimizers={
+        "sgd": {"lr": _wide_lr("sgd"), "momentum": _MOMENTUM, "nesterov": _BOOL,
+                "dampening": FloatDistribution(0.0, 0.9), **_decay(_WD)},
+        "sgd_lab": {"lr": _wide_lr("sgd_lab"), "momentum": _MOMENTUM},
+        "rmsprop": {"lr": _wide_lr("rmsprop"), "momentum": FloatDistribution(0.0, 0.9),
+                    "centered": _BOOL, "alpha": FloatDistribution(0.9, 0.999), **_decay(_WD)},
+        "adam": {"lr": _wide_lr("adam"), **_ADAPTIVE},
+        "adamw": {"lr": _wide_lr("adamw"), "beta1": _BETA1, **_decay(_WD_DECOUPLED)},
+        "nadam": {"lr": _wide_lr("nadam"), **_ADAPTIVE},
+        "radam": {"lr": _wide_lr("radam"), **_ADAPTIVE},
+        "adagrad": {"lr": _wide_lr("adagrad"), **_decay(_WD)},
+        "adamax": {"lr": _wide_lr("adamax"), **_ADAPTIVE},
+    },
     schedules={
         "constant": {},
-        "step": {
-            "step_epochs": lambda epochs: IntDistribution(1, max(1, epochs - 1)),
-            "gamma": _log(0.05, 0.5),
-        },
+        "step": _STEP,
+        "multistep": {"milestones": _lab_milestones, "gamma": _log(0.05, 0.5)},
+        "exponential": {"gamma": FloatDistribution(0.3, 0.95)},
         "cosine": {},
+        "linear": {},
+        "cosine_restarts": {"period_epochs": _restart_periods,
+                            "period_mult": IntDistribution(1, 2),
+                            "floor": FloatDistribution(0.0, 0.1)},
+        "triangular": _cyclic(),
+        "triangular2": _cyclic(),
+        "exp_range": {**_cyclic(), "gamma": FloatDistribution(0.3, 1.0)},
+        "one_cycle": {"pct_start": FloatDistribution(0.1, 0.5),
+                      "div_factor": _log(5.0, 100.0),
+                      "final_div_factor": _log(10.0, 1e4)},
+        "plateau": {"factor": _log(0.1, 0.5), "patience": IntDistribution(0, 2)},
     },
-    shared={"warmup_epochs": lambda epochs: FloatDistribution(0.0, min(1.0, epochs / 2))},
+    shared={"warmup_epochs": _warmup, "head_lr_mult": _log(0.1, 10.0)},
 ))
 
 

@@ -13,6 +13,9 @@ from typing import Any
 
 #: public name -> the module that defines it.
 _EXPORTS = {
+    "Checkpoint": "study.checkpoint",
+    "load_checkpoint": "study.checkpoint",
+    "save_checkpoint": "study.checkpoint",
     "ConfigError": "study.config",
     "TrialConfig": "study.config",
     "DataError": "study.data",
@@ -23,7 +26,9 @@ _EXPORTS = {
     "OptimInfo": "study.optim",
     "create_optimizer": "study.optim",
     "get_optimizer_info": "study.optim",
+    "head_parameters": "study.optim",
     "list_optimizers": "study.optim",
+    "param_groups": "study.optim",
     "param_groups_weight_decay": "study.optim",
     "ScheduleInfo": "study.schedules",
     "build_lr_lambda": "study.schedules",
@@ -31,6 +36,7 @@ _EXPORTS = {
     "list_schedules": "study.schedules",
     "EpochStats": "study.train",
     "FitResult": "study.train",
+    "TrainingRun": "study.train",
     "evaluate": "study.train",
     "fit": "study.train",
 }

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from study.optim import get_optimizer_info
+from study.optim import HPARAMS, get_optimizer_info
 from study.schedules import validate_schedule_params
 
 __all__ = ["TrialConfig", "ConfigError", "PRECISIONS"]
@@ -46,13 +46,20 @@ class TrialConfig:
     Args:
         optimizer: a name from ``study.optim.list_optimizers()``.
         lr: base learning rate (> 0).
-        momentum: SGD/RMSprop momentum in [0, 1).
+        momentum: momentum in [0, 1) (SGD, RMSprop, the lab's SGD).
         nesterov: Nesterov momentum (SGD, needs momentum > 0).
-        beta1, beta2: Adam/AdamW moment decay rates in [0, 1).
+        dampening: SGD's dampening in [0, 1): the buffer adds ``(1 - dampening) * grad``;
+            needs momentum > 0 and no Nesterov (torch's rule).
+        beta1, beta2: moment decay rates in [0, 1) (Adam, AdamW, NAdam, RAdam, Adamax).
         alpha: RMSprop's squared-gradient decay in [0, 1).
+        centered: RMSprop divides by the gradient's variance instead of its second moment.
         weight_decay: >= 0; 0 for optimizers without weight decay.
         no_decay_1d: exempt biases (1-d parameters) from weight decay (timm's default); the
             lab decays every parameter (``False``).
+        head_lr_mult: the output layer's learning rate as a multiple of ``lr`` (> 0; the
+            lab's second param group, ``model.layers[6:]``); ``None``: the same as the body.
+            Schedules scale both rates by the same factor.
+        head_weight_decay: the output layer's weight decay (>= 0); ``None``: ``weight_decay``.
         schedule: a name from ``study.schedules.list_schedules()``.
         schedule_params: that schedule's parameters (durations in epochs); defaults filled in.
             Milestones (``multistep``) and ``step_epochs`` count epochs from the start of
@@ -74,11 +81,15 @@ class TrialConfig:
     lr: float = 0.1
     momentum: float | None = None
     nesterov: bool = False
+    dampening: float | None = None
     beta1: float | None = None
     beta2: float | None = None
     alpha: float | None = None
+    centered: bool = False
     weight_decay: float = 0.0
     no_decay_1d: bool = True
+    head_lr_mult: float | None = None
+    head_weight_decay: float | None = None
     schedule: str = "constant"
     schedule_params: Mapping[str, Any] = field(default_factory=dict)
     warmup_epochs: float = 0.0
@@ -129,16 +140,7 @@ class TrialConfig:
 
     def optimizer_hparams(self) -> dict[str, Any]:
         """The keyword arguments of ``study.optim.create_optimizer`` this config sets."""
-        return {
-            "lr": self.lr,
-            "momentum": self.momentum,
-            "nesterov": self.nesterov,
-            "beta1": self.beta1,
-            "beta2": self.beta2,
-            "alpha": self.alpha,
-            "weight_decay": self.weight_decay,
-            "no_decay_1d": self.no_decay_1d,
-        }
+        return {name: getattr(self, name) for name in HPARAMS}
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (lists for tuples), as stored in the study database."""

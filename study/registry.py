@@ -47,6 +47,17 @@ class Registry(Generic[T]):
                 f"unknown {self.kind} {name!r}; choose one of: {', '.join(self._entries)}."
             ) from None
 
+    def unregister(self, name: str) -> T:
+        """Remove and return the entry registered as ``name`` (a notebook cell run again,
+        a test that registers its own).
+
+        Raises:
+            ValueError: unknown name; the message lists the registered ones.
+        """
+        entry = self.get(name)
+        del self._entries[name]
+        return entry
+
     def names(self) -> list[str]:
         """The registered names, in registration order."""
         return list(self._entries)

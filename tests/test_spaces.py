@@ -6,10 +6,18 @@ import optuna
 import pytest
 from optuna.distributions import FloatDistribution
 
-from search_spaces import LAB_CONFIGS, SearchSpace, get_space, list_spaces
+from search_spaces import (
+    LAB_CONFIGS,
+    WIDE_LR_RANGES,
+    SearchSpace,
+    drop_inapplicable,
+    get_space,
+    list_spaces,
+)
 from study import records
 from study.config import TrialConfig
-from study.optim import get_optimizer_info
+from study.optim import get_optimizer_info, list_optimizers
+from study.train import fit
 
 
 def _trials(space, n=40, epochs=5):
@@ -126,3 +134,60 @@ def test_restrict_keeps_order_and_rejects_what_the_space_does_not_search():
         get_space("default").restrict(["lion"])
     with pytest.raises(ValueError, match="runs fixed configurations"):
         get_space("lab").restrict(["sgd"])
+
+
+@pytest.mark.parametrize("name", list_spaces())
+def test_every_space_builds_and_trains_its_first_trial(name, tiny_data):
+    space = get_space(name)
+    ((config, _),) = _trials(space, n=1, epochs=1)
+    result = fit(config.replace(batch_size=64), tiny_data)
+    assert result.diverged or len(result.history) == 1  # a diverged run is data, not a crash
+
+
+def test_default_keeps_its_four_optimizers_and_wide_searches_every_one():
+    # default's trials are shared equally among its optimizers: more would thin each share
+    assert get_space("default").optimizer_names == ("sgd", "rmsprop", "adam", "adamw")
+    wide = get_space("wide")
+    assert set(wide.optimizer_names) == set(list_optimizers())
+    for optimizer, (low, high, reason) in WIDE_LR_RANGES.items():
+        assert wide.optimizers[optimizer]["lr"] == FloatDistribution(low, high, log=True)
+        assert reason  # the one-line reason for the range, for the README
+    # Adagrad's and SGD's good rates sit above Adam's.
+    assert wide.optimizers["adagrad"]["lr"].low > wide.optimizers["adam"]["lr"].low
+    assert wide.optimizers["sgd_lab"]["lr"] == wide.optimizers["sgd"]["lr"]
+
+
+def test_wide_samples_the_labs_knobs_only_where_they_act():
+    space = get_space("wide")
+    pairs = _trials(space, n=150)
+    seen: dict[str, set] = {"no_decay_1d": set(), "centered": set(), "nesterov": set()}
+    for config, trial in pairs:
+        params = trial.params
+        assert config.head_lr_mult == params["head_lr_mult"]
+        assert config.to_dict()["head_lr_mult"] == config.head_lr_mult  # recorded
+        if config.optimizer == "sgd":
+            # dampening acts on the momentum buffer, and torch's Nesterov needs it at 0
+            assert ("sgd_dampening" in params) == (not config.nesterov)
+            if config.nesterov:
+                assert config.dampening is None
+            seen["nesterov"].add(config.nesterov)
+        if config.optimizer == "rmsprop":
+            assert config.momentum == params["rmsprop_momentum"]
+            seen["centered"].add(config.centered)
+        if get_optimizer_info(config.optimizer).has_weight_decay:
+            key = f"{config.optimizer}_head_weight_decay"
+            assert config.head_weight_decay == params[key]
+            seen["no_decay_1d"].add(config.no_decay_1d)
+        else:  # sgd_lab: no weight decay, nothing about it sampled
+            assert config.weight_decay == 0 and config.head_weight_decay is None
+            assert not any("decay" in p for p in params)
+    assert all(values == {False, True} for values in seen.values()), seen
+
+
+def test_drop_inapplicable_follows_what_the_space_samples():
+    fields = {"lr": 0.1, "momentum": 0.0, "nesterov": True, "dampening": 0.5}
+    assert drop_inapplicable(fields) == {"lr": 0.1, "momentum": 0.0}
+    fields = {"momentum": 0.9, "nesterov": True, "dampening": 0.5}
+    assert drop_inapplicable(fields) == {"momentum": 0.9, "nesterov": True}
+    fields = {"momentum": 0.9, "nesterov": False, "dampening": 0.5}
+    assert drop_inapplicable(fields) == fields
