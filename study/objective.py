@@ -9,16 +9,20 @@ seed counting as chance.
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable
+from pathlib import Path
 
 import optuna
 
 from study import records
+from study.checkpoint import save_checkpoint
 from study.config import TrialConfig
 from study.data import Dataset
 from study.train import EpochStats, FitResult, TrainingRun
 
-__all__ = ["Objective"]
+__all__ = ["Objective", "checkpoint_folder", "keep_best_checkpoints"]
 
 
 def _mean(values: list[float]) -> float:
@@ -38,6 +42,9 @@ class Objective:
         make_run: ``(config, data) -> run`` with :class:`~study.train.TrainingRun`'s
             interface (``train_epoch``, ``finished``, ``result``); the benchmark swaps in
             one that does not train, to time the study's own overhead.
+        checkpoints: a folder: each trial that completes or is pruned writes a checkpoint
+            per seed there (:func:`study.checkpoint.save_checkpoint`, the state at the end
+            of the trial), its path recorded as the trial's ``checkpoint`` attribute.
     """
 
     def __init__(
@@ -48,6 +55,7 @@ class Objective:
         repeats: int = 1,
         on_epoch: Callable[[optuna.Trial, EpochStats], None] | None = None,
         make_run: Callable[[TrialConfig, Dataset], TrainingRun] = TrainingRun,
+        checkpoints: Path | None = None,
     ) -> None:
         if repeats < 1:
             raise ValueError(f"repeats must be >= 1, but got {repeats=}.")
@@ -56,6 +64,7 @@ class Objective:
         self.repeats = repeats
         self.on_epoch = on_epoch
         self.make_run = make_run
+        self.checkpoints = checkpoints
         #: numbers of the trials this objective has started (an interrupted run closes
         #: those still RUNNING).
         self.started: list[int] = []
@@ -99,10 +108,24 @@ class Objective:
             if self.on_epoch is not None:
                 self.on_epoch(trial, alive[0])
             if trial.should_prune():
+                self._save(trial, runs)
                 raise optuna.TrialPruned(
                     f"epoch {epoch}: accuracy {mean['eval_accuracy']:.4f}"
                 )
+        self._save(trial, runs)
         return self._finish(trial, [run.result() for run in runs])
+
+    def _save(self, trial: optuna.Trial, runs: list[TrainingRun]) -> None:
+        """Write each seed's checkpoint (not a diverged one's: its weights are lost)."""
+        if self.checkpoints is None or all(run.diverged for run in runs):
+            return
+        name = f"trial-{trial.number:05d}"
+        paths = [str(save_checkpoint(run, self.checkpoints.absolute() / (
+            f"{name}.pt" if len(runs) == 1 else f"{name}-seed-{k}.pt")))
+            for k, run in enumerate(runs) if not run.diverged]
+        trial.set_user_attr(records.CHECKPOINT, paths[0])
+        if len(runs) > 1:
+            trial.set_user_attr(records.SEED_CHECKPOINTS, paths)
 
     def _finish(self, trial: optuna.Trial, results: list[FitResult]) -> float:
         finals = [records.CHANCE if r.diverged else r.final_accuracy for r in results]
@@ -118,3 +141,31 @@ class Objective:
         tests = [records.CHANCE if r.diverged else r.test_accuracy for r in results]
         trial.set_user_attr(records.TEST_ACCURACY, _mean(tests))
         return _mean(finals)
+
+
+def checkpoint_folder(root: Path, study_name: str) -> Path:
+    """Where ``--checkpoints ROOT`` puts a study's files: ``ROOT/<study name>/`` (characters
+    a file name cannot hold replaced by ``_``)."""
+    return Path(root) / (re.sub(r"[^A-Za-z0-9._-]+", "_", study_name).strip(".") or "study")
+
+
+def keep_best_checkpoints(optuna_study: optuna.Study, keep: int) -> list[str]:
+    """Delete the checkpoint files of all but the best ``keep`` trials (complete trials by
+    accuracy, then pruned ones by the accuracy they were stopped at); returns the deleted
+    paths. The trials' ``checkpoint`` attributes stay: a path whose file is gone was not
+    among the best."""
+    trials = optuna_study.get_trials(deepcopy=False, states=(
+        optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))
+    with_files = [t for t in trials if t.user_attrs.get(records.CHECKPOINT)]
+    ranked = sorted(with_files, key=lambda t: (
+        t.state == optuna.trial.TrialState.COMPLETE and not t.user_attrs.get(records.DIVERGED),
+        t.value if t.value is not None else -math.inf), reverse=True)
+    deleted = []
+    for trial in ranked[keep:]:
+        paths = trial.user_attrs.get(records.SEED_CHECKPOINTS) or [
+            trial.user_attrs[records.CHECKPOINT]]
+        for path in paths:
+            if Path(path).exists():
+                Path(path).unlink(missing_ok=True)
+                deleted.append(path)
+    return deleted

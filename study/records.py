@@ -60,6 +60,8 @@ __all__ = [
     "SEED_ACCURACIES",
     "SEED_EVAL_ACCURACY",
     "SEED_DIVERGED",
+    "CHECKPOINT",
+    "SEED_CHECKPOINTS",
     "SOURCE_TRIAL",
     "CONFIRM_SUFFIX",
     "CURVES",
@@ -99,6 +101,10 @@ SEED_DIVERGED = "seed_diverged"
 #: In a confirmation study (``python -m study.confirm``): the trial of the source study
 #: whose configuration a run repeats with a fresh seed.
 SOURCE_TRIAL = "source_trial"
+#: With ``--checkpoints DIR``: the path of the trial's checkpoint (its first seed's), and with
+#: ``--repeats K`` the list of every seed's as ``seed_checkpoints``.
+CHECKPOINT = "checkpoint"
+SEED_CHECKPOINTS = "seed_checkpoints"
 #: The confirmation study of study S is named S + CONFIRM_SUFFIX, in the same storage.
 CONFIRM_SUFFIX = ".confirm"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import math
 import sys
@@ -22,6 +23,13 @@ import optuna
 import torch
 
 from search_spaces import SearchSpace, get_space, list_spaces
+from search_spaces.space_file import (
+    SpaceFileError,
+    file_epochs,
+    is_space_file,
+    load_space,
+    space_to_toml,
+)
 from study import records
 from study.cli import (
     HelpFormatter,
@@ -34,6 +42,7 @@ from study.cli import (
 )
 from study.config import PRECISIONS, ConfigError, TrialConfig
 from study.data import DATA_DIR_ENV, DataError, check_files, load_mnist
+from study.objective import checkpoint_folder
 from study.optim import get_optimizer_info
 from study.pruners import PRUNE_WITHIN, create_pruner, get_pruner_info, list_pruners
 from study.runner import FINISHED, run_trials
@@ -114,6 +123,11 @@ def _fraction(value: str) -> float:
     return number
 
 
+def _space(value: str) -> str:
+    """A registered space's name, or the path of a TOML space file (read by ``_plan``)."""
+    return value if is_space_file(value) else registry_name(get_space)(value)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser (every option documents its default)."""
     parser = Parser(
@@ -126,13 +140,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--trials", type=positive_int, default=None,
                         help="target number of finished (complete or pruned) trials "
                         "(default: 50; the whole grid for the lr-grid space)")
-    parser.add_argument("--epochs", type=positive_int, default=5,
-                        help="training epochs per trial (the lab uses 5)")
-    parser.add_argument("--space", type=registry_name(get_space), default="default",
-                        help=f"search space: {', '.join(list_spaces())}")
+    parser.add_argument("--epochs", type=positive_int, default=None,
+                        help="training epochs per trial (default: 5, the lab's; a space "
+                        "file's own 'epochs' where it has one)")
+    parser.add_argument("--space", type=_space, default="default", metavar="NAME|FILE.toml",
+                        help=f"search space: {', '.join(list_spaces())}, or a TOML space file "
+                        "(write one with --print-space)")
+    parser.add_argument("--print-space", action="store_true",
+                        help="print the space (with --space, --optimizers and --epochs "
+                        "applied) as a TOML space file and exit: a starting point for your own")
     parser.add_argument("--optimizers", type=_name_list, default=None, metavar="A,B",
                         help="only these optimizers, comma-separated, e.g. sgd,adam "
-                        "(default: all the space searches: sgd, rmsprop, adam, adamw)")
+                        "(default: all the space searches; default: sgd, rmsprop, adam, "
+                        "adamw; wide: all nine)")
     parser.add_argument("--study-name", default=None,
                         help="study name (default: the space's name)")
     parser.add_argument("--storage", default=None, metavar="URL",
@@ -172,8 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="training batch size")
     parser.add_argument("--precision", choices=("auto", *PRECISIONS), default=None,
                         help="fp32, or bf16 (autocast with float32 master weights); auto "
-                        "picks bf16 where the CPU or GPU has fast bfloat16 (default: auto; "
-                        "kept with the study)")
+                        "picks bf16 on a CPU with fast bfloat16, fp32 on a GPU (at batch 64 "
+                        "bf16 is slower there) (default: auto; kept with the study)")
     parser.add_argument("--validation", type=_fraction, default=0.0, metavar="FRACTION",
                         help="hold out this share of the training set and prune on it "
                         "(the test set is then measured once per trial); 0 prunes on the "
@@ -187,10 +207,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=positive_int, default=None, metavar="W",
                         help="local worker processes sharing the study, each with CORES/W "
                         "threads and its own sampler seed (SEED, SEED+1, ...) (default: 2 on "
-                        "a CPU with 2 cores or more, 1 on a GPU)")
+                        "a CPU with 2 cores or more; on a GPU one per 2 CPU cores, up to 8)")
     parser.add_argument("--threads", type=positive_int, default=None,
                         help="CPU threads for torch, per worker (default: CORES/W with "
                         "several workers, torch's choice with one)")
+    parser.add_argument("--checkpoints", type=Path, default=None, metavar="DIR",
+                        help="write each complete or pruned trial's checkpoint (the lab's "
+                        "dict: parameters, optimizer, epoch, plus config and schedule state) "
+                        "to DIR/<study-name>/trial-NNNNN.pt; its path is the trial's "
+                        "'checkpoint' attribute (default: none)")
+    parser.add_argument("--keep-checkpoints", type=positive_int, default=None, metavar="K",
+                        help="with --checkpoints: keep only the best K trials' files "
+                        "(default: keep all)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     return parser
 
@@ -230,9 +258,30 @@ class _Plan:
     threads: int | None
 
 
+def _load_space(args: argparse.Namespace) -> SearchSpace:
+    """The space ``--space`` names; a space file also gives ``--epochs`` its default."""
+    if not is_space_file(args.space):
+        args.epochs = args.epochs or 5
+        return get_space(args.space)
+    try:
+        space = load_space(args.space, epochs=args.epochs)
+    except SpaceFileError as exc:
+        raise UsageError(f"--space {args.space}: {exc}") from None
+    if args.epochs is None:
+        args.epochs = file_epochs(args.space) or 5
+    try:
+        get_pruner_info(space.pruner)
+    except ValueError as exc:
+        raise UsageError(f"--space {args.space}: pruner: {exc}") from None
+    return space
+
+
 def _plan(args: argparse.Namespace) -> _Plan:
+    if args.keep_checkpoints is not None and args.checkpoints is None:
+        raise UsageError(f"--keep-checkpoints {args.keep_checkpoints}: it keeps the best "
+                         "trials' checkpoints; give --checkpoints DIR too.")
     device = resolve_device(args.device)
-    space = get_space(args.space)
+    space = _load_space(args)
     if args.optimizers is not None:
         try:
             space = space.restrict(args.optimizers)
@@ -274,7 +323,10 @@ def _plan(args: argparse.Namespace) -> _Plan:
     prune_within = args.prune_within or ("optimizer" if chooses else "study")
     precision = args.precision or "auto"
     if precision == "auto":
-        precision = "bf16" if fast_bf16_available(device) else "fp32"
+        # bf16 on a CPU with fast bfloat16 only: on a GPU, batch 64 is bound by kernel
+        # launches and autocast's casts add launches (1.99 s against 1.65 s per epoch in
+        # fp32 on an H200).
+        precision = "bf16" if device == "cpu" and fast_bf16_available(device) else "fp32"
     elif precision == "bf16" and not fast_bf16_available(device):
         raise UsageError(
             f"--precision bf16: this {device.upper()} has no fast bfloat16 (no AVX-512 BF16 or "
@@ -310,6 +362,21 @@ def _adopt(plan: _Plan, args: argparse.Namespace, stored: dict[str, Any] | None)
     return dataclasses.replace(plan, **changes)
 
 
+def _check_same_space(
+    path: str, space: SearchSpace, epochs: int, stored: dict[str, Any]
+) -> None:
+    """A study keeps the ranges it was created with: a space file edited since is refused."""
+    kept = stored.get("space_definition")
+    now = json.loads(json.dumps(space.definition(epochs)))
+    if kept is not None and kept != now:
+        changed = sorted(k for k in {*kept, *now} if kept.get(k) != now.get(k))
+        raise UsageError(
+            f"--space {path}: the file's {', '.join(changed)} changed since study "
+            f"{stored.get('space', space.name)!r} was created (its trials are only comparable "
+            f"under the same ranges); restore the file, or pass a new --study-name."
+        )
+
+
 def _without(argv: list[str], options: tuple[str, ...]) -> list[str]:
     """``argv`` less ``options`` and their values (``--opt V`` or ``--opt=V``)."""
     out, skip = [], False
@@ -337,9 +404,12 @@ def _stored_settings(
 def _run(args: argparse.Namespace, argv: list[str]) -> int:
     plan = _plan(args)
     space, target = plan.space, plan.target
+    if args.print_space:
+        print(space_to_toml(space, epochs=args.epochs), end="")
+        return 0
     if plan.threads:
         torch.set_num_threads(plan.threads)
-    study_name = args.study_name or args.space
+    study_name = args.study_name or space.name
     url = args.storage or default_storage_url(study_name)
     # Data first: a missing or corrupt file stops the run before any database is created.
     # With several workers this process trains nothing: it only checks the files.
@@ -351,7 +421,10 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
                           validation_fraction=args.validation, split_seed=args.seed,
                           train_size=args.train_size)
     storage = open_storage(url)
-    plan = _adopt(plan, args, _stored_settings(storage, study_name))
+    stored = _stored_settings(storage, study_name)
+    if stored is not None and is_space_file(args.space):
+        _check_same_space(args.space, space, args.epochs, stored)
+    plan = _adopt(plan, args, stored)
     settings = {
         "space": space.name,
         "space_description": space.description,
@@ -436,6 +509,8 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         if plan.allocation == "balanced":
             sampler = BalancedSampler(sampler)
         optuna_study.sampler = sampler
+        checkpoints = (checkpoint_folder(args.checkpoints, study_name)
+                       if args.checkpoints is not None else None)
         base = TrialConfig(epochs=args.epochs, batch_size=args.batch_size, seed=study_seed,
                            precision=plan.precision)
 
@@ -446,7 +521,9 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         interrupted, wall_seconds = run_trials(optuna_study, propose, data, epochs=args.epochs,
                                                repeats=plan.repeats, target=target,
                                                finished=finished, quiet=args.worker,
-                                               done=space.grid_points_done if grid else None)
+                                               done=space.grid_points_done if grid else None,
+                                               checkpoints=checkpoints,
+                                               keep_checkpoints=args.keep_checkpoints)
     if args.worker:
         return 130 if interrupted else 0
     print(summary(wall_seconds))

@@ -10,6 +10,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NoReturn
 
 import optuna
@@ -17,7 +18,7 @@ from tqdm.auto import tqdm
 
 from study.config import TrialConfig
 from study.data import Dataset
-from study.objective import Objective
+from study.objective import Objective, keep_best_checkpoints
 from study.progress import PlainProgress
 from study.summary import trial_line
 from study.train import EpochStats
@@ -49,6 +50,8 @@ def run_trials(
     finished: int,
     quiet: bool = False,
     done: Callable[[optuna.Study], int] | None = None,
+    checkpoints: Path | None = None,
+    keep_checkpoints: int | None = None,
 ) -> tuple[bool, float]:
     """Run trials until ``target`` are finished; returns (interrupted, wall seconds).
 
@@ -59,7 +62,9 @@ def run_trials(
     see :mod:`study.progress`); nothing when ``quiet`` (a worker of ``--workers``, whose
     parent shows the progress).
     ``done(study)`` counts what the target counts (default: finished trials; a grid counts
-    its distinct points).
+    its distinct points). With ``checkpoints`` (a folder) each trial that completes or is
+    pruned leaves a checkpoint per seed there, and with ``keep_checkpoints`` K only the best
+    K trials' files are kept.
     """
     trial_bar = tqdm(total=target, initial=finished, unit="trial", desc=optuna_study.study_name,
                      dynamic_ncols=True, disable=True if quiet else None)
@@ -89,7 +94,8 @@ def run_trials(
         if not quiet:
             tqdm.write(trial_line(trial), file=sys.stderr)
 
-    objective = Objective(propose, data, repeats=repeats, on_epoch=on_epoch)
+    objective = Objective(propose, data, repeats=repeats, on_epoch=on_epoch,
+                          checkpoints=checkpoints)
     count = done or (lambda study: len(study.get_trials(deepcopy=False, states=FINISHED)))
 
     def stop_at_target(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -101,6 +107,8 @@ def run_trials(
             study.stop()
 
     callbacks = [stop_at_target, on_trial]
+    if checkpoints is not None and keep_checkpoints is not None:
+        callbacks.append(lambda study, trial: keep_best_checkpoints(study, keep_checkpoints))
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     start = time.perf_counter()
     interrupted = False

@@ -197,7 +197,7 @@ def test_seeded_runs_sample_the_same_configs(tmp_path):
     [
         (
             ["--space", "nope"],
-            "unknown search space 'nope'; choose one of: default, lr-sweep, lr-grid, lab",
+            "unknown search space 'nope'; choose one of: default, wide, lr-sweep, lr-grid, lab",
         ),
         (["--sampler", "cmaes"], "unknown sampler 'cmaes'; choose one of: tpe, random, qmc"),
         (
@@ -318,10 +318,12 @@ def test_help_documents_every_option_with_its_default(capsys):
         assert option in out
     for option in ("--allocation", "--prune-within", "--repeats", "--lr-grid", "--precision"):
         assert option in out
+    for option in ("--print-space", "--checkpoints", "--keep-checkpoints"):
+        assert option in out
     assert (
         "(default: 50;" in out
         and "(default: tpe;" in out
-        and "default: asha, lr-sweep: none" in out
+        and "default: asha, wide: asha, lr-sweep: none" in out
     )
 
 
@@ -584,3 +586,25 @@ def test_never_more_workers_than_trials_left(in_tmp):
     ]
     assert main(["--trials", "1", *args]) == 0
     assert len(load(in_tmp, "one").get_trials()) == 1
+
+
+@pytest.mark.slow
+def test_checkpoints_are_written_per_trial_and_only_the_best_kept(in_tmp, capsys):
+    from study.checkpoint import load_checkpoint
+    from study.data import load_mnist
+    from study.train import evaluate
+
+    argv = ["--trials", "3", "--epochs", "2", "--precision", "fp32", "--pruner", "none"]
+    assert main([*argv, "--checkpoints", "ck", "--keep-checkpoints", "1", *QUICK]) == 0
+    trials = load(in_tmp, "default").get_trials()
+    paths = [Path(t.user_attrs["checkpoint"]) for t in trials]
+    assert [p.name for p in paths] == ["trial-00000.pt", "trial-00001.pt", "trial-00002.pt"]
+    assert all(p.parent == in_tmp / "ck" / "default" for p in paths)
+    best = max(trials, key=lambda t: t.value)
+    assert sorted((in_tmp / "ck" / "default").iterdir()) == [Path(best.user_attrs["checkpoint"])]
+    checkpoint = load_checkpoint(best.user_attrs["checkpoint"])
+    assert checkpoint.epoch == 2 and checkpoint.config.optimizer == best.params["optimizer"]
+    data = load_mnist(train_size=2000)
+    assert evaluate(checkpoint.model, data.test_x, data.test_y)[1] == pytest.approx(best.value)
+    assert main(["--trials", "1", "--keep-checkpoints", "2"]) == 2
+    assert "give --checkpoints DIR too" in capsys.readouterr().err

@@ -1,0 +1,355 @@
+"""Search spaces written in TOML, without Python: ``python -m study.run --space my.toml``.
+
+The file declares what :class:`~search_spaces.SearchSpace` holds, one table each::
+
+    name = "sgd-vs-adam"                       # default: the file's name without .toml
+    description = "SGD against Adam, cosine or constant"
+    pruner = "asha"                            # default "median"; "none" for fixed runs
+    epochs = 5                                 # optional: the --epochs this space is meant for
+
+    [optimizers.sgd]
+    lr = { low = 1e-3, high = 1.0, log = true }       # a range: sampled as sgd_lr
+    momentum = { low = 0.0, high = 0.99 }
+    nesterov = { choices = [false, true] }            # a choice
+    weight_decay = 5e-4                               # a fixed value
+
+    [optimizers.adam]
+    lr = { low = 1e-5, high = 1e-2, log = true }
+
+    [schedules.constant]
+    [schedules.cosine]
+    floor = { low = 0.0, high = 0.1 }
+
+    [shared]
+    warmup_epochs = { low = 0.0, high = 1.0 }
+
+A range is ``{ low, high }`` with optional ``log = true``, ``step`` and ``int = true``
+(integers); a choice is ``{ choices = [...] }``; anything else is a fixed value. A space of
+fixed runs (the lab's) has ``[configs.NAME]`` tables of ``TrialConfig`` fields instead of
+optimizers and schedules; a grid has ``lr_grid = [low, high, points per decade]``.
+
+:func:`load_space` checks the whole file before any trial runs: every optimizer and schedule
+is one the toolkit knows, and every combination of optimizer and schedule builds a valid
+``TrialConfig`` at the ends of every range; each error names the key, the bad value and what
+is allowed. :func:`space_to_toml` writes any space (a built-in one as a starting point) in
+this form.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from optuna.distributions import (
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+
+from search_spaces.spaces import SearchSpace, drop_inapplicable
+from study.config import ConfigError, TrialConfig
+from study.optim import get_optimizer_info, list_optimizers
+from study.schedules import list_schedules
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+__all__ = ["SpaceFileError", "load_space", "space_to_toml", "is_space_file", "file_epochs"]
+
+_TOP = ("name", "description", "pruner", "epochs", "optimizers", "schedules", "shared",
+        "configs", "lr_grid")
+_RANGE_KEYS = {"low", "high", "log", "step", "int"}
+_TRIAL_FIELDS = tuple(f.name for f in dataclasses.fields(TrialConfig))
+#: Fields the command line owns: a space may not set them.
+_RUN_FIELDS = ("epochs", "batch_size", "seed", "precision")
+
+
+class SpaceFileError(ValueError):
+    """A space file that cannot be used; the message names the file, the key, the bad
+    value and what is allowed."""
+
+
+def is_space_file(value: str) -> bool:
+    """``--space`` names a file (``*.toml``) rather than a registered space."""
+    return value.endswith(".toml")
+
+
+def file_epochs(path: str | Path) -> int | None:
+    """The ``epochs`` a space file declares, if any (call :func:`load_space` first: it
+    checks the file)."""
+    return tomllib.loads(Path(path).read_text()).get("epochs")
+
+
+def _where(path: Path, key: str) -> str:
+    return f"{path}: {key}"
+
+
+def _distribution(path: Path, key: str, value: Any) -> Any:
+    """A TOML value as a distribution, or the value itself when it is fixed."""
+    if not isinstance(value, Mapping):
+        return value
+    if "choices" in value:
+        if set(value) != {"choices"} or not isinstance(value["choices"], list) or not value[
+                "choices"]:
+            raise SpaceFileError(
+                f"{_where(path, key)} = {value!r}: a choice is {{ choices = [a, b, ...] }} "
+                f"with at least one value and no other key."
+            )
+        return CategoricalDistribution(tuple(value["choices"]))
+    unknown = set(value) - _RANGE_KEYS
+    if unknown or not {"low", "high"} <= set(value):
+        raise SpaceFileError(
+            f"{_where(path, key)} = {value!r}: a range is {{ low = ..., high = ... }} with "
+            f"optional log = true, step = ... and int = true; a choice is "
+            f"{{ choices = [...] }}" + (f" (unknown key {sorted(unknown)[0]!r})" if unknown
+                                       else " (low and high are required)") + "."
+        )
+    low, high = value["low"], value["high"]
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high))
+    if not numbers or not math.isfinite(low) or not math.isfinite(high) or not low <= high:
+        raise SpaceFileError(
+            f"{_where(path, key)}: low = {low!r}, high = {high!r}; both must be finite numbers "
+            f"with low <= high."
+        )
+    log = bool(value.get("log", False))
+    if log and low <= 0:
+        raise SpaceFileError(
+            f"{_where(path, key)}: log = true needs low > 0, but got low = {low!r}."
+        )
+    try:
+        if value.get("int", False):
+            return IntDistribution(int(low), int(high), log=log, step=int(value.get("step", 1)))
+        return FloatDistribution(float(low), float(high), log=log, step=value.get("step"))
+    except ValueError as exc:  # Optuna's own checks (step with log, step larger than range)
+        raise SpaceFileError(f"{_where(path, key)} = {value!r}: {exc}") from None
+
+
+def _table(path: Path, key: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise SpaceFileError(f"{_where(path, key)} must be a table ([{key}]), not {value!r}.")
+    return dict(value)
+
+
+def _edges(spec: Any) -> list[Any]:
+    """The values a check tries for one declared value: both ends of a range, every choice."""
+    if isinstance(spec, CategoricalDistribution):
+        return list(spec.choices)
+    if isinstance(spec, (FloatDistribution, IntDistribution)):
+        return [spec.low, spec.high]
+    return [spec]
+
+
+def _check_combinations(path: Path, space: SearchSpace, epochs: int) -> None:
+    """Every optimizer with every schedule, at the ends of every range, is a valid config."""
+    schedules = space.schedules or {"constant": {}}
+    for (optimizer, fields), (schedule, params) in itertools.product(
+            space.optimizers.items(), schedules.items()):
+        shared = space.shared
+        names = [*fields, *params, *shared]
+        kinds = ["opt"] * len(fields) + ["sch"] * len(params) + ["sh"] * len(shared)
+        options = [_edges(s) for s in (*fields.values(), *params.values(), *shared.values())]
+        for values in itertools.islice(itertools.product(*options), 256):
+            changes: dict[str, Any] = {"optimizer": optimizer, "schedule": schedule,
+                                       "epochs": epochs}
+            schedule_params = {}
+            for name, kind, value in zip(names, kinds, values, strict=True):
+                if kind == "sch":
+                    schedule_params[name] = list(value) if isinstance(value, tuple) else value
+                else:
+                    changes[name] = value
+            changes = drop_inapplicable(changes)  # as the space samples it
+            try:
+                TrialConfig(schedule_params=schedule_params, **changes)
+            except (ConfigError, TypeError, ValueError) as exc:
+                raise SpaceFileError(
+                    f"{path}: optimizers.{optimizer} with schedules.{schedule} gives an invalid "
+                    f"configuration at {dict(zip(names, values, strict=True))}: {exc}"
+                ) from None
+
+
+def load_space(path: str | Path, *, epochs: int | None = None) -> SearchSpace:
+    """Read and check a TOML search space (the module docstring shows the form).
+
+    Args:
+        path: the ``.toml`` file.
+        epochs: the study's epochs, for the check of epoch-dependent values (default: the
+            file's ``epochs``, else 5).
+
+    Raises:
+        SpaceFileError: the file is missing, not TOML, or declares something the toolkit
+            cannot run; the message names the key, the value and what is allowed.
+    """
+    path = Path(path).absolute()
+    if not path.is_file():
+        raise SpaceFileError(f"space file {path} does not exist.")
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SpaceFileError(f"{path} is not valid TOML: {exc}.") from None
+    unknown = [k for k in data if k not in _TOP]
+    if unknown:
+        raise SpaceFileError(
+            f"{_where(path, unknown[0])}: unknown key; a space file has: {', '.join(_TOP)}."
+        )
+    name = data.get("name", path.stem)
+    if not isinstance(name, str) or not name.strip():
+        raise SpaceFileError(f"{_where(path, 'name')} = {name!r}: give a non-empty string.")
+    file_epochs = data.get("epochs")
+    if file_epochs is not None and (not isinstance(file_epochs, int) or file_epochs < 1):
+        raise SpaceFileError(f"{_where(path, 'epochs')} = {file_epochs!r}: give an integer >= 1.")
+    epochs = epochs or file_epochs or 5
+
+    optimizers = {}
+    for optimizer, fields in _table(path, "optimizers", data.get("optimizers", {})).items():
+        try:
+            get_optimizer_info(optimizer)
+        except ValueError:
+            raise SpaceFileError(
+                f"{_where(path, 'optimizers.' + optimizer)}: unknown optimizer; choose among: "
+                f"{', '.join(list_optimizers())}."
+            ) from None
+        fields = _table(path, f"optimizers.{optimizer}", fields)
+        for field in fields:
+            if field not in _TRIAL_FIELDS or field in ("optimizer", "schedule",
+                                                      "schedule_params", *_RUN_FIELDS):
+                allowed = [f for f in _TRIAL_FIELDS if f not in (
+                    "optimizer", "schedule", "schedule_params", "warmup_epochs", *_RUN_FIELDS)]
+                raise SpaceFileError(
+                    f"{_where(path, f'optimizers.{optimizer}.{field}')}: not an optimizer "
+                    f"setting; use: {', '.join(allowed)}."
+                )
+        optimizers[optimizer] = {
+            k: _distribution(path, f"optimizers.{optimizer}.{k}", v) for k, v in fields.items()}
+
+    schedules = {}
+    for schedule, params in _table(path, "schedules", data.get("schedules", {})).items():
+        if schedule not in list_schedules():
+            raise SpaceFileError(
+                f"{_where(path, 'schedules.' + schedule)}: unknown schedule; choose among: "
+                f"{', '.join(list_schedules())}."
+            )
+        params = _table(path, f"schedules.{schedule}", params)
+        schedules[schedule] = {
+            k: _distribution(path, f"schedules.{schedule}.{k}", v) for k, v in params.items()}
+
+    shared = {}
+    for field, value in _table(path, "shared", data.get("shared", {})).items():
+        if field not in _TRIAL_FIELDS or field in ("optimizer", *_RUN_FIELDS):
+            raise SpaceFileError(
+                f"{_where(path, 'shared.' + field)}: not a setting every trial shares; use "
+                f"TrialConfig fields such as warmup_epochs or no_decay_1d."
+            )
+        shared[field] = _distribution(path, f"shared.{field}", value)
+
+    configs = {}
+    for config_name, fields in _table(path, "configs", data.get("configs", {})).items():
+        fields = _table(path, f"configs.{config_name}", fields)
+        try:
+            TrialConfig(**{"epochs": epochs, **fields})
+        except (ConfigError, TypeError, ValueError) as exc:
+            raise SpaceFileError(f"{_where(path, 'configs.' + config_name)}: {exc}") from None
+        configs[config_name] = fields
+
+    if configs and (optimizers or schedules or shared):
+        raise SpaceFileError(
+            f"{path}: [configs] (fixed runs) cannot be mixed with [optimizers], [schedules] "
+            f"or [shared] (ranges); write two files."
+        )
+    if not configs and not optimizers:
+        raise SpaceFileError(
+            f"{path}: declare at least one [optimizers.NAME] table (ranges) or one "
+            f"[configs.NAME] table (fixed runs)."
+        )
+    lr_grid = data.get("lr_grid")
+    if lr_grid is not None:
+        if not (isinstance(lr_grid, list) and len(lr_grid) == 3):
+            raise SpaceFileError(
+                f"{_where(path, 'lr_grid')} = {lr_grid!r}: give [low, high, points per decade].")
+        lr_grid = tuple(lr_grid)
+    pruner = data.get("pruner", "none" if configs or lr_grid else "median")
+    if not isinstance(pruner, str):
+        raise SpaceFileError(f"{_where(path, 'pruner')} = {pruner!r}: give a pruner's name.")
+    try:
+        space = SearchSpace(
+            name=name, description=data.get("description", f"space file {path.name}"),
+            optimizers=optimizers, schedules=schedules or {"constant": {}}, shared=shared,
+            configs=configs, pruner=pruner, lr_grid=lr_grid,
+        )
+    except ValueError as exc:
+        raise SpaceFileError(f"{path}: {exc}") from None
+    if optimizers:
+        _check_combinations(path, space, epochs)
+    return space
+
+
+# --- writing -------------------------------------------------------------------------------
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    if value is None:
+        raise TypeError("TOML has no null")
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def _spec(spec: Any, epochs: int) -> Any:
+    spec = spec(epochs) if callable(spec) else spec
+    if isinstance(spec, CategoricalDistribution):
+        return {"choices": list(spec.choices)}
+    if isinstance(spec, (FloatDistribution, IntDistribution)):
+        out: dict[str, Any] = {"low": spec.low, "high": spec.high}
+        if spec.log:
+            out["log"] = True
+        if spec.step is not None and not (isinstance(spec, IntDistribution) and spec.step == 1):
+            out["step"] = spec.step
+        if isinstance(spec, IntDistribution):
+            out["int"] = True
+        return out
+    return spec
+
+
+def space_to_toml(space: SearchSpace, *, epochs: int) -> str:
+    """``space`` as a TOML space file that :func:`load_space` reads back to the same space
+    (ranges that depend on the epochs written for ``epochs``)."""
+    lines = [f"# The {space.name!r} search space, for runs of {epochs} epochs.",
+             "# Edit it and run: python -m study.run --space this-file.toml", "",
+             f"name = {_toml_value(space.name)}",
+             f"description = {_toml_value(space.description)}",
+             f"pruner = {_toml_value(space.pruner)}",
+             f"epochs = {epochs}"]
+    if space.lr_grid is not None:
+        lines.append(f"lr_grid = {_toml_value(list(space.lr_grid))}")
+
+    def table(header: str, specs: Mapping[str, Any]) -> None:
+        lines.extend(["", f"[{header}]"])
+        for key, spec in specs.items():
+            value = _spec(spec, epochs)
+            if value is not None:
+                lines.append(f"{key} = {_toml_value(value)}")
+
+    for config_name, fields in space.configs.items():
+        table(f"configs.{config_name}", fields)
+    for optimizer, fields in space.optimizers.items():
+        table(f"optimizers.{optimizer}", fields)
+    if space.optimizers:
+        for schedule, params in space.schedules.items():
+            table(f"schedules.{schedule}", params)
+    shared = {k: v for k, v in space.shared.items() if not (space.lr_grid and k == "lr")}
+    if shared:
+        table("shared", shared)
+    return "\n".join(lines) + "\n"

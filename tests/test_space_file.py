@@ -1,0 +1,139 @@
+"""Search spaces written in TOML: read, checked whole, written back, run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from conftest import QUICK
+
+from search_spaces import get_space, list_spaces
+from search_spaces.space_file import SpaceFileError, load_space, space_to_toml
+from study.config import TrialConfig
+from study.run import main
+
+REPO = Path(__file__).resolve().parent.parent
+
+SMALL = """
+name = "small"
+pruner = "none"
+
+[optimizers.sgd]
+lr = { low = 1e-2, high = 0.5, log = true }
+momentum = 0.9
+
+[optimizers.adam]
+lr = { low = 1e-4, high = 1e-2, log = true }
+beta1 = { choices = [0.8, 0.9] }
+
+[schedules.constant]
+[schedules.cosine]
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "space.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("name", list_spaces())
+def test_every_registered_space_survives_a_round_trip_through_toml(tmp_path, name):
+    space = get_space(name)
+    path = write(tmp_path, space_to_toml(space, epochs=5))
+    again = load_space(path)
+    assert again.name == space.name and again.pruner == space.pruner
+    assert again.definition(5) == space.definition(5)
+
+
+def test_a_file_space_samples_what_it_declares(tmp_path):
+    space = load_space(write(tmp_path, SMALL))
+    assert space.name == "small" and space.optimizer_names == ("sgd", "adam")
+    optuna_study = optuna.create_study(direction="maximize")
+    for _ in range(6):
+        trial = optuna_study.ask()
+        config = space.config_for(trial, TrialConfig(epochs=2))
+        if config.optimizer == "sgd":
+            assert 1e-2 <= config.lr <= 0.5 and config.momentum == 0.9
+        else:
+            assert 1e-4 <= config.lr <= 1e-2 and config.beta1 in (0.8, 0.9)
+        assert config.schedule in ("constant", "cosine")
+        optuna_study.tell(trial, 0.5)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("nme = 'x'\n[optimizers.sgd]\n", "nme: unknown key; a space file has: name,"),
+        ("[optimizers.lion]\n", "optimizers.lion: unknown optimizer; choose among: sgd"),
+        ("[optimizers.sgd]\nlr = { low = 1, high = 0.1 }\n", "low = 1, high = 0.1"),
+        ("[optimizers.sgd]\nlr = { low = 0, high = 1, log = true }\n", "log = true needs low > 0"),
+        ("[optimizers.sgd]\nlr = { lo = 0.1, high = 1 }\n", "unknown key 'lo'"),
+        ("[optimizers.sgd]\nbatch_size = 32\n", "optimizers.sgd.batch_size: not an optimizer"),
+        ("[optimizers.adam]\nmomentum = 0.9\n", "optimizers.adam with schedules.constant"),
+        ("[optimizers.sgd]\nmomentum = { low = 0.5, high = 1.5 }\n", "momentum"),
+        ("[optimizers.sgd]\n[schedules.wavy]\n", "schedules.wavy: unknown schedule; choose"),
+        ("[optimizers.sgd]\n[configs.a]\noptimizer = 'sgd'\n", "cannot be mixed"),
+        ("name = 'x'\n", "declare at least one [optimizers.NAME]"),
+        ("[optimizers.sgd\n", "is not valid TOML"),
+    ],
+)
+def test_a_bad_file_names_the_key_the_value_and_what_is_allowed(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(SpaceFileError) as err:
+        load_space(path)
+    assert message in str(err.value)
+    assert str(path) in str(err.value)
+
+
+def test_a_bad_file_through_the_command_line_is_one_line_and_exit_2(in_tmp, capsys):
+    write(in_tmp, "[optimizers.lion]\n")
+    assert main(["--space", "space.toml", "--trials", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "--space space.toml:" in err and "unknown optimizer" in err
+    assert err.count("\n") == 1
+    assert not (in_tmp / "studies").exists()
+    assert main(["--space", "missing.toml"]) == 2
+    assert f"{in_tmp / 'missing.toml'} does not exist" in capsys.readouterr().err
+
+
+def test_print_space_writes_a_file_the_command_line_reads_back(in_tmp, capsys):
+    assert main(["--print-space", "--optimizers", "sgd,adam", "--epochs", "3"]) == 0
+    text = capsys.readouterr().out
+    assert "[optimizers.sgd]" in text and "[optimizers.rmsprop]" not in text
+    space = load_space(write(in_tmp, text))
+    assert space.optimizer_names == ("sgd", "adam")
+    assert space.definition(3) == get_space("default").restrict(["sgd", "adam"]).definition(3)
+    assert not (in_tmp / "studies").exists()  # printing runs nothing
+
+
+def test_the_shipped_lab_example_is_the_labs_multistep_run():
+    space = load_space(REPO / "spaces" / "lab-multistep.toml")
+    (config,) = space.configs.values()
+    assert config["schedule"] == "multistep"
+    assert config["schedule_params"] == {"milestones": [6, 11], "gamma": 0.1}
+    optuna_study = optuna.create_study(direction="maximize")
+    space.enqueue_fixed_trials(optuna_study, 1)
+    built = space.config_for(optuna_study.ask(), TrialConfig(epochs=15))
+    assert (built.optimizer, built.lr, built.momentum, built.weight_decay) == (
+        "sgd",
+        0.1,
+        0.9,
+        5e-4,
+    )
+    assert built.schedule == "multistep" and built.epochs == 15
+
+
+@pytest.mark.slow
+def test_a_study_from_a_file_runs_and_refuses_an_edited_file(in_tmp, capsys):
+    path = write(in_tmp, "epochs = 2\n" + SMALL)
+    assert main(["--space", "space.toml", "--trials", "2", *QUICK]) == 0
+    optuna_study = optuna.load_study(study_name="small", storage="sqlite:///studies/small.db")
+    assert optuna_study.user_attrs["epochs"] == 2  # the file's epochs
+    assert {t.params["optimizer"] for t in optuna_study.trials} == {"sgd", "adam"}
+    path.write_text(path.read_text().replace("high = 0.5", "high = 0.9"))
+    capsys.readouterr()
+    assert main(["--space", "space.toml", "--trials", "3", *QUICK]) == 2
+    err = capsys.readouterr().err
+    assert "optimizers changed since study 'small' was created" in err
