@@ -49,7 +49,7 @@ from __future__ import annotations
 import bisect
 import functools
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -58,6 +58,8 @@ import torch
 from study.registry import Registry
 
 __all__ = [
+    "batch_factor",
+    "build_batch_factor",
     "ScheduleParam",
     "ScheduleInfo",
     "register",
@@ -307,6 +309,8 @@ class ScheduleInfo:
     parameters turn it off; only a schedule that takes no warm-up has one. ``make_epoch_hook``
     receives the parameters and returns the schedule's :class:`EpochHook`. ``check`` returns
     what is wrong with a combination of parameters (``None``: nothing).
+    ``make_batch_factor`` (a batch-size schedule) receives the parameters and returns the
+    multiple of the configured batch size to train each epoch with (by 0-based epoch).
     """
 
     name: str
@@ -318,6 +322,7 @@ class ScheduleInfo:
     make_momentum: Callable[..., LrLambda | None] | None = None
     make_epoch_hook: Callable[..., EpochHook] | None = None
     check: Callable[[Mapping[str, Any]], str | None] | None = None
+    make_batch_factor: Callable[..., Callable[[int], int]] | None = None
 
     def __post_init__(self) -> None:
         if self.make_momentum is not None and self.composes_warmup:
@@ -480,6 +485,38 @@ register(ScheduleInfo(
         _GAMMA,
     ),
     first_decay=_first_milestone,
+))
+def batch_factor(epoch: int, *, milestones: Sequence[float], gamma: float) -> int:
+    """The batch size's multiple in 0-based ``epoch``: ``round(1 / gamma)`` to the power of
+    the milestones passed (Smith et al. 2017: instead of dividing the learning rate by
+    ``1 / gamma`` at a milestone, multiply the batch size by it)."""
+    return round(1.0 / gamma) ** sum(epoch >= m for m in milestones)
+
+
+def _make_held(*, total_steps: int, steps_per_epoch: int, **batch_params: Any) -> LrLambda:
+    return constant_factor  # the batch size moves instead (make_batch_factor)
+
+
+def _make_batch_factor(*, milestones: Sequence[float], gamma: float) -> Callable[[int], int]:
+    return functools.partial(batch_factor, milestones=tuple(milestones), gamma=gamma)
+
+
+register(ScheduleInfo(
+    "batch_multistep",
+    "the learning rate held; the batch size multiplied by round(1/gamma) at each milestone "
+    "epoch instead (Smith et al. 2017, 'Don't decay the learning rate, increase the batch "
+    "size'); the batch size in effect is recorded per epoch",
+    _make_held,
+    (
+        ScheduleParam(
+            "milestones", (6.0, 11.0), 0.0, 1e6,
+            "epochs from the start of training at which the batch size grows", True,
+        ),
+        ScheduleParam("gamma", 0.2, 0.01, 0.5,
+                      "the learning-rate factor it replaces: the batch grows round(1/gamma)x"),
+    ),
+    first_decay=_first_milestone,
+    make_batch_factor=_make_batch_factor,
 ))
 register(ScheduleInfo(
     "exponential",
@@ -735,6 +772,22 @@ def build_epoch_hook(name: str, params: Mapping[str, Any] | None = None) -> Epoc
     if info.make_epoch_hook is None:
         return None
     return info.make_epoch_hook(**values)
+
+
+def build_batch_factor(
+    name: str, params: Mapping[str, Any] | None = None
+) -> Callable[[int], int] | None:
+    """The multiple of the batch size per 0-based epoch for a batch-size schedule
+    (``batch_multistep``), or ``None`` for one that keeps the batch size.
+
+    Raises:
+        ValueError: as :func:`validate_schedule_params`.
+    """
+    info = get_schedule_info(name)
+    values = validate_schedule_params(name, params or {})
+    if info.make_batch_factor is None:
+        return None
+    return info.make_batch_factor(**values)
 
 
 def create_scheduler(

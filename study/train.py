@@ -25,6 +25,7 @@ from study.data import Dataset, iter_batches
 from study.model import MLP
 from study.optim import create_optimizer, get_optimizer_info
 from study.schedules import (
+    build_batch_factor,
     build_epoch_hook,
     build_lr_lambda,
     build_momentum_fn,
@@ -225,7 +226,6 @@ class TrainingRun:
             self.model, config.optimizer, **config.optimizer_hparams()
         )
         steps_per_epoch = math.ceil(data.num_train / config.batch_size)
-        self._steps_per_epoch = steps_per_epoch
         lr_lambda = build_lr_lambda(
             config.schedule,
             config.schedule_params,
@@ -250,6 +250,7 @@ class TrainingRun:
         if self._momentum_fn is not None:
             self._set_momentum(self._momentum_fn(0))
         self._epoch_hook = build_epoch_hook(config.schedule, config.schedule_params)
+        self._batch_factor = build_batch_factor(config.schedule, config.schedule_params)
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
         self._rng = _get_rng_state(self.device)  # this run's dropout stream
         _set_rng_state(self.device, outer)
@@ -354,7 +355,10 @@ class TrainingRun:
         momentum_fn = self._momentum_fn
         lr_used = optimizer.param_groups[0]["lr"]
         lr_low, lr_high = math.inf, -math.inf
-        batches = iter_batches(data.train_x, data.train_y, config.batch_size, self.generator)
+        batch_size = config.batch_size * (
+            self._batch_factor(epoch - 1) if self._batch_factor is not None else 1)
+        steps = math.ceil(data.num_train / batch_size)
+        batches = iter_batches(data.train_x, data.train_y, batch_size, self.generator)
         for step, (xb, yb) in enumerate(batches):
             # Python floats from the scheduler: no host synchronisation
             lr_used = optimizer.param_groups[0]["lr"]
@@ -385,7 +389,7 @@ class TrainingRun:
             # 3. look at the flag every CHECK_EVERY updates; the epoch mean at its end
             if (step + 1) % CHECK_EVERY == 0 and bad.item():
                 break
-        self._updates += self._steps_per_epoch
+        self._updates += steps
         train_loss = loss_sum.item() / seen
         if bad.item():
             return self._diverge(epoch, lr_used, "non-finite loss")
@@ -396,7 +400,7 @@ class TrainingRun:
             eval_loss, eval_acc = evaluate(model, data.eval_x, data.eval_y)
         best = max((s.eval_accuracy for s in self.history), default=0.0)
         below = best >= COLLAPSE_AFTER and eval_acc < self._collapse_level
-        self._below_updates = self._below_updates + self._steps_per_epoch if below else 0
+        self._below_updates = self._below_updates + steps if below else 0
         if self._below_updates >= SETTLE_UPDATES:
             return self._diverge(epoch, lr_used, "collapsed to chance")
         stats = EpochStats(
@@ -406,7 +410,7 @@ class TrainingRun:
             eval_loss=eval_loss,
             eval_accuracy=eval_acc,
             lr=lr_used,
-            batch_size=config.batch_size,
+            batch_size=batch_size,
             seconds=time.perf_counter() - start,
             lr_min=lr_low,
             lr_max=lr_high,

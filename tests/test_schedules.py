@@ -409,3 +409,21 @@ def test_every_schedule_pickles_and_never_gives_a_zero_rate(name):
     g = pickle.loads(pickle.dumps(f))
     assert [g(i) for i in range(5 * SPE)] == [f(i) for i in range(5 * SPE)]
     assert all(0 < f(i) <= 1.0 + 1e-12 for i in range(5 * SPE)), name
+
+
+def test_the_batch_size_schedule_multiplies_the_batch_where_multistep_divides_the_rate():
+    from study.schedules import batch_factor, build_batch_factor
+
+    grow = build_batch_factor("batch_multistep", {"milestones": [2, 4], "gamma": 0.2})
+    assert [grow(e) for e in range(6)] == [1, 1, 5, 5, 25, 25]
+    assert batch_factor(3, milestones=(1,), gamma=0.5) == 2
+    assert build_batch_factor("multistep", {"milestones": [2]}) is None  # keeps the batch
+    # the learning rate is held (warm-up aside): the batch size moves instead
+    factor = build_lr_lambda(
+        "batch_multistep", {"milestones": [2, 4]}, steps_per_epoch=10, epochs=6
+    )
+    assert {factor(i) for i in range(60)} == {1.0}
+    with pytest.raises(ValueError, match="inside the warm-up"):
+        build_lr_lambda(
+            "batch_multistep", {"milestones": [1]}, steps_per_epoch=10, epochs=6, warmup_epochs=1.5
+        )

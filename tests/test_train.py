@@ -450,3 +450,25 @@ def test_plateau_follows_the_accuracy_as_torchs_reducelronplateau_does(tiny_data
         reference.step(stats.eval_accuracy)
     assert [s.lr for s in result.history] == pytest.approx(expected)
     assert len({s.lr for s in result.history}) > 1  # it did reduce, here after epoch 3
+
+
+def test_a_batch_size_schedule_trains_each_epoch_at_its_batch_size(tiny_data):
+    config = TrialConfig(
+        optimizer="sgd",
+        lr=0.05,
+        momentum=0.9,
+        epochs=3,
+        batch_size=8,
+        schedule="batch_multistep",
+        schedule_params={"milestones": [1, 2], "gamma": 0.5},
+    )
+    run = TrainingRun(config, tiny_data)
+    updates = []
+    for _ in range(3):
+        before = run.scheduler.last_epoch
+        stats = run.train_epoch()
+        updates.append(run.scheduler.last_epoch - before)
+    n = tiny_data.num_train
+    assert [e.batch_size for e in run.history] == [8, 16, 32]
+    assert updates == [-(-n // 8), -(-n // 16), -(-n // 32)]
+    assert {e.lr for e in run.history} == {0.05} and stats.lr_min == stats.lr_max == 0.05
