@@ -127,8 +127,9 @@ class SearchSpace:
             mapped to its schedule parameters, declared the same way.
         shared: other ``TrialConfig`` fields of every trial (``warmup_epochs``), sampled
             under their own names.
-        configs: fixed configurations instead of ranges: ``name -> TrialConfig fields``,
-            enqueued in turn and cycled with new seeds (the ``lab`` space).
+        configs: fixed configurations instead of ranges: ``name -> TrialConfig fields``
+            (a value may be a function of the study's epochs), enqueued in turn and cycled
+            with new seeds (the ``lab`` space).
         pruner: the pruner used when the command line names none (``none`` for a space of
             fixed configurations, whose runs are meant to go the full length).
         lr_grid: ``(low, high, points per decade)``: instead of sampling, visit the same log
@@ -241,7 +242,8 @@ class SearchSpace:
             return out
 
         if self.configs:
-            return {"configs": {name: dict(c) for name, c in self.configs.items()}}
+            return {"configs": {name: {k: _resolve(v, epochs) for k, v in c.items()}
+                                for name, c in self.configs.items()}}
         definition = {
             "optimizers": {name: encode(f) for name, f in self.optimizers.items()},
             "schedules": {name: encode(p) for name, p in self.schedules.items()},
@@ -263,8 +265,8 @@ class SearchSpace:
         command line fixes (epochs, batch size, seed)."""
         if self.configs:
             name = suggest(trial, self.config_param, CategoricalDistribution(tuple(self.configs)))
-            return base.replace(**{"schedule": "constant", "schedule_params": {},
-                                   **self.configs[name]})
+            fields = {k: _resolve(v, base.epochs) for k, v in self.configs[name].items()}
+            return base.replace(**{"schedule": "constant", "schedule_params": {}, **fields})
         epochs = base.epochs
         dists = self.distributions(epochs)
 
@@ -506,8 +508,8 @@ register(SearchSpace(
     "Adagrad, Adamax), each with its own LR range; momentum, Nesterov, dampening, centered "
     "RMSprop, betas, weight decay with the lab's param groups (bias exemption, output-layer "
     "LR multiplier and weight decay), every schedule (step, multistep, exponential, cosine, "
-    "linear, restarts, the three cyclic ones, one-cycle, plateau) and warm-up; give it 10+ "
-    "trials per "
+    "linear, restarts, the three cyclic ones, one-cycle, plateau, the batch-size schedule), "
+    "warm-up and the batch size (32 to 256, overriding --batch-size); give it 10+ trials per "
     "optimizer (--trials 90 or more)",
     optimizers={
         "sgd": {"lr": _wide_lr("sgd"), "momentum": _MOMENTUM, "nesterov": _BOOL,
@@ -539,8 +541,10 @@ register(SearchSpace(
                       "div_factor": _log(5.0, 100.0),
                       "final_div_factor": _log(10.0, 1e4)},
         "plateau": {"factor": _log(0.1, 0.5), "patience": IntDistribution(0, 2)},
+        "batch_multistep": {"milestones": _lab_milestones, "gamma": _log(0.1, 0.5)},
     },
-    shared={"warmup_epochs": _warmup, "head_lr_mult": _log(0.1, 10.0)},
+    shared={"warmup_epochs": _warmup, "head_lr_mult": _log(0.1, 10.0),
+            "batch_size": CategoricalDistribution((32, 64, 128, 256))},
 ))
 
 
@@ -592,5 +596,59 @@ register(SearchSpace(
     description="the lab's three runs: SGD (lr 0.1, momentum 0.9, wd 5e-4), RMSprop and "
     "Adam with torch defaults; constant LR (cycled with new seeds past 3 trials)",
     configs=LAB_CONFIGS,
+    pruner="none",
+))
+
+
+# --- batch-vs-decay: Smith et al. 2017 at equal epochs -------------------------------------
+
+#: The lab's SGD, its learning rate divided by 5 at 40 % and 73 % of the run (the lab's 6 and
+#: 11 of 15 epochs), against the same run holding the rate and multiplying the batch size by
+#: 5 there instead ("Don't decay the learning rate, increase the batch size").
+_LAB_SGD = dict(LAB_CONFIGS["sgd"])
+register(SearchSpace(
+    name="batch-vs-decay",
+    description="the lab's SGD with its learning rate divided by 5 at 40 % and 73 % of the "
+    "run, against the batch size multiplied by 5 there instead (Smith et al. 2017), at "
+    "equal epochs; cycled with new seeds",
+    configs={
+        "lr-decay": {**_LAB_SGD, "schedule": "multistep",
+                     "schedule_params": lambda epochs: {"milestones": _lab_milestones(epochs),
+                                                        "gamma": 0.2}},
+        "batch-growth": {**_LAB_SGD, "schedule": "batch_multistep",
+                         "schedule_params": lambda epochs: {
+                             "milestones": _lab_milestones(epochs), "gamma": 0.2}},
+    },
+    pruner="none",
+))
+
+
+# --- lab-full: every idea of the lab, one fixed run each ----------------------------------
+
+def _lab_schedule(**params: Any) -> Callable[[int], dict[str, Any]]:
+    """Schedule parameters with the lab's milestones scaled to the study's epochs."""
+    return lambda epochs: {"milestones": _lab_milestones(epochs), **params}
+
+
+register(SearchSpace(
+    name="lab-full",
+    description="every idea of the lab, one run each: its SGD, RMSprop and Adam; its "
+    "hand-written momentum SGD; the output layer as its own param group (lr x 0.1); the "
+    "learning rate divided by 10 at 40 % and 73 % of the run (6 and 11 of 15 epochs); a "
+    "triangular cycle; linear warm-up then linear decay; the batch size multiplied by 10 "
+    "instead; cycled with new seeds (run it with --epochs 15 for the lab's length)",
+    configs={
+        **LAB_CONFIGS,
+        "sgd_lab": {"optimizer": "sgd_lab", "lr": 0.1, "momentum": 0.9},
+        "sgd-head-group": {**_LAB_SGD, "head_lr_mult": 0.1},
+        "sgd-multistep": {**_LAB_SGD, "schedule": "multistep",
+                          "schedule_params": _lab_schedule(gamma=0.1)},
+        "sgd-triangular": {**_LAB_SGD, "schedule": "triangular",
+                           "schedule_params": lambda epochs: {"step_epochs": epochs / 4,
+                                                              "base_ratio": 0.1}},
+        "sgd-warmup-linear": {**_LAB_SGD, "schedule": "linear", "warmup_epochs": 1.0},
+        "sgd-batch-growth": {**_LAB_SGD, "schedule": "batch_multistep",
+                             "schedule_params": _lab_schedule(gamma=0.1)},
+    },
     pruner="none",
 ))

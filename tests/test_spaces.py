@@ -38,7 +38,7 @@ def _trials(space, n=40, epochs=5):
 @pytest.mark.parametrize("name", list_spaces())
 def test_every_space_proposes_valid_configs_with_conditional_parameters(name):
     space = get_space(name)
-    pairs = _trials(space)
+    pairs = _trials(space, n=80)
     for config, _ in pairs:
         info = get_optimizer_info(config.optimizer)
         assert config.momentum is None or info.has_momentum
@@ -59,7 +59,12 @@ def test_what_is_sampled_is_what_is_declared_and_stored(name):
             assert declared[param] == distribution, param
     stored = json.loads(json.dumps(space.definition(epochs=5)))  # as the database holds it
     if space.configs:
-        assert stored == {"configs": json.loads(json.dumps(LAB_CONFIGS))}
+        # each fixed configuration as stored (functions of the epochs resolved) is the one run
+        assert set(stored["configs"]) == set(space.configs)
+        for config, trial in _trials(space, n=len(space.configs), epochs=5):
+            fields = stored["configs"][trial.params[space.config_param]]
+            ran = json.loads(json.dumps(config.to_dict()))
+            assert {k: ran[k] for k in fields} == fields
         return
     for optimizer, fields in stored["optimizers"].items():
         for field, value in fields.items():
