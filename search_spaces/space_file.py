@@ -23,6 +23,17 @@ The file declares what :class:`~search_spaces.SearchSpace` holds, one table each
     [shared]
     warmup_epochs = { low = 0.0, high = 1.0 }
 
+Your own optimizer, named by import path, is registered before the rest is read (in every
+worker process that reads the file) and is then searched like a built-in one::
+
+    [custom_optimizers.signsgd]
+    class = "mypackage.optim:SignSGD"     # a torch.optim.Optimizer subclass
+    default_lr = 1e-3
+    has_momentum = false                  # capability flags, as study.optim.OptimInfo's
+
+    [optimizers.signsgd]
+    lr = { low = 1e-5, high = 1e-1, log = true }
+
 A range is ``{ low, high }`` with optional ``log = true``, ``step`` and ``int = true``
 (integers); a choice is ``{ choices = [...] }``; anything else is a fixed value. A space of
 fixed runs (the lab's) has ``[configs.NAME]`` tables of ``TrialConfig`` fields instead of
@@ -38,6 +49,7 @@ this form.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import itertools
 import math
 import sys
@@ -45,6 +57,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
 from optuna.distributions import (
     CategoricalDistribution,
     FloatDistribution,
@@ -53,7 +66,8 @@ from optuna.distributions import (
 
 from search_spaces.spaces import SearchSpace, drop_inapplicable
 from study.config import ConfigError, TrialConfig
-from study.optim import get_optimizer_info, list_optimizers
+from study.optim import OptimInfo, get_optimizer_info, list_optimizers
+from study.optim import register as register_optimizer
 from study.schedules import list_schedules
 
 if sys.version_info >= (3, 11):
@@ -63,8 +77,8 @@ else:  # pragma: no cover - Python 3.10
 
 __all__ = ["SpaceFileError", "load_space", "space_to_toml", "is_space_file", "file_epochs"]
 
-_TOP = ("name", "description", "pruner", "epochs", "optimizers", "schedules", "shared",
-        "configs", "lr_grid")
+_TOP = ("name", "description", "pruner", "epochs", "custom_optimizers", "optimizers",
+        "schedules", "shared", "configs", "lr_grid")
 _RANGE_KEYS = {"low", "high", "log", "step", "int"}
 _TRIAL_FIELDS = tuple(f.name for f in dataclasses.fields(TrialConfig))
 #: Fields the command line owns: a space may not set them.
@@ -174,6 +188,53 @@ def _check_combinations(path: Path, space: SearchSpace, epochs: int) -> None:
                 ) from None
 
 
+_FLAGS = tuple(f.name for f in dataclasses.fields(OptimInfo)
+               if f.name not in ("name", "opt_class", "description", "default_lr"))
+
+
+def _register_custom(path: Path, name: str, fields: dict[str, Any]) -> None:
+    """Import ``fields["class"]`` and register it as optimizer ``name`` (once per process:
+    the same class again is fine, another class under a taken name is an error)."""
+    key = f"custom_optimizers.{name}"
+    unknown = set(fields) - {"class", "description", "default_lr", *_FLAGS}
+    if unknown or "class" not in fields or "default_lr" not in fields:
+        raise SpaceFileError(
+            f"{_where(path, key)}: give class = \"module:Class\" and default_lr, and optionally "
+            f"description and the capability flags {', '.join(_FLAGS)}"
+            + (f" (unknown key {sorted(unknown)[0]!r})." if unknown else ".")
+        )
+    target = fields["class"]
+    module_name, _, attr = str(target).replace(":", ".").rpartition(".")
+    try:
+        opt_class = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise SpaceFileError(
+            f"{_where(path, key + '.class')} = {target!r}: cannot import it ({exc}); give "
+            f"\"module:Class\" of a module on the Python path."
+        ) from None
+    if not (isinstance(opt_class, type) and issubclass(opt_class, torch.optim.Optimizer)):
+        raise SpaceFileError(
+            f"{_where(path, key + '.class')} = {target!r} is not a torch.optim.Optimizer "
+            f"subclass."
+        )
+    if name in list_optimizers():
+        if get_optimizer_info(name).opt_class is opt_class:
+            return
+        raise SpaceFileError(
+            f"{_where(path, key)}: the name {name!r} is taken by another optimizer; choose a "
+            f"name not among: {', '.join(list_optimizers())}."
+        )
+    flags = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()
+             if k in _FLAGS}
+    try:
+        register_optimizer(OptimInfo(
+            name=name, opt_class=opt_class, description=fields.get("description", str(target)),
+            default_lr=fields["default_lr"], **flags,
+        ))
+    except (TypeError, ValueError) as exc:
+        raise SpaceFileError(f"{_where(path, key)}: {exc}") from None
+
+
 def load_space(path: str | Path, *, epochs: int | None = None) -> SearchSpace:
     """Read and check a TOML search space (the module docstring shows the form).
 
@@ -205,6 +266,10 @@ def load_space(path: str | Path, *, epochs: int | None = None) -> SearchSpace:
     if file_epochs is not None and (not isinstance(file_epochs, int) or file_epochs < 1):
         raise SpaceFileError(f"{_where(path, 'epochs')} = {file_epochs!r}: give an integer >= 1.")
     epochs = epochs or file_epochs or 5
+
+    for name_, fields in _table(path, "custom_optimizers",
+                                data.get("custom_optimizers", {})).items():
+        _register_custom(path, name_, _table(path, f"custom_optimizers.{name_}", fields))
 
     optimizers = {}
     for optimizer, fields in _table(path, "optimizers", data.get("optimizers", {})).items():
@@ -241,10 +306,11 @@ def load_space(path: str | Path, *, epochs: int | None = None) -> SearchSpace:
 
     shared = {}
     for field, value in _table(path, "shared", data.get("shared", {})).items():
-        if field not in _TRIAL_FIELDS or field in ("optimizer", *_RUN_FIELDS):
+        if field not in _TRIAL_FIELDS or field in ("optimizer", "epochs", "seed", "precision"):
             raise SpaceFileError(
                 f"{_where(path, 'shared.' + field)}: not a setting every trial shares; use "
-                f"TrialConfig fields such as warmup_epochs or no_decay_1d."
+                f"TrialConfig fields such as warmup_epochs, no_decay_1d or batch_size (which "
+                f"then overrides --batch-size)."
             )
         shared[field] = _distribution(path, f"shared.{field}", value)
 

@@ -137,3 +137,76 @@ def test_a_study_from_a_file_runs_and_refuses_an_edited_file(in_tmp, capsys):
     assert main(["--space", "space.toml", "--trials", "3", *QUICK]) == 2
     err = capsys.readouterr().err
     assert "optimizers changed since study 'small' was created" in err
+
+
+SIGN_SGD = """
+import torch
+
+
+class SignSGD(torch.optim.Optimizer):
+    def __init__(self, params, lr=1e-3):
+        super().__init__(params, {"lr": lr})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.sub_(p.grad.sign(), alpha=group["lr"])
+"""
+
+
+@pytest.fixture
+def user_module(tmp_path, monkeypatch):
+    """A module of the user's on the Python path, and the registry left as it was."""
+    from study.optim import list_optimizers, unregister
+
+    (tmp_path / "my_optim.py").write_text(SIGN_SGD)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = set(list_optimizers())
+    yield tmp_path
+    for name in set(list_optimizers()) - before:
+        unregister(name)
+
+
+def test_an_optimizer_named_by_import_path_is_registered_searched_and_trained(
+    user_module, tiny_data
+):
+    from study.train import fit
+
+    text = """
+[custom_optimizers.signsgd]
+class = "my_optim:SignSGD"
+default_lr = 1e-3
+
+[optimizers.signsgd]
+lr = { low = 1e-4, high = 3e-4, log = true }
+"""
+    space = load_space(write(user_module, text))
+    load_space(write(user_module, text))  # read again (a worker, a resume): the same class
+    optuna_study = optuna.create_study(direction="maximize")
+    config = space.config_for(optuna_study.ask(), TrialConfig(epochs=2, batch_size=32))
+    assert config.optimizer == "signsgd" and 1e-4 <= config.lr <= 3e-4
+    result = fit(config, tiny_data)
+    assert not result.diverged and len(result.history) == 2
+    assert result.history[-1].train_loss < result.history[0].train_loss
+
+
+@pytest.mark.parametrize(
+    "table, message",
+    [
+        ('class = "my_optim:Nope"\ndefault_lr = 1e-3', "cannot import it"),
+        ('class = "no_such_module:X"\ndefault_lr = 1e-3', "cannot import it"),
+        ('class = "my_optim:torch"\ndefault_lr = 1e-3', "is not a torch.optim.Optimizer"),
+        ('class = "my_optim:SignSGD"', "give class"),
+        ('class = "my_optim:SignSGD"\ndefault_lr = 1e-3\nwings = 2', "unknown key 'wings'"),
+    ],
+)
+def test_a_bad_custom_optimizer_is_named(user_module, table, message):
+    path = write(user_module, f"[custom_optimizers.mine]\n{table}\n[optimizers.sgd]\n")
+    with pytest.raises(SpaceFileError, match=message) as err:
+        load_space(path)
+    assert "custom_optimizers.mine" in str(err.value)
+    text = '[custom_optimizers.adam]\nclass = "my_optim:SignSGD"\ndefault_lr = 1e-3\n'
+    with pytest.raises(SpaceFileError, match="'adam' is taken by another optimizer"):
+        load_space(write(user_module, text + "[optimizers.sgd]\n"))
