@@ -523,7 +523,8 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
                                                finished=finished, quiet=args.worker,
                                                done=space.grid_points_done if grid else None,
                                                checkpoints=checkpoints,
-                                               keep_checkpoints=args.keep_checkpoints)
+                                               keep_checkpoints=args.keep_checkpoints,
+                                               claim_key=f"{url}\n{study_name}")
     if args.worker:
         return 130 if interrupted else 0
     print(summary(wall_seconds))

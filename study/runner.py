@@ -6,21 +6,28 @@ RUNNING) and the caller prints the summary.
 
 from __future__ import annotations
 
+import hashlib
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import IO, Any, NoReturn
 
 import optuna
 from tqdm.auto import tqdm
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX
+    fcntl = None
 
 from study.config import TrialConfig
 from study.data import Dataset
 from study.objective import Objective, keep_best_checkpoints
 from study.progress import PlainProgress
-from study.summary import trial_line
+from study.summary import trial_label, trial_line
 from study.train import EpochStats
 
 __all__ = ["FINISHED", "run_trials"]
@@ -31,6 +38,29 @@ RUNNING = optuna.trial.TrialState.RUNNING
 
 def _raise_interrupt(signum: int, frame: Any) -> NoReturn:
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+class _Claim:
+    """An exclusive lock shared by the processes of one machine (a file lock in the temporary
+    folder, named after ``key``); a no-op where the platform has no ``fcntl``."""
+
+    def __init__(self, key: str) -> None:
+        digest = hashlib.sha1(key.encode()).hexdigest()[:16]
+        self.path = Path(tempfile.gettempdir()) / f"optstudy-{digest}.lock"
+        self._file: IO[str] | None = None
+
+    def acquire(self) -> None:
+        if fcntl is None or self._file is not None:
+            return
+        self._file = open(self.path, "a")  # held from acquire to release
+        fcntl.flock(self._file, fcntl.LOCK_EX)
+
+    def release(self) -> None:
+        if self._file is None:
+            return
+        fcntl.flock(self._file, fcntl.LOCK_UN)
+        self._file.close()
+        self._file = None
 
 
 def _best_value(optuna_study: optuna.Study) -> float | None:
@@ -52,6 +82,7 @@ def run_trials(
     done: Callable[[optuna.Study], int] | None = None,
     checkpoints: Path | None = None,
     keep_checkpoints: int | None = None,
+    claim_key: str | None = None,
 ) -> tuple[bool, float]:
     """Run trials until ``target`` are finished; returns (interrupted, wall seconds).
 
@@ -64,7 +95,8 @@ def run_trials(
     ``done(study)`` counts what the target counts (default: finished trials; a grid counts
     its distinct points). With ``checkpoints`` (a folder) each trial that completes or is
     pruned leaves a checkpoint per seed there, and with ``keep_checkpoints`` K only the best
-    K trials' files are kept.
+    K trials' files are kept. ``claim_key`` (the storage URL and study name) names the lock
+    the workers of one machine start their trials under.
     """
     trial_bar = tqdm(total=target, initial=finished, unit="trial", desc=optuna_study.study_name,
                      dynamic_ncols=True, disable=True if quiet else None)
@@ -74,7 +106,7 @@ def run_trials(
     progress = {"finished": finished}  # the bars count nothing when they are off
 
     def on_epoch(trial: optuna.Trial, stats: EpochStats) -> None:
-        name = f"trial {trial.number} {trial.params.get('optimizer', '')}"
+        name = f"trial {trial.number} {trial_label(trial)}"
         plain(lambda: f"{optuna_study.study_name}: {progress['finished']} of {target} trials "
                       f"finished; {name} epoch {stats.epoch}/{epochs}: loss "
                       f"{stats.train_loss:.3f}, accuracy {stats.eval_accuracy:.4f}")
@@ -97,24 +129,43 @@ def run_trials(
     objective = Objective(propose, data, repeats=repeats, on_epoch=on_epoch,
                           checkpoints=checkpoints)
     count = done or (lambda study: len(study.get_trials(deepcopy=False, states=FINISHED)))
+    # A worker of --workers claims each new trial under a lock its siblings share, so "is
+    # the target reached?" and "start a trial" happen as one step: the study never runs more
+    # trials than the target (nor a grid point twice), however short the trials.
+    claim = _Claim(claim_key) if quiet and claim_key else None
 
-    def stop_at_target(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        # A worker of --workers also counts what its siblings are running: it does not begin
-        # a trial the study will not need. Alone, only what is done counts (a RUNNING trial
-        # may be a crashed run's).
-        running = len(study.get_trials(deepcopy=False, states=(RUNNING,))) if quiet else 0
-        if count(study) + running >= target:
-            study.stop()
+    def claimed(trial: optuna.Trial) -> float:
+        if claim is not None:
+            claim.release()  # the trial exists, RUNNING: the siblings count it from now on
+        return objective(trial)
 
-    callbacks = [stop_at_target, on_trial]
+    def target_reached() -> bool:
+        # A worker also counts what its siblings are running: it does not begin a trial the
+        # study will not need. Alone, only what is done counts (a RUNNING trial may be a
+        # crashed run's).
+        running = (len(optuna_study.get_trials(deepcopy=False, states=(RUNNING,)))
+                   if quiet else 0)
+        return count(optuna_study) + running >= target
+
+    callbacks = [on_trial]
     if checkpoints is not None and keep_checkpoints is not None:
         callbacks.append(lambda study, trial: keep_best_checkpoints(study, keep_checkpoints))
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     start = time.perf_counter()
     interrupted = False
     try:
-        optuna_study.optimize(objective, n_trials=max(1, target - finished), callbacks=callbacks,
-                              gc_after_trial=False)
+        while True:
+            if claim is not None:
+                claim.acquire()
+            try:
+                if target_reached():
+                    break
+                # One trial per call: the check above comes before every trial.
+                optuna_study.optimize(claimed, n_trials=1, callbacks=callbacks,
+                                      gc_after_trial=False)
+            finally:
+                if claim is not None:
+                    claim.release()
     except KeyboardInterrupt:
         interrupted = True
         # Optuna marks a trial failed when the interrupt hits its objective; one caught

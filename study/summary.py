@@ -15,7 +15,17 @@ from analysis.load import load_trials
 from analysis.tables import best_trials
 from study import records
 
-__all__ = ["trial_line", "summarize", "format_duration", "next_steps"]
+__all__ = ["trial_line", "trial_label", "summarize", "format_duration", "next_steps"]
+
+
+def trial_label(trial: optuna.trial.FrozenTrial | optuna.Trial) -> str:
+    """What a trial runs, in a word: its fixed configuration's name in a space of fixed runs
+    (``sgd-multistep``), else its optimizer (``adam``); empty before it has either."""
+    fixed = trial.user_attrs.get(records.FIXED_TRIAL)
+    if fixed:
+        return str(fixed).partition("=")[2]
+    return (trial.user_attrs.get(records.CONFIG, {}).get("optimizer")
+            or trial.params.get("optimizer", ""))
 
 
 def trial_line(trial: optuna.trial.FrozenTrial) -> str:
@@ -24,7 +34,7 @@ def trial_line(trial: optuna.trial.FrozenTrial) -> str:
     config = attrs.get(records.CONFIG, {})
     epochs = len(attrs.get(records.EVAL_ACCURACY, []))
     seconds = sum(attrs.get(records.EPOCH_SECONDS, []))
-    head = f"trial {trial.number:>3} {config.get('optimizer', '?'):<7} "
+    head = f"trial {trial.number:>3} {trial_label(trial) or '?':<7} "
     head += f"lr {config.get('lr', math.nan):.2e}"
     if attrs.get(records.DIVERGED):
         outcome = (f"diverged at lr {attrs[records.DIVERGED_LR]:.2e} "

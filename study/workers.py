@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from study import records
 from study.progress import PlainProgress
 from study.runner import FINISHED
-from study.summary import trial_line
+from study.summary import trial_label, trial_line
 
 __all__ = ["WorkerFailed", "run_workers", "default_workers", "cpu_cores"]
 
@@ -167,7 +167,7 @@ def _show_progress(
     postfix = {"best": f"{max(complete):.4f}"} if complete else {}
     for t in running:
         epochs = len(t.user_attrs.get(records.EVAL_ACCURACY, []))
-        postfix[f"#{t.number}"] = f"{t.params.get('optimizer', '')} epoch {epochs + 1}"
+        postfix[f"#{t.number}"] = f"{trial_label(t)} epoch {epochs + 1}"
     bar.set_postfix(postfix, refresh=True)
     n_finished = sum(t.state in FINISHED for t in trials)
     plain(lambda: f"{optuna_study.study_name}: {n_finished} of {bar.total} trials finished"
