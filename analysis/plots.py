@@ -385,18 +385,24 @@ def learning_curves(
 def lr_schedule_plot(
     curves: pd.DataFrame, trials: pd.DataFrame, *, ax: Axes | None = None
 ) -> Axes:
-    """Learning rate in effect per epoch for the best complete trial of each schedule."""
+    """Learning rate in effect per epoch for the best complete trial of each schedule: the
+    rate of the epoch's last update, and a band from its lowest to its highest rate within
+    the epoch (a cyclic schedule sweeps it every epoch) where the study recorded them."""
     ax = _ax(ax)
     done = trials[is_complete(trials)].dropna(
         subset=["final_accuracy"])
     for schedule, group in done.groupby("schedule", sort=True):
         best = group.loc[group["final_accuracy"].idxmax()]
         curve = curves[(curves["study"] == best["study"]) & (curves["number"] == best["number"])]
-        ax.plot(curve["epoch"], curve["lr"], marker="o",
-                label=f"{schedule} (trial {best['number']}, {best['optimizer']})")
+        (line,) = ax.plot(curve["epoch"], curve["lr"], marker="o",
+                          label=f"{schedule} (trial {best['number']}, {best['optimizer']})")
+        swept = {"lr_min", "lr_max"} <= set(curve)
+        if swept and curve[["lr_min", "lr_max"]].notna().to_numpy().all():
+            ax.fill_between(curve["epoch"], curve["lr_min"], curve["lr_max"],
+                            color=line.get_color(), alpha=0.15, linewidth=0)
     ax.set_yscale("log")
     ax.set_xlabel(axis_label("epoch"))
-    ax.set_ylabel("learning rate at the epoch's last update")
+    ax.set_ylabel("learning rate (line: last update; band: lowest to highest in the epoch)")
     if ax.get_lines():
         ax.legend(fontsize="small")
     return ax
