@@ -131,6 +131,7 @@ def _trial_row(study_name: str, trial: optuna.trial.FrozenTrial, eval_set: str) 
         "diverged_reason": attrs.get(records.DIVERGED_REASON, "") if diverged else "",
         "seed_accuracies": _seed_accuracies(attrs, diverged),
         "source_trial": _nan_if_none(attrs.get(records.SOURCE_TRIAL)),
+        "sampler": attrs.get(records.SAMPLER, ""),
     })
     row["n_seeds"] = len(row["seed_accuracies"])
     return row
@@ -169,8 +170,10 @@ def load_trials(
     ``diverged_reason`` (non-finite loss, loss blew up, collapsed to chance), ``duration_s``,
     ``eval_set`` (``test`` or ``validation``), ``n_seeds`` and ``seed_accuracies`` (the
     final accuracy of each seed the trial trained, chance for a diverged one; with
-    ``--repeats K`` there are K) and ``source_trial`` (in a confirmation study, the trial
-    whose configuration the run repeats).
+    ``--repeats K`` there are K), ``source_trial`` (in a confirmation study, the trial
+    whose configuration the run repeats) and ``sampler`` (how the configuration was chosen:
+    ``tpe``, ``random``, ``qmc``, ``grid`` or ``fixed``; empty in studies made before it was
+    recorded).
 
     Args:
         storage: a storage URL (``sqlite:///studies/default.db``) or Optuna storage.
@@ -184,7 +187,7 @@ def load_trials(
                  for t in optuna_study.get_trials(deepcopy=False)]
     columns = ["study", "number", "state", "outcome", "value", *HPARAM_COLUMNS, "final_accuracy",
                "best_accuracy", "test_accuracy", "epochs_run", "diverged", "diverged_lr",
-               "diverged_epoch", "diverged_reason", "duration_s", "eval_set", "n_seeds",
+               "diverged_epoch", "diverged_reason", "duration_s", "eval_set", "n_seeds", "sampler",
                "seed_accuracies", "source_trial"]
     frame = pd.DataFrame(rows, columns=columns)
     return frame.astype({"diverged": bool, "epochs_run": int, "n_seeds": int})

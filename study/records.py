@@ -60,6 +60,8 @@ __all__ = [
     "SEED_ACCURACIES",
     "SEED_EVAL_ACCURACY",
     "SEED_DIVERGED",
+    "SAMPLER",
+    "INDEPENDENT_SAMPLERS",
     "CHECKPOINT",
     "SEED_CHECKPOINTS",
     "SOURCE_TRIAL",
@@ -101,6 +103,11 @@ SEED_DIVERGED = "seed_diverged"
 #: In a confirmation study (``python -m study.confirm``): the trial of the source study
 #: whose configuration a run repeats with a fresh seed.
 SOURCE_TRIAL = "source_trial"
+#: How the trial's configuration was chosen: ``tpe``, ``random``, ``qmc`` (a sampler),
+#: ``grid`` (an LR grid) or ``fixed`` (a space of fixed runs). Tuning curves are only valid
+#: for independently chosen trials (all but ``tpe``).
+SAMPLER = "sampler"
+INDEPENDENT_SAMPLERS = ("random", "qmc", "grid", "fixed")
 #: With ``--checkpoints DIR``: the path of the trial's checkpoint (its first seed's), and with
 #: ``--repeats K`` the list of every seed's as ``seed_checkpoints``.
 CHECKPOINT = "checkpoint"

@@ -514,8 +514,12 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         base = TrialConfig(epochs=args.epochs, batch_size=args.batch_size, seed=study_seed,
                            precision=plan.precision)
 
+        chosen_by = ("grid" if grid is not None else "fixed" if space.configs
+                     else args.sampler or "tpe")
+
         def propose(trial: optuna.Trial) -> TrialConfig:
             seed = study_seed + trial.number * plan.repeats
+            trial.set_user_attr(records.SAMPLER, chosen_by)
             return space.config_for(trial, base.replace(seed=seed))
 
         interrupted, wall_seconds = run_trials(optuna_study, propose, data, epochs=args.epochs,
