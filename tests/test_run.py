@@ -73,6 +73,7 @@ def test_small_real_study_records_curves_and_resumes_to_its_target(in_tmp, capsy
         for key in ("train_loss", "train_accuracy", "lr", "batch_size", "epoch_seconds"):
             assert len(attrs[key]) == epochs, key
         assert attrs["seed"] == t.number and attrs["eval_set"] == "test"
+        assert attrs["sampler"] == "tpe"
         assert attrs["diverged"] is False
         assert TrialConfig.from_dict(attrs["config"]).optimizer == t.params["optimizer"]
         assert t.intermediate_values == dict(enumerate(attrs["eval_accuracy"], start=1))
@@ -567,6 +568,7 @@ def test_two_workers_visit_each_grid_point_exactly_once(in_tmp):
     trials = load(in_tmp, "g2").get_trials()
     points = [(t.params["optimizer"], t.params["lr"]) for t in trials]
     assert len(points) == len(set(points)) == 10  # 2 optimizers x 5 learning rates
+    assert {t.user_attrs["sampler"] for t in trials} == {"grid"}
 
 
 @pytest.mark.slow
