@@ -20,6 +20,7 @@ import optuna
 import pandas as pd
 
 from analysis import plots
+from analysis.findings import accuracy_finding, findings, sensitivity_finding
 from analysis.load import (
     StudyNotFoundError,
     list_study_names,
@@ -148,7 +149,17 @@ def write_report(storage: str, study_names: Sequence[str], out: Path) -> Path:
         images.append((name, title))
 
     index = out / "index.html"
-    index.write_text(_html(storage, study_names, trials, tables, images), encoding="utf-8")
+    found = findings(
+        trials=trials,
+        best=tables["best_per_optimizer"],
+        sensitivity=tables["lr_sensitivity"],
+        accuracy_separation=tables["ci_separation"],
+        sensitivity_separation=tables["sensitivity_separation"],
+        seed_noise=list(tables["seed_noise"]["verdict"]) if "seed_noise" in tables else None,
+    )
+    (out / "findings.txt").write_text("".join(f"- {f.text}\n" for f in found), encoding="utf-8")
+    index.write_text(_html(storage, study_names, trials, tables, images, found),
+                     encoding="utf-8")
     return index
 
 
@@ -179,52 +190,6 @@ def _axes(draw: Callable[[plt.Axes], object], size: tuple[float, float] = (7, 4.
     draw(ax)
     figure.tight_layout()
     return figure
-
-
-def _finding(sensitivity: pd.DataFrame, separation: pd.DataFrame) -> str:
-    if sensitivity.empty or len(sensitivity) < 2:
-        return "Only one optimizer has results: nothing to compare yet."
-    top = sensitivity.iloc[0]
-    pairs = separation[separation["a"] == top["optimizer"]]
-    if pairs["separated"].isna().all():
-        return (f"{top['optimizer']} has the best accuracy ({top['best_accuracy']:.4f}), but "
-                "the study has too few complete trials per optimizer for confidence intervals; "
-                "whether the differences are real cannot be told yet.")
-    beaten = pairs[pairs["separated"] == True]["b"].tolist()  # noqa: E712 - NaN-aware
-    overlapping = pairs[pairs["separated"] == False]["b"].tolist()  # noqa: E712
-    parts = [f"{top['optimizer']} has the best accuracy ({top['best_accuracy']:.4f})."]
-    if beaten:
-        parts.append(f"Its 95 % interval lies above those of {', '.join(beaten)}: that "
-                     "difference exceeds the bootstrap confidence intervals.")
-    if overlapping:
-        parts.append(f"Its interval overlaps those of {', '.join(overlapping)}: those "
-                     "differences are within the confidence intervals.")
-    return " ".join(parts)
-
-
-def _sensitivity_finding(sensitivity: pd.DataFrame, separation: pd.DataFrame) -> str:
-    if len(sensitivity) < 2:
-        return ""
-    least = sensitivity.sort_values("sensitivity").iloc[0]
-    name, value = least["optimizer"], least["sensitivity"]
-    head = f"{name} is the least sensitive to its learning rate (sensitivity {value:.3f}"
-    pairs = separation[separation["a"] == name]
-    if pairs["separated"].isna().all():
-        return (head + "), but without intervals for every optimizer it cannot be told whether "
-                "that exceeds the noise.")
-    noise = "seed noise" if str(least["interval"]).startswith("over seeds") else (
-        "the noise of the sampled runs")
-    head += f", 95 % interval {least['sensitivity_lo']:.3f} to {least['sensitivity_hi']:.3f}, "
-    head += f"{least['interval']})."
-    apart = pairs[pairs["separated"] == True]["b"].tolist()  # noqa: E712 - NaN-aware
-    close = pairs[pairs["separated"] == False]["b"].tolist()  # noqa: E712
-    parts = [head]
-    if apart:
-        parts.append(f"Against {', '.join(apart)} the difference exceeds {noise}: the "
-                     "intervals do not overlap.")
-    if close:
-        parts.append(f"Against {', '.join(close)} it does not: the intervals overlap.")
-    return " ".join(parts)
 
 
 def _eval_set(trials: pd.DataFrame) -> str:
@@ -272,16 +237,16 @@ def _separation_view(separation: pd.DataFrame) -> pd.DataFrame:
     return separation.drop(columns=["note"]).assign(separated=said)
 
 
-def _html(storage, study_names, trials, tables, images) -> str:
+def _html(storage, study_names, trials, tables, images, found) -> str:
     def table(frame: pd.DataFrame, classes: str = "t") -> str:
         return '<div class="scroll">' + frame.to_html(
             index=False, float_format=lambda v: f"{v:.4g}", na_rep="", border=0, classes=classes
         ) + "</div>"
 
     eval_sets = ", ".join(sorted(trials["eval_set"].dropna().unique()))
-    finding = _finding(tables["lr_sensitivity"], tables["ci_separation"])
-    sensitivity_finding = _sensitivity_finding(tables["lr_sensitivity"],
-                                               tables["sensitivity_separation"])
+    accuracy = accuracy_finding(tables["lr_sensitivity"], tables["ci_separation"])
+    sensitivity = sensitivity_finding(tables["lr_sensitivity"],
+                                      tables["sensitivity_separation"])
     pruned = int((trials["outcome"] == "pruned").sum())
     counted = tables["lr_sensitivity"].attrs.get("pruned", "")
     esc = html.escape
@@ -291,14 +256,17 @@ def _html(storage, study_names, trials, tables, images) -> str:
         f"Accuracies are measured on the <b>{esc(eval_sets)}</b> set"
         + (" (held out of the training set; the test set is measured once per trial, column "
            "test_accuracy)" if "validation" in eval_sets else "") + ".</p>",
+        "<h2>Findings</h2>",
+        "<ul>" + "".join(f"<li>{esc(f.text)} <i>(see: {esc(f.backed_by)})</i></li>"
+                         for f in found) + "</ul>",
         "<h2>Trials per optimizer</h2>",
         "<p>By outcome, counted as the command-line summary counts them: a trial that "
         "diverged is <i>diverged</i>, not <i>complete</i>; complete, pruned and diverged "
         "trials are finished.</p>",
         table(tables["outcomes"]),
         "<h2>Learning-rate sensitivity</h2>",
-        f"<p><b>{esc(finding)}</b></p>",
-        f"<p><b>{esc(sensitivity_finding)}</b></p>" if sensitivity_finding else "",
+        f"<p><b>{esc(accuracy.text)}</b></p>" if accuracy else "",
+        f"<p><b>{esc(sensitivity.text)}</b></p>" if sensitivity else "",
         "<p>trials used: complete, pruned and diverged trials. best lr / best accuracy: the "
         "best run. good lr width: decades of learning rate whose runs reach within 1 "
         "percentage point of the best. sensitivity: best accuracy minus the mean accuracy "
