@@ -1,5 +1,22 @@
 """Reading studies: tidy tables, learning-rate sensitivity, plots and the HTML report."""
 
+from analysis.budget import (
+    NOT_INDEPENDENT,
+    budget_values,
+    expected_max,
+    trials_to_reach,
+    tunability,
+    tuning_curve,
+    tuning_curve_plot,
+)
+from analysis.diagnostics import (
+    RANGE_WARNING_COLUMNS,
+    TIME_TO_TARGET_OUTCOMES,
+    range_warnings,
+    time_to_target,
+    time_to_target_plot,
+    time_to_target_summary,
+)
 from analysis.load import (
     HPARAM_COLUMNS,
     StudyNotFoundError,
@@ -28,6 +45,19 @@ from analysis.tables import (
 )
 
 __all__ = [
+    "RANGE_WARNING_COLUMNS",
+    "TIME_TO_TARGET_OUTCOMES",
+    "range_warnings",
+    "time_to_target",
+    "time_to_target_plot",
+    "time_to_target_summary",
+    "NOT_INDEPENDENT",
+    "budget_values",
+    "expected_max",
+    "trials_to_reach",
+    "tunability",
+    "tuning_curve",
+    "tuning_curve_plot",
     "HPARAM_COLUMNS",
     "StudyNotFoundError",
     "list_study_names",

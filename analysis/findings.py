@@ -112,10 +112,12 @@ def budget_finding(reach: pd.DataFrame) -> Finding | None:
         return None
     target, p = float(reach["target"].iloc[0]), float(reach["p"].iloc[0])
     if not reach["valid"].all():
+        notes = reach.loc[~reach["valid"].astype(bool), "note"] if "note" in reach else []
+        why = str(notes.iloc[0]).rstrip(".") if len(notes) else (
+            "its trials are not independent draws")
         return Finding(
             f"How many trials each optimizer needs to reach {target:.2f} cannot be said from "
-            "this study: its sampler (TPE) chose each trial from the ones before, so the trials "
-            "are not independent draws; run a random or QMC study, or the LR grid, for that.",
+            f"this study: {why}. Run a random or QMC study, or the LR grid, for that.",
             "Tuning-budget curves")
     parts = []
     for r in reach.sort_values("n_trials_needed").to_dict("records"):

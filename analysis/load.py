@@ -98,7 +98,16 @@ def _state(trial: optuna.trial.FrozenTrial) -> str:
     return records.STATE_NAMES.get(trial.state, trial.state.name.lower())
 
 
-def _trial_row(study_name: str, trial: optuna.trial.FrozenTrial, eval_set: str) -> dict:
+def _chosen_by(optuna_study: optuna.Study) -> str:
+    """How a study made before trials recorded their sampler chose them, where its stored
+    space tells: ``grid`` (an LR grid), ``fixed`` (fixed runs); else unknown (``""``)."""
+    definition = optuna_study.user_attrs.get("space_definition") or {}
+    return "grid" if "grid" in definition else "fixed" if "configs" in definition else ""
+
+
+def _trial_row(
+    study_name: str, trial: optuna.trial.FrozenTrial, eval_set: str, chosen_by: str = ""
+) -> dict:
     attrs = trial.user_attrs
     config = attrs.get(records.CONFIG) or {}
     curve = attrs.get(records.EVAL_ACCURACY) or []
@@ -131,7 +140,7 @@ def _trial_row(study_name: str, trial: optuna.trial.FrozenTrial, eval_set: str) 
         "diverged_reason": attrs.get(records.DIVERGED_REASON, "") if diverged else "",
         "seed_accuracies": _seed_accuracies(attrs, diverged),
         "source_trial": _nan_if_none(attrs.get(records.SOURCE_TRIAL)),
-        "sampler": attrs.get(records.SAMPLER, ""),
+        "sampler": attrs.get(records.SAMPLER, chosen_by),
     })
     row["n_seeds"] = len(row["seed_accuracies"])
     return row
@@ -183,7 +192,8 @@ def load_trials(
     rows = []
     for optuna_study in load_studies(storage, study_name):
         eval_set = optuna_study.user_attrs.get(records.EVAL_SET, "test")
-        rows += [_trial_row(optuna_study.study_name, t, eval_set)
+        chosen_by = _chosen_by(optuna_study)
+        rows += [_trial_row(optuna_study.study_name, t, eval_set, chosen_by)
                  for t in optuna_study.get_trials(deepcopy=False)]
     columns = ["study", "number", "state", "outcome", "value", *HPARAM_COLUMNS, "final_accuracy",
                "best_accuracy", "test_accuracy", "epochs_run", "diverged", "diverged_lr",

@@ -27,6 +27,7 @@ __all__ = [
     "optimizer_palette",
     "binned_error",
     "colour_range",
+    "readable_log_ticks",
     "lr_sensitivity_plot",
     "lr_sensitivity_grid",
     "seed_frame",
@@ -408,7 +409,7 @@ def lr_schedule_plot(
     return ax
 
 
-def _readable_log_ticks(axis: Axis, low: float, high: float) -> None:
+def readable_log_ticks(axis: Axis, low: float, high: float) -> None:
     """Over less than two decades, ticks at 1, 2 and 5 times powers of ten written plainly
     (0.02, 0.05, 0.1) instead of crowded minor labels (2x10^-2, 3x10^-2, 4x10^-2)."""
     if not (0 < low < high) or np.log10(high / low) >= 2:
@@ -486,10 +487,10 @@ def hparam_scatter(
                                extend="min" if below else "neither")
     ax.set_xscale("log")
     if not done.empty:
-        _readable_log_ticks(ax.xaxis, done[x].min(), done[x].max())
+        readable_log_ticks(ax.xaxis, done[x].min(), done[x].max())
     if log_y and not done.empty:
         ax.set_yscale("log")
-        _readable_log_ticks(ax.yaxis, done[y].min(), done[y].max())
+        readable_log_ticks(ax.yaxis, done[y].min(), done[y].max())
     ax.set_xlabel(axis_label(x))
     ax.set_ylabel(axis_label(y))
     return ax

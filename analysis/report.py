@@ -20,6 +20,13 @@ import optuna
 import pandas as pd
 
 from analysis import plots
+from analysis.budget import trials_to_reach, tunability, tuning_curve, tuning_curve_plot
+from analysis.diagnostics import (
+    range_warnings,
+    time_to_target,
+    time_to_target_plot,
+    time_to_target_summary,
+)
 from analysis.findings import accuracy_finding, findings, sensitivity_finding
 from analysis.load import (
     StudyNotFoundError,
@@ -45,6 +52,8 @@ from study.storage import StorageError, default_storage_url, display_url
 __all__ = ["main", "write_report", "ReportError", "ForeignStudyError"]
 
 PROG = "python -m analysis.report"
+#: The accuracy the time-to-target table and plot count epochs to.
+TIME_TARGET = 0.97
 logger = logging.getLogger(__name__)
 
 
@@ -106,6 +115,23 @@ def write_report(storage: str, study_names: Sequence[str], out: Path) -> Path:
         importance.append(frame.assign(study=optuna_study.study_name))
     tables["importance"] = pd.concat(importance, ignore_index=True)
     tables["outcomes"] = outcome_counts(trials)
+    # tuning budget: valid only for independently chosen trials (marked otherwise)
+    tables["tuning_curve"] = tuning_curve(trials)
+    uniform = tunability(tables["tuning_curve"])
+    keys = [c for c in ("study", "optimizer") if c in uniform.columns]
+    tables["tunability"] = uniform.merge(
+        tunability(tables["tuning_curve"], weights="early")[[*keys, "tunability"]],
+        on=keys, suffixes=("", "_early"))
+    best_by_optimizer = tables["lr_sensitivity"]["best_accuracy"]
+    reach_targets = sorted({round(float(best_by_optimizer.max()) - 0.01, 4),
+                            round(float(best_by_optimizer.median()), 4)})
+    tables["trials_to_reach"] = trials_to_reach(trials, reach_targets)
+    tables["time_to_target_trials"] = time_to_target(curves, trials, target=TIME_TARGET)
+    tables["time_to_target"] = time_to_target_summary(tables["time_to_target_trials"])
+    if any(s.user_attrs.get("space_definition") for s in studies):  # ranges to check
+        tables["range_warnings"] = pd.concat(
+            [range_warnings(s, trials[trials["study"] == s.study_name]) for s in studies],
+            ignore_index=True)
     tables["trials"] = trials
     tables["curves"] = curves
     for name, frame in tables.items():
@@ -139,6 +165,11 @@ def write_report(storage: str, study_names: Sequence[str], out: Path) -> Path:
              .sort_values("importance", ascending=False), ax=ax), (6, 5))),
         ("best_so_far", "Best accuracy so far against trial number",
          lambda: _axes(lambda ax: plots.best_so_far_plot(trials, ax=ax))),
+        ("time_to_target", f"Time to {TIME_TARGET:.2f} accuracy: share of trials that got "
+         "there by each epoch",
+         lambda: _axes(lambda ax: time_to_target_plot(tables["time_to_target_trials"], ax=ax))),
+        ("tuning_curves", "Tuning-budget curves: expected best after n trials",
+         lambda: _axes(lambda ax: tuning_curve_plot(tables["tuning_curve"], ax=ax), (8, 5))),
     ]
     images = []
     for i, (name, title, draw) in enumerate(figures, start=1):
@@ -156,6 +187,9 @@ def write_report(storage: str, study_names: Sequence[str], out: Path) -> Path:
         accuracy_separation=tables["ci_separation"],
         sensitivity_separation=tables["sensitivity_separation"],
         seed_noise=list(tables["seed_noise"]["verdict"]) if "seed_noise" in tables else None,
+        reach=tables["trials_to_reach"][
+            tables["trials_to_reach"]["target"] == tables["trials_to_reach"]["target"].max()],
+        range_warnings=tables.get("range_warnings"),
     )
     (out / "findings.txt").write_text("".join(f"- {f.text}\n" for f in found), encoding="utf-8")
     index.write_text(_html(storage, study_names, trials, tables, images, found),
@@ -301,6 +335,35 @@ def _html(storage, study_names, trials, tables, images, found) -> str:
                      table(tables["best_per_optimizer_schedule"])]
         if name == "importance":
             body.append(table(tables["importance"]))
+        if name == "time_to_target":
+            body += [
+                "<p>Per optimizer: finished trials (n), how many reached the target, the "
+                "median epoch and seconds of those that did. Pruned trials count with the "
+                "epochs they ran, so the share is a lower bound; diverged ones never reach "
+                "it.</p>",
+                table(tables["time_to_target"]),
+            ]
+        if name == "tuning_curves":
+            curve = tables["tuning_curve"]
+            if not curve["valid"].all():
+                body.append(f"<p><b>Not independent draws:</b> "
+                            f"{esc(str(curve.loc[~curve['valid'], 'note'].iloc[0]))}</p>")
+            body += [
+                "<p>Expected best accuracy after n trials of each optimizer (Dodge et al. "
+                "2019), from its trials by the with-replacement estimator; band: "
+                f"{esc(str(curve['interval'].iloc[0]))}. Tunability: the mean of the curve "
+                "over n = 1 .. N (Sivaprasad et al. 2020), uniform weights, and weights 1/n "
+                "(early) favouring small budgets.</p>",
+                table(tables["tunability"]),
+                "<p>Trials needed to reach a target accuracy with probability 90 %:</p>",
+                table(tables["trials_to_reach"]),
+            ]
+    if "range_warnings" in tables:
+        warned = tables["range_warnings"]
+        body.append("<h2>Search-range warnings</h2>")
+        body.append("<ul>" + "".join(f"<li>{esc(m)}</li>" for m in warned["message"]) + "</ul>"
+                    if len(warned) else
+                    "<p>No best trial sits at the edge of a searched range.</p>")
     body.append("<p>All tables are also in this folder as CSV (trials.csv, curves.csv, "
                 "lr_sensitivity.csv, ...).</p>")
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"

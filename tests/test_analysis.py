@@ -226,12 +226,23 @@ def test_ci_separation_says_why_it_cannot_tell(known):
 
 def test_outcome_counts_count_a_diverged_trial_as_diverged_not_complete(known):
     table = outcome_counts(load_trials(known, "known")).set_index("optimizer")
-    assert list(table.columns) == ["complete", "pruned", "diverged", "failed", "running",
-                                   "total"]
-    assert table.loc["sgd"].to_dict() == {"complete": 7, "pruned": 1, "diverged": 2,
-                                          "failed": 0, "running": 0, "total": 10}
-    assert table.loc["all"].to_dict() == {"complete": 10, "pruned": 1, "diverged": 2,
-                                          "failed": 0, "running": 0, "total": 13}
+    assert list(table.columns) == ["complete", "pruned", "diverged", "failed", "running", "total"]
+    assert table.loc["sgd"].to_dict() == {
+        "complete": 7,
+        "pruned": 1,
+        "diverged": 2,
+        "failed": 0,
+        "running": 0,
+        "total": 10,
+    }
+    assert table.loc["all"].to_dict() == {
+        "complete": 10,
+        "pruned": 1,
+        "diverged": 2,
+        "failed": 0,
+        "running": 0,
+        "total": 13,
+    }
     # The same rule as the sensitivity table's counts.
     sensitivity = lr_sensitivity(load_trials(known, "known"), n_boot=10).set_index("optimizer")
     assert sensitivity.loc["sgd", "n_complete"] == table.loc["sgd", "complete"]
@@ -253,3 +264,15 @@ def test_importance_is_a_table_summing_to_one(real_study):
     assert list(table.columns) == ["param", "importance"]
     assert "optimizer" in set(table["param"])
     assert table["importance"].sum() == pytest.approx(1.0)
+
+
+def test_a_study_made_before_the_sampler_was_recorded_is_read_from_its_space(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    grid = optuna.create_study(storage=url, study_name="grid", direction="maximize")
+    grid.set_user_attr("space_definition", {"grid": {"optimizer": ["sgd"], "lr": [0.1]}})
+    add_trial(grid, "sgd", 0.1, 0.9)
+    tpe = optuna.create_study(storage=url, study_name="tpe", direction="maximize")
+    tpe.set_user_attr("space_definition", {"optimizers": {"sgd": {}}})
+    add_trial(tpe, "sgd", 0.1, 0.9)
+    assert load_trials(url, "grid")["sampler"].tolist() == ["grid"]
+    assert load_trials(url, "tpe")["sampler"].tolist() == [""]  # unknown: not assumed
