@@ -26,6 +26,7 @@ from analysis.load import (
     load_trials,
     open_readonly,
 )
+from analysis.lr_range import compare_with_study, load_lr_range, lr_range_plot
 from analysis.tables import (
     CHANCE,
     PRUNED_AS_LOWER_BOUNDS,
@@ -45,6 +46,9 @@ from analysis.tables import (
 )
 
 __all__ = [
+    "compare_with_study",
+    "load_lr_range",
+    "lr_range_plot",
     "RANGE_WARNING_COLUMNS",
     "TIME_TO_TARGET_OUTCOMES",
     "range_warnings",

@@ -116,7 +116,7 @@ def budget_finding(reach: pd.DataFrame) -> Finding | None:
         why = str(notes.iloc[0]).rstrip(".") if len(notes) else (
             "its trials are not independent draws")
         return Finding(
-            f"How many trials each optimizer needs to reach {target:.2f} cannot be said from "
+            f"How many trials each optimizer needs to reach {target:.4g} cannot be said from "
             f"this study: {why}. Run a random or QMC study, or the LR grid, for that.",
             "Tuning-budget curves")
     parts = []
@@ -125,7 +125,7 @@ def budget_finding(reach: pd.DataFrame) -> Finding | None:
         parts.append(f"{r['optimizer']} never did" if math.isinf(needed) else
                      f"{r['optimizer']} {int(needed)} (share of its trials reaching it "
                      f"{r['share_reaching']:.0%})")
-    return Finding(f"Trials needed to reach {target:.2f} with probability {p:.0%}: "
+    return Finding(f"Trials needed to reach {target:.4g} with probability {p:.0%}: "
                    + "; ".join(parts) + ".", "Tuning-budget curves")
 
 

@@ -36,6 +36,7 @@ from analysis.load import (
     load_trials,
     open_readonly,
 )
+from analysis.lr_range import compare_with_study, load_lr_range, lr_range_plot
 from analysis.tables import (
     best_trials,
     ci_separation,
@@ -46,7 +47,7 @@ from analysis.tables import (
     param_importance,
     seed_noise_verdicts,
 )
-from study.records import CONFIRM_SUFFIX, SETTINGS
+from study.records import CONFIRM_SUFFIX, LR_RANGE_STUDY, SETTINGS
 from study.storage import StorageError, default_storage_url, display_url
 
 __all__ = ["main", "write_report", "ReportError", "ForeignStudyError"]
@@ -66,8 +67,35 @@ class ForeignStudyError(Exception):
     message names it."""
 
 
-def write_report(storage: str, study_names: Sequence[str], out: Path) -> Path:
+def _range_test(storage: str, range_test: str | None) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """The LR range tests to compare the study with (``python -m study.lr_range``): from
+    ``range_test`` when given, else from the study's storage or ``studies/lr-range.db``
+    where either holds them; ``None`` when there are none."""
+    candidates = [range_test] if range_test else [storage, default_storage_url(LR_RANGE_STUDY)]
+    for url in candidates:
+        if not range_test and url.startswith("sqlite:///") and not Path(
+                url.removeprefix("sqlite:///")).exists():
+            continue
+        try:
+            if LR_RANGE_STUDY in list_study_names(url):
+                return load_lr_range(url)
+        except StorageError:
+            if range_test:
+                raise
+    if range_test:
+        raise StorageError(
+            f"{display_url(range_test)} holds no study {LR_RANGE_STUDY!r}; run `python -m "
+            f"study.lr_range --optimizer adam --storage {display_url(range_test)}` first.")
+    return None
+
+
+def write_report(
+    storage: str, study_names: Sequence[str], out: Path, *, range_test: str | None = None
+) -> Path:
     """Write the report of ``study_names`` in ``storage`` to ``out``; returns index.html.
+
+    ``range_test``: the storage of LR range tests to compare with (default: the study's own
+    storage or ``studies/lr-range.db``, where either holds the study ``lr-range``).
 
     Logs one line (INFO, logger ``analysis.report``) per table and plot written.
 
@@ -126,6 +154,9 @@ def write_report(storage: str, study_names: Sequence[str], out: Path) -> Path:
     reach_targets = sorted({round(float(best_by_optimizer.max()) - 0.01, 4),
                             round(float(best_by_optimizer.median()), 4)})
     tables["trials_to_reach"] = trials_to_reach(trials, reach_targets)
+    ranges = _range_test(storage, range_test)
+    if ranges is not None:
+        tables["lr_range"] = compare_with_study(ranges[1], trials)
     tables["time_to_target_trials"] = time_to_target(curves, trials, target=TIME_TARGET)
     tables["time_to_target"] = time_to_target_summary(tables["time_to_target_trials"])
     if any(s.user_attrs.get("space_definition") for s in studies):  # ranges to check
@@ -168,6 +199,9 @@ def write_report(storage: str, study_names: Sequence[str], out: Path) -> Path:
         ("time_to_target", f"Time to {TIME_TARGET:.2f} accuracy: share of trials that got "
          "there by each epoch",
          lambda: _axes(lambda ax: time_to_target_plot(tables["time_to_target_trials"], ax=ax))),
+        *([("lr_range", "LR range test: smoothed loss against learning rate",
+            lambda: _axes(lambda ax: lr_range_plot(*ranges, ax=ax), (8, 5)))]
+          if ranges is not None else []),
         ("tuning_curves", "Tuning-budget curves: expected best after n trials",
          lambda: _axes(lambda ax: tuning_curve_plot(tables["tuning_curve"], ax=ax), (8, 5))),
     ]
@@ -190,6 +224,7 @@ def write_report(storage: str, study_names: Sequence[str], out: Path) -> Path:
         reach=tables["trials_to_reach"][
             tables["trials_to_reach"]["target"] == tables["trials_to_reach"]["target"].max()],
         range_warnings=tables.get("range_warnings"),
+        range_test=tables.get("lr_range"),
     )
     (out / "findings.txt").write_text("".join(f"- {f.text}\n" for f in found), encoding="utf-8")
     index.write_text(_html(storage, study_names, trials, tables, images, found),
@@ -335,6 +370,14 @@ def _html(storage, study_names, trials, tables, images, found) -> str:
                      table(tables["best_per_optimizer_schedule"])]
         if name == "importance":
             body.append(table(tables["importance"]))
+        if name == "lr_range":
+            body += [
+                "<p>Each optimizer's range-test suggestions (python -m study.lr_range) beside "
+                "this study's best learning rate and its good-LR band (runs within 1 "
+                "percentage point of the best): inside the band or not, and by how many "
+                "decades a suggestion misses it (negative: below).</p>",
+                table(tables["lr_range"]),
+            ]
         if name == "time_to_target":
             body += [
                 "<p>Per optimizer: finished trials (n), how many reached the target, the "
@@ -388,6 +431,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--storage", default=None, metavar="URL",
                         help="database URL (default: sqlite:///studies/<study-name>.db of the "
                         "first study)")
+    parser.add_argument("--range-test", default=None, metavar="URL",
+                        help="storage of LR range tests (python -m study.lr_range) to compare "
+                        "with (default: the study's storage or sqlite:///studies/lr-range.db, "
+                        "where either holds the study 'lr-range')")
     parser.add_argument("--out", type=Path, default=None, metavar="DIR",
                         help="output folder (default: reports/<study-name>)")
     return parser
@@ -412,7 +459,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         storage = args.storage or default_storage_url(names[0])
         out = args.out or Path("reports") / "-".join(names)
-        index = write_report(storage, names, out)
+        index = write_report(storage, names, out, range_test=args.range_test)
     except ReportError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1

@@ -34,6 +34,8 @@ _EXPORTS = {
     "build_lr_lambda": "study.schedules",
     "get_schedule_info": "study.schedules",
     "list_schedules": "study.schedules",
+    "LrRangeResult": "study.lr_range",
+    "lr_range_test": "study.lr_range",
     "EpochStats": "study.train",
     "FitResult": "study.train",
     "TrainingRun": "study.train",

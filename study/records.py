@@ -140,6 +140,20 @@ CHANCE = 0.10
 DIVERGED_VALUE = CHANCE
 #: The objective's name, stored with the study (optuna-dashboard shows it).
 METRIC_NAMES = ("accuracy",)
+#: A learning-rate range test (``python -m study.lr_range``), one trial per test: the
+#: optimizer tested, the learning rate of each update, its loss and smoothed loss (lists),
+#: the suggestions (rule -> learning rate, ``null`` where undefined), the learning rate it
+#: stopped at and why (``diverged``, ``non-finite loss`` or ``reached end_lr``), and its
+#: settings (start_lr, end_lr, num_updates, smooth, diverge_factor, train_size, device,
+#: toolkit_version, seconds).
+LR_RANGE_OPTIMIZER = "optimizer"
+LR_RANGE_LRS = "lrs"
+LR_RANGE_LOSSES = "losses"
+LR_RANGE_SMOOTHED = "smoothed"
+LR_RANGE_SUGGESTIONS = "suggestions"
+LR_RANGE_STOPPED_AT = "stopped_at"
+LR_RANGE_WHY = "why"
+LR_RANGE_SETTINGS = "lr_range_settings"
 
 # --- per study ---------------------------------------------------------------------------
 
@@ -175,6 +189,12 @@ LEGACY_SETTINGS = {
     "precision": "fp32",
     "lr_grid": None,
 }
+#: The study ``python -m study.lr_range`` writes to unless told another name, the study
+#: attribute that marks a study as one of range tests, and the name of its trials' value
+#: (the suggested learning rate).
+LR_RANGE_STUDY = "lr-range"
+LR_RANGE_KIND = "lr_range_test"
+LR_RANGE_METRIC = "suggested_lr"
 
 # --- how a trial ended: one counting rule for the summary, the tables and the report -----
 

@@ -6,6 +6,7 @@ import math
 
 import optuna
 import pandas as pd
+import pytest
 from conftest import add_seeded_grid, add_trial
 
 from analysis import best_trials, ci_separation, load_trials, lr_sensitivity
@@ -88,3 +89,37 @@ def test_the_report_opens_with_the_findings(tmp_path, capsys):
     assert page.index("<h2>Findings</h2>") < page.index("<h2>Trials per optimizer</h2>")
     assert "sgd is the least sensitive" in page
     assert "sgd is the least sensitive" in (out / "findings.txt").read_text()
+
+
+@pytest.mark.slow
+def test_the_report_compares_a_range_test_in_the_same_storage(tmp_path):
+    from study.lr_range import main as lr_range_main
+
+    url = f"sqlite:///{tmp_path / 'g.db'}"
+    add_seeded_grid(optuna.create_study(storage=url, study_name="g", direction="maximize"))
+    argv = [
+        "--storage",
+        url,
+        "--optimizer",
+        "sgd",
+        "--optimizer",
+        "adam",
+        "--train-size",
+        "512",
+        "--num-updates",
+        "30",
+        "--threads",
+        "1",
+    ]
+    assert lr_range_main(argv) == 0
+    out = tmp_path / "rep"
+    assert report_main(["--storage", url, "--study-name", "g", "--out", str(out)]) == 0
+    compared = pd.read_csv(out / "lr_range.csv")
+    assert set(compared["optimizer"]) == {"sgd", "adam"}
+    assert {"inside", "decades_off"} <= set(compared.columns)
+    assert (out / "lr_range.png").is_file()
+    assert "The LR range test against this study" in (out / "findings.txt").read_text()
+    # Asked for explicitly where there is none: one line, exit 2.
+    empty = f"sqlite:///{tmp_path / 'none.db'}"
+    optuna.create_study(storage=empty, study_name="x")
+    assert report_main(["--storage", url, "--study-name", "g", "--range-test", empty]) == 2
