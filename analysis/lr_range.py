@@ -23,6 +23,7 @@ from analysis.tables import counted_accuracy, is_complete, sensitivity_metrics
 from study import records
 
 __all__ = [
+    "newest_tests",
     "RULE_MARKERS",
     "load_lr_range",
     "lr_range_plot",
@@ -36,7 +37,7 @@ _CURVE_COLUMNS = ["optimizer", "update", "lr", "loss", "smoothed"]
 _SUGGESTION_COLUMNS = ["optimizer", "rule", "lr", "stopped_at", "why", "number"]
 
 
-def _newest(optuna_study: optuna.Study) -> dict[str, optuna.trial.FrozenTrial]:
+def newest_tests(optuna_study: optuna.Study) -> dict[str, optuna.trial.FrozenTrial]:
     """The newest finished test of each optimizer, in the order optimizers were first
     tested."""
     newest: dict[str, optuna.trial.FrozenTrial] = {}
@@ -67,7 +68,7 @@ def load_lr_range(
     """
     (optuna_study,) = load_studies(storage, study_name)
     curves, suggestions = [], []
-    for name, trial in _newest(optuna_study).items():
+    for name, trial in newest_tests(optuna_study).items():
         attrs = trial.user_attrs
         lrs = attrs.get(records.LR_RANGE_LRS) or []
         losses = attrs.get(records.LR_RANGE_LOSSES) or []

@@ -4,9 +4,19 @@ default, argument types that name the bad value, the device and the toolkit vers
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
+import optuna
 import torch
+
+from study.config import ConfigError
+from study.data import DATA_DIR_ENV, DataError
+from study.storage import StorageError
 
 __all__ = [
     "UsageError",
@@ -76,3 +86,40 @@ def toolkit_version() -> str:
         return version("optstudy")
     except PackageNotFoundError:
         return "unknown"
+
+
+def add_machine_options(parser: argparse.ArgumentParser) -> None:
+    """``--data-dir``, ``--device`` and ``--threads``, as every command that trains takes
+    them (``study.run`` has its own ``--threads`` default, for its workers)."""
+    parser.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
+                        help="folder with the four MNIST .gz IDX files (default: "
+                        f"${DATA_DIR_ENV} if set, else the copy installed with the package)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="where training runs; auto picks cuda when available")
+    parser.add_argument("--threads", type=positive_int, default=None,
+                        help="CPU threads for torch (default: torch's choice)")
+
+
+def run_command(
+    prog: str,
+    parser: argparse.ArgumentParser,
+    body: Callable[[argparse.Namespace], int],
+    argv: Sequence[str] | None,
+    *,
+    errors: tuple[type[BaseException], ...] = (),
+) -> int:
+    """Parse ``argv`` and run ``body(args)`` as a command: logging to stderr, Optuna's own
+    chatter quiet, and a user mistake (``UsageError``, ``ConfigError``, ``DataError``,
+    ``StorageError`` or one of ``errors``) one line and exit code 2, never a traceback."""
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a bad option (already printed)
+        return int(exc.code or 0)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        return body(args)
+    except (UsageError, ConfigError, DataError, StorageError, *errors) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2

@@ -13,9 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import warnings
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -29,14 +27,16 @@ from study.cli import (
     HelpFormatter,
     Parser,
     UsageError,
+    add_machine_options,
     positive_int,
     resolve_device,
+    run_command,
     toolkit_version,
 )
-from study.config import ConfigError, TrialConfig
-from study.data import DATA_DIR_ENV, DataError, load_mnist
+from study.config import TrialConfig
+from study.data import load_mnist
 from study.runner import FINISHED, run_trials
-from study.storage import StorageError, default_storage_url, display_url, open_storage
+from study.storage import default_storage_url, display_url, open_storage
 
 __all__ = ["main", "build_parser", "confirm_study_name"]
 
@@ -66,30 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="configurations per optimizer: its best TOP complete trials")
     parser.add_argument("--seeds", type=positive_int, default=10,
                         help="fresh seeds per configuration")
-    parser.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
-                        help="folder with the four MNIST .gz IDX files (default: "
-                        f"${DATA_DIR_ENV} if set, else the copy installed with the package)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                        help="where training runs; auto picks cuda when available")
-    parser.add_argument("--threads", type=positive_int, default=None,
-                        help="CPU threads for torch (default: torch's choice)")
+    add_machine_options(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv``; returns the exit code (2 for a usage error)."""
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        return _confirm(args)
-    except (UsageError, ConfigError, DataError, StorageError, StudyNotFoundError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
+    return run_command(PROG, build_parser(), _confirm, argv, errors=(StudyNotFoundError,))
 
 
 def _used_seeds(trials: Sequence[optuna.trial.FrozenTrial]) -> set[int]:

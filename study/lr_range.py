@@ -21,10 +21,8 @@ import logging
 import math
 import sys
 import time
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,22 +31,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from analysis.lr_range import newest_tests
 from search_spaces import get_space
 from study import records
 from study.cli import (
     HelpFormatter,
     Parser,
     UsageError,
+    add_machine_options,
     positive_int,
     registry_name,
     resolve_device,
+    run_command,
     toolkit_version,
 )
-from study.config import PRECISIONS, ConfigError, TrialConfig
-from study.data import DATA_DIR_ENV, DataError, Dataset, iter_batches, load_mnist
+from study.config import PRECISIONS, TrialConfig
+from study.data import Dataset, iter_batches, load_mnist
 from study.model import MLP
 from study.optim import create_optimizer, get_optimizer_info
-from study.storage import StorageError, default_storage_url, display_url, open_storage
+from study.storage import default_storage_url, display_url, open_storage
 
 __all__ = [
     "START_LR",
@@ -443,40 +444,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "trial; readers take the newest)")
     parser.add_argument("--train-size", type=positive_int, default=None, metavar="N",
                         help="use only the first N training images (default: all 60000)")
-    parser.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
-                        help="folder with the four MNIST .gz IDX files (default: "
-                        f"${DATA_DIR_ENV} if set, else the copy installed with the package)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                        help="where the test runs; auto picks cuda when available")
-    parser.add_argument("--threads", type=positive_int, default=None,
-                        help="CPU threads for torch (default: torch's choice)")
+    add_machine_options(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv``; returns the exit code (2 for a usage error)."""
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        return _run(args)
-    except (UsageError, ConfigError, DataError, StorageError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-
-
-def _newest(optuna_study: optuna.Study) -> dict[str, optuna.trial.FrozenTrial]:
-    """The newest stored test of each optimizer."""
-    newest = {}
-    for trial in optuna_study.get_trials(deepcopy=False):
-        name = trial.user_attrs.get(records.LR_RANGE_OPTIMIZER)
-        if name is not None and trial.state.is_finished():
-            newest[name] = trial
-    return newest
+    return run_command(PROG, build_parser(), _run, argv)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -502,7 +476,7 @@ def _run(args: argparse.Namespace) -> int:
         optuna_study = optuna.create_study(study_name=args.study_name, storage=storage)
         optuna_study.set_metric_names([records.LR_RANGE_METRIC])
         optuna_study.set_user_attr(records.LR_RANGE_KIND, "learning-rate range test")
-    stored = _newest(optuna_study)
+    stored = newest_tests(optuna_study)
     todo = []
     for config in configs:
         if config.optimizer in stored and not args.again:
@@ -522,7 +496,7 @@ def _run(args: argparse.Namespace) -> int:
         for config in todo:
             result = lr_range_test(config, data, **settings)
             store_result(optuna_study, result, extra=extra)
-    print(_summary(_newest(optuna_study), optimizers, args.study_name, display_url(url)))
+    print(_summary(newest_tests(optuna_study), optimizers, args.study_name, display_url(url)))
     return 0
 
 
