@@ -208,13 +208,6 @@ _SANE: Mapping[str, tuple[float | None, float | None]] = {
 }
 
 
-def _schedule_param(schedule: str, param: str) -> str:
-    # The Optuna name of a schedule parameter, as ``search_spaces.spaces`` names it (which
-    # analysis cannot import: it loads torch): step's "step_epochs" stays, "gamma" becomes
-    # "step_gamma".
-    return param if param.startswith(f"{schedule}_") else f"{schedule}_{param}"
-
-
 def _ranges(
     definition: Mapping[str, Any], optimizer: str, schedule: str
 ) -> Iterator[tuple[str, str, Any]]:
@@ -223,7 +216,7 @@ def _ranges(
     for field, spec in (definition.get("optimizers") or {}).get(optimizer, {}).items():
         yield f"{optimizer}_{field}", field, spec
     for field, spec in (definition.get("schedules") or {}).get(schedule, {}).items():
-        yield _schedule_param(schedule, field), field, spec
+        yield records.schedule_param(schedule, field), field, spec
     for field, spec in (definition.get("shared") or {}).items():
         yield field, field, spec
 

@@ -107,11 +107,6 @@ def _resolve(spec: Spec, epochs: int) -> Any:
     return spec(epochs) if callable(spec) else spec
 
 
-def _schedule_param(schedule: str, param: str) -> str:
-    # step's own "step_epochs" stays "step_epochs"; its "gamma" becomes "step_gamma".
-    return param if param.startswith(f"{schedule}_") else f"{schedule}_{param}"
-
-
 @dataclass(frozen=True)
 class SearchSpace:
     """A named search space, declared as data.
@@ -219,7 +214,7 @@ class SearchSpace:
             for name, spec in params.items():
                 value = _resolve(spec, epochs)
                 if isinstance(value, BaseDistribution):
-                    out[_schedule_param(schedule, name)] = value
+                    out[records.schedule_param(schedule, name)] = value
         for name, spec in self.shared.items():
             value = _resolve(spec, epochs)
             if isinstance(value, BaseDistribution):
@@ -285,7 +280,7 @@ class SearchSpace:
                     else next(iter(self.schedules)))
         changes["schedule"] = schedule
         changes["schedule_params"] = {
-            name: value(_schedule_param(schedule, name), spec)
+            name: value(records.schedule_param(schedule, name), spec)
             for name, spec in self.schedules[schedule].items()
         }
         for name, spec in self.shared.items():

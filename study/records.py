@@ -79,6 +79,7 @@ __all__ = [
     "OUTCOMES",
     "outcome",
     "grid_point",
+    "schedule_param",
     "format_schedule_params",
     "encode_distribution",
     "decode_distribution",
@@ -219,6 +220,13 @@ def outcome(state: str, diverged: bool) -> str:
 
 
 # --- formatting the readers need -----------------------------------------------------------
+
+
+def schedule_param(schedule: str, param: str) -> str:
+    """The Optuna name of a schedule's sampled parameter: ``<schedule>_<param>``, except a
+    parameter already named after its schedule (``step``'s ``step_epochs`` stays
+    ``step_epochs``; its ``gamma`` becomes ``step_gamma``)."""
+    return param if param.startswith(f"{schedule}_") else f"{schedule}_{param}"
 
 
 def grid_point(optimizer: Any, lr: Any) -> tuple[Any, Any]:
