@@ -27,6 +27,7 @@ __all__ = [
     "DataError",
     "MNIST_FILES",
     "PACKAGED_ROOT",
+    "MNIST_TRAIN",
     "DATA_DIR_ENV",
     "data_root",
     "MEAN",
@@ -41,6 +42,8 @@ __all__ = [
 MEAN, STD = 0.1307, 0.3081
 #: The four files as installed with the package (11 MB of package data).
 PACKAGED_ROOT = Path(__file__).resolve().parent / "mnist"
+#: Training images in MNIST (before any validation split).
+MNIST_TRAIN = 60_000
 #: Environment variable naming another folder with the four files.
 DATA_DIR_ENV = "STUDY_DATA_DIR"
 

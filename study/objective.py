@@ -107,7 +107,8 @@ class Objective:
             trial.report(mean["eval_accuracy"], epoch)
             if self.on_epoch is not None:
                 self.on_epoch(trial, alive[0])
-            if trial.should_prune():
+            # A trial that has run every epoch is complete, whatever the pruner says of it.
+            if epoch < config.epochs and trial.should_prune():
                 self._save(trial, runs)
                 raise optuna.TrialPruned(
                     f"epoch {epoch}: accuracy {mean['eval_accuracy']:.4f}"

@@ -41,7 +41,7 @@ from study.cli import (
     toolkit_version,
 )
 from study.config import PRECISIONS, ConfigError, TrialConfig
-from study.data import DATA_DIR_ENV, DataError, check_files, load_mnist
+from study.data import DATA_DIR_ENV, MNIST_TRAIN, DataError, check_files, load_mnist
 from study.objective import checkpoint_folder
 from study.optim import get_optimizer_info
 from study.pruners import PRUNE_WITHIN, create_pruner, get_pruner_info, list_pruners
@@ -277,6 +277,13 @@ def _load_space(args: argparse.Namespace) -> SearchSpace:
 
 
 def _plan(args: argparse.Namespace) -> _Plan:
+    held_out = max(1, round(args.validation * MNIST_TRAIN)) if args.validation > 0 else 0
+    available = MNIST_TRAIN - held_out
+    if args.train_size is not None and args.train_size > available:
+        raise UsageError(
+            f"--train-size {args.train_size}: MNIST has {MNIST_TRAIN} training images"
+            + (f", {available} after the validation share" if args.validation > 0 else "")
+            + f"; give at most {available}, or leave --train-size out for all of them.")
     if args.keep_checkpoints is not None and args.checkpoints is None:
         raise UsageError(f"--keep-checkpoints {args.keep_checkpoints}: it keeps the best "
                          "trials' checkpoints; give --checkpoints DIR too.")

@@ -163,6 +163,13 @@ def open_storage(url: str, *, create: bool = True) -> optuna.storages.BaseStorag
                 f"--storage {url!r} names no file; an in-memory database would lose the "
                 f"study. {_URL_HELP}."
             )
+        query = url.partition("?")[2]
+        if query and not all("=" in part for part in query.split("&")):
+            raise StorageError(
+                f"--storage {url!r}: '?' starts the URL's query string, so the file would be "
+                f"{parsed.database!r}; write a '?' in the file name as %3F "
+                f"({url.replace('?', '%3F', 1)!r}), or rename the file."
+            )
         path = _sqlite_path(url)
         if not create and not path.is_file():
             given = url
@@ -173,6 +180,11 @@ def open_storage(url: str, *, create: bool = True) -> optuna.storages.BaseStorag
                 f"the storage URL ({given})."
             )
         _check_sqlite_file(path)
+        if not create and path.stat().st_size == 0:  # a reader never writes a schema into it
+            raise StorageError(
+                f"{path} is an empty file, not a study database; run a study into it first "
+                f"(python -m study.run --storage {url}) or check the storage URL."
+            )
         path.parent.mkdir(parents=True, exist_ok=True)
         engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT}}
     else:

@@ -226,6 +226,9 @@ def test_seeded_runs_sample_the_same_configs(tmp_path):
         (["--space", "lr-grid", "--pruner", "median"], "grid points once"),
         (["--space", "lr-grid", "--trials", "85"], "--trials 85: the grid has 84 points"),
         (["--space", "lab", "--allocation", "balanced"], "runs fixed configurations in turn"),
+        (["--train-size", "60001"], "--train-size 60001: MNIST has 60000 training images"),
+        (["--train-size", "59000", "--validation", "0.1"], "54000 after the validation share"),
+        (["--storage", "sqlite:///runs?x.db"], "so the file would be 'runs'; write a '?'"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(in_tmp, capsys, argv, message):
@@ -375,6 +378,21 @@ def test_a_study_name_that_cannot_name_a_file_works_with_storage(tmp_path, capsy
     # Without --storage the name must name a file: one line, exit 2.
     assert main(["--trials", "1", "--study-name", "my study"]) == 2
     assert "cannot name a file" in capsys.readouterr().err
+
+
+class _AlwaysPrune(optuna.pruners.BasePruner):
+    def prune(self, study, trial) -> bool:
+        return True
+
+
+def test_a_trial_that_ran_every_epoch_is_complete_whatever_the_pruner_says(tiny_data):
+    optuna_study = optuna.create_study(direction="maximize", pruner=_AlwaysPrune())
+    for epochs in (2, 1):
+        config = TrialConfig(optimizer="sgd", lr=0.05, momentum=0.9, epochs=epochs, batch_size=32)
+        optuna_study.optimize(Objective(lambda t, c=config: c, tiny_data), n_trials=1)
+    two, one = optuna_study.get_trials()
+    assert two.state == optuna.trial.TrialState.PRUNED and len(two.intermediate_values) == 1
+    assert one.state == optuna.trial.TrialState.COMPLETE  # its only epoch was its last
 
 
 def test_repeats_train_each_trial_with_k_seeds_and_report_their_mean(tmp_path, tiny_data):

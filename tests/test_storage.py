@@ -135,3 +135,13 @@ def test_postgres_trial_of_a_dead_worker_is_failed_and_retried(postgres_url, mon
     assert retry.params == trial.params
     assert optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(retry) == 0
     optuna.delete_study(study_name=name, storage=postgres_url)
+
+
+def test_a_reader_never_writes_a_schema_into_an_empty_file(tmp_path):
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    with pytest.raises(StorageError, match="is an empty file, not a study database"):
+        open_storage(f"sqlite:///{empty}", create=False)
+    assert empty.stat().st_size == 0
+    open_storage(f"sqlite:///{empty}")  # a writer may start a study in it
+    assert empty.stat().st_size > 0
