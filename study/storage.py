@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
+import time
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -224,6 +225,28 @@ def _show(value: Any) -> str:
     return str(value)
 
 
+#: Seconds a worker waits for another to finish writing a new study's settings.
+SETTINGS_WAIT = 5.0
+
+
+def _adopt(
+    storage: optuna.storages.BaseStorage, optuna_study: optuna.Study, settings: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The settings of a study that has none yet, or only some, and no trial: another worker
+    is writing them this moment (wait for it), or a run crashed between creating the study
+    and writing them (then this run writes the missing ones: the study is adopted, not
+    lost). Returns the study's user attributes after that."""
+    deadline = time.monotonic() + SETTINGS_WAIT
+    attrs = optuna_study.user_attrs
+    while time.monotonic() < deadline and not set(settings) <= set(attrs):
+        time.sleep(0.2)
+        attrs = optuna.load_study(study_name=optuna_study.study_name, storage=storage).user_attrs
+    for key, value in settings.items():
+        if key not in attrs:
+            optuna_study.set_user_attr(key, value)
+    return {**settings, **attrs}
+
+
 def open_study(
     storage: optuna.storages.BaseStorage,
     study_name: str,
@@ -270,6 +293,8 @@ def open_study(
             "another --study-name."
         )
     stored = {**(legacy or {}), **optuna_study.user_attrs}
+    if any(key not in stored for key in checked) and not optuna_study.get_trials(deepcopy=False):
+        stored = {**(legacy or {}), **_adopt(storage, optuna_study, settings)}
     for key in checked:
         if key not in stored:
             raise StorageError(

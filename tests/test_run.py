@@ -628,3 +628,43 @@ def test_checkpoints_are_written_per_trial_and_only_the_best_kept(in_tmp, capsys
     assert evaluate(checkpoint.model, data.test_x, data.test_y)[1] == pytest.approx(best.value)
     assert main(["--trials", "1", "--keep-checkpoints", "2"]) == 2
     assert "give --checkpoints DIR too" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_workers_started_together_on_a_fresh_sqlite_file_all_join_the_study(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [
+        sys.executable,
+        "-m",
+        "study.run",
+        "--trials",
+        "3",
+        "--epochs",
+        "1",
+        "--train-size",
+        "500",
+        "--batch-size",
+        "100",
+        "--workers",
+        "1",
+        "--threads",
+        "1",
+        "--study-name",
+        "race",
+    ]
+    procs = [
+        subprocess.Popen(
+            [*cmd, "--seed", str(k)],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for k in range(3)
+    ]
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], "\n".join(outputs)
+    trials = load(tmp_path, "race").get_trials()
+    assert all(t.state in FINISHED for t in trials)
+    assert 3 <= len(trials) <= 5  # separate commands overshoot by at most their number - 1

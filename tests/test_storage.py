@@ -145,3 +145,25 @@ def test_a_reader_never_writes_a_schema_into_an_empty_file(tmp_path):
     assert empty.stat().st_size == 0
     open_storage(f"sqlite:///{empty}")  # a writer may start a study in it
     assert empty.stat().st_size > 0
+
+
+def test_a_study_created_without_its_settings_is_adopted_not_lost(tmp_path, monkeypatch):
+    """A run that crashed between creating the study and writing its settings (or a worker
+    that reads the study while another is still writing them) does not lock it out."""
+    monkeypatch.setattr("study.storage.SETTINGS_WAIT", 0.3)
+    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}")
+    settings = {"space": "default", "epochs": 5, "seed": 0}
+    optuna.create_study(storage=storage, study_name="s", direction="maximize")  # crashed here
+    optuna_study = open_study(storage, "s", settings=settings, checked=("space", "epochs"))
+    assert optuna_study.user_attrs == settings
+    # half written: what is there must still match
+    optuna.create_study(storage=storage, study_name="half", direction="maximize").set_user_attr(
+        "epochs", 3
+    )
+    with pytest.raises(StorageError, match="was created with --epochs 3, not 5"):
+        open_study(storage, "half", settings=settings, checked=("space", "epochs"))
+    # a study with trials and no settings is someone else's: refused, not adopted
+    foreign = optuna.create_study(storage=storage, study_name="f", direction="maximize")
+    foreign.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    with pytest.raises(StorageError, match="was not created by study.run"):
+        open_study(storage, "f", settings=settings, checked=("space", "epochs"))
