@@ -54,6 +54,8 @@ from study.samplers import (
     list_samplers,
 )
 from study.storage import (
+    GRACE_PERIOD,
+    HEARTBEAT_INTERVAL,
     StorageError,
     default_storage_url,
     display_url,
@@ -211,6 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=positive_int, default=None,
                         help="CPU threads for torch, per worker (default: CORES/W with "
                         "several workers, torch's choice with one)")
+    parser.add_argument("--heartbeat", type=positive_int, default=HEARTBEAT_INTERVAL,
+                        metavar="SECONDS",
+                        help="seconds between a running trial's heartbeats in the storage")
+    parser.add_argument("--grace", type=positive_int, default=GRACE_PERIOD, metavar="SECONDS",
+                        help="seconds of silence after which a running trial counts as dead "
+                        "(its worker crashed): failed, and retried on a server database")
     parser.add_argument("--checkpoints", type=Path, default=None, metavar="DIR",
                         help="write each complete or pruned trial's checkpoint (the lab's "
                         "dict: parameters, optimizer, epoch, plus config and schedule state) "
@@ -284,6 +292,10 @@ def _plan(args: argparse.Namespace) -> _Plan:
             f"--train-size {args.train_size}: MNIST has {MNIST_TRAIN} training images"
             + (f", {available} after the validation share" if args.validation > 0 else "")
             + f"; give at most {available}, or leave --train-size out for all of them.")
+    if args.grace <= args.heartbeat:
+        raise UsageError(f"--grace {args.grace}: it must be longer than --heartbeat "
+                         f"{args.heartbeat}, or every trial would count as dead between two "
+                         f"heartbeats; give e.g. --grace {3 * args.heartbeat}.")
     if args.keep_checkpoints is not None and args.checkpoints is None:
         raise UsageError(f"--keep-checkpoints {args.keep_checkpoints}: it keeps the best "
                          "trials' checkpoints; give --checkpoints DIR too.")
@@ -427,7 +439,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         data = load_mnist(args.data_dir, device=plan.device,
                           validation_fraction=args.validation, split_seed=args.seed,
                           train_size=args.train_size)
-    storage = open_storage(url)
+    storage = open_storage(url, heartbeat=args.heartbeat, grace=args.grace)
     stored = _stored_settings(storage, study_name)
     if stored is not None and is_space_file(args.space):
         _check_same_space(args.space, space, args.epochs, stored)

@@ -135,7 +135,13 @@ def _check_sqlite_file(path: Path) -> None:
         )
 
 
-def open_storage(url: str, *, create: bool = True) -> optuna.storages.BaseStorage:
+def open_storage(
+    url: str,
+    *,
+    create: bool = True,
+    heartbeat: int = HEARTBEAT_INTERVAL,
+    grace: int = GRACE_PERIOD,
+) -> optuna.storages.BaseStorage:
     """The Optuna storage for ``url``, with this project's settings.
 
     SQLite: the parent folder is created, a 300 s lock timeout, heartbeat. PostgreSQL (and
@@ -146,11 +152,17 @@ def open_storage(url: str, *, create: bool = True) -> optuna.storages.BaseStorag
         url: a SQLAlchemy database URL.
         create: make a new SQLite file when there is none; readers pass ``False`` and get
             an error instead of an empty database.
+        heartbeat, grace: seconds between a running trial's heartbeats, and of silence
+            after which it counts as dead (failed, and retried on a server database).
 
     Raises:
+        ValueError: ``heartbeat`` < 1 or ``grace`` <= ``heartbeat``.
         StorageError: malformed URL, missing driver, unreachable server, not an Optuna
             database, or an incompatible schema version.
     """
+    if heartbeat < 1 or grace <= heartbeat:
+        raise ValueError(f"need heartbeat >= 1 and grace > heartbeat (seconds), but got "
+                         f"{heartbeat=} and {grace=}.")
     try:
         parsed = make_url(url)
     except sqlalchemy.exc.ArgumentError:
@@ -197,8 +209,8 @@ def open_storage(url: str, *, create: bool = True) -> optuna.storages.BaseStorag
             return optuna.storages.RDBStorage(
                 url,
                 engine_kwargs=engine_kwargs,
-                heartbeat_interval=HEARTBEAT_INTERVAL,
-                grace_period=GRACE_PERIOD,
+                heartbeat_interval=heartbeat,
+                grace_period=grace,
                 heartbeat_stale_trial_callback=retry,
             )
     except ImportError:

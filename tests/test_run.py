@@ -229,6 +229,7 @@ def test_seeded_runs_sample_the_same_configs(tmp_path):
         (["--train-size", "60001"], "--train-size 60001: MNIST has 60000 training images"),
         (["--train-size", "59000", "--validation", "0.1"], "54000 after the validation share"),
         (["--storage", "sqlite:///runs?x.db"], "so the file would be 'runs'; write a '?'"),
+        (["--heartbeat", "5", "--grace", "5"], "--grace 5: it must be longer than --heartbeat"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(in_tmp, capsys, argv, message):
@@ -668,3 +669,49 @@ def test_workers_started_together_on_a_fresh_sqlite_file_all_join_the_study(tmp_
     trials = load(tmp_path, "race").get_trials()
     assert all(t.state in FINISHED for t in trials)
     assert 3 <= len(trials) <= 5  # separate commands overshoot by at most their number - 1
+
+
+@pytest.mark.slow
+def test_a_killed_workers_trial_is_failed_after_the_grace_period_and_the_study_finishes(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "study.run",
+        "--trials",
+        "2",
+        "--epochs",
+        "3",
+        "--train-size",
+        "3000",
+        "--batch-size",
+        "100",
+        "--workers",
+        "1",
+        "--threads",
+        "1",
+        "--study-name",
+        "kill",
+        "--heartbeat",
+        "1",
+        "--grace",
+        "3",
+        "--pruner",
+        "none",
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    for line in proc.stderr:  # a plain progress line: the first trial is training
+        if "epoch 1/3" in line:
+            break
+    proc.kill()  # SIGKILL: no clean-up, the trial stays RUNNING
+    proc.wait()
+    (stale,) = load(tmp_path, "kill").get_trials(states=(optuna.trial.TrialState.RUNNING,))
+    time.sleep(4)  # longer than --grace: its heartbeat has stopped
+    run = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    trials = load(tmp_path, "kill").get_trials()
+    assert trials[stale.number].state == optuna.trial.TrialState.FAIL
+    assert sum(t.state in FINISHED for t in trials) == 2
+    assert not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]

@@ -167,3 +167,10 @@ def test_a_study_created_without_its_settings_is_adopted_not_lost(tmp_path, monk
     foreign.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
     with pytest.raises(StorageError, match="was not created by study.run"):
         open_study(storage, "f", settings=settings, checked=("space", "epochs"))
+
+
+def test_heartbeat_and_grace_reach_the_storage(tmp_path):
+    storage = open_storage(f"sqlite:///{tmp_path / 'h.db'}", heartbeat=1, grace=3)
+    assert (storage.heartbeat_interval, storage.grace_period) == (1, 3)
+    with pytest.raises(ValueError, match="grace > heartbeat"):
+        open_storage(f"sqlite:///{tmp_path / 'h.db'}", heartbeat=5, grace=5)
