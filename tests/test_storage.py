@@ -118,10 +118,8 @@ def test_postgres_study_runs_and_resumes(postgres_url, tmp_path, monkeypatch, ca
 
 @pytest.mark.postgres
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
-def test_postgres_trial_of_a_dead_worker_is_failed_and_retried(postgres_url, monkeypatch):
-    monkeypatch.setattr(storage_mod, "HEARTBEAT_INTERVAL", 1)
-    monkeypatch.setattr(storage_mod, "GRACE_PERIOD", 2)
-    storage = open_storage(postgres_url)
+def test_postgres_trial_of_a_dead_worker_is_failed_and_retried(postgres_url):
+    storage = open_storage(postgres_url, heartbeat=1, grace=2)
     assert storage.engine_kwargs["pool_size"] == 2
     name = f"pg-{uuid.uuid4().hex[:8]}"
     optuna_study = optuna.create_study(storage=storage, study_name=name, direction="maximize")
