@@ -37,6 +37,14 @@ class Finding:
     backed_by: str
 
 
+def _split(pairs: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """The optimizers ``b`` whose interval is apart from ``a``'s, and those it overlaps
+    (``separated`` is True, False, or NaN where it cannot be told)."""
+    apart = pairs.loc[pairs["separated"].eq(True), "b"].tolist()
+    close = pairs.loc[pairs["separated"].eq(False), "b"].tolist()
+    return apart, close
+
+
 def best_finding(best: pd.DataFrame, trials: pd.DataFrame) -> Finding | None:
     """The best configuration of each optimizer, with how many trials it was chosen from."""
     if best.empty:
@@ -64,8 +72,7 @@ def accuracy_finding(sensitivity: pd.DataFrame, separation: pd.DataFrame) -> Fin
                        "told yet.", "Learning-rate sensitivity")
     head += (f", 95 % interval {top['best_accuracy_lo']:.4f} to {top['best_accuracy_hi']:.4f},"
              f" {top['interval']}).")
-    beaten = pairs[pairs["separated"] == True]["b"].tolist()  # noqa: E712 - NaN-aware
-    close = pairs[pairs["separated"] == False]["b"].tolist()  # noqa: E712
+    beaten, close = _split(pairs)
     parts = [head]
     if beaten:
         parts.append(f"Its interval lies above those of {', '.join(beaten)}: that difference "
@@ -92,8 +99,7 @@ def sensitivity_finding(sensitivity: pd.DataFrame, separation: pd.DataFrame) -> 
         "the noise of the sampled runs")
     head += (f", 95 % interval {least['sensitivity_lo']:.3f} to "
              f"{least['sensitivity_hi']:.3f}, {least['interval']}).")
-    apart = pairs[pairs["separated"] == True]["b"].tolist()  # noqa: E712 - NaN-aware
-    close = pairs[pairs["separated"] == False]["b"].tolist()  # noqa: E712
+    apart, close = _split(pairs)
     parts = [head]
     if apart:
         parts.append(f"Against {', '.join(apart)} the difference exceeds {noise}: the "
