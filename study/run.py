@@ -61,6 +61,7 @@ from study.storage import (
     display_url,
     open_storage,
     open_study,
+    stored_settings,
 )
 from study.summary import summarize
 from study.train import fast_bf16_available
@@ -373,8 +374,8 @@ def _adopt(plan: _Plan, args: argparse.Namespace, stored: dict[str, Any] | None)
     """``plan`` with the settings of an existing study for the options not given."""
     if stored is None:
         return plan
-    kept = {**records.LEGACY_SETTINGS, **stored}
-    changes = {key: kept[key] for key in _ADOPTED if getattr(args, key) is None and key in kept}
+    changes = {key: stored[key] for key in _ADOPTED
+               if getattr(args, key) is None and key in stored}
     if changes.get("precision") == "bf16" and not fast_bf16_available(plan.device):
         logger.warning("this study trains in bf16, which this %s runs without fast bfloat16 "
                        "(slower than usual, the same numbers)", plan.device)
@@ -409,17 +410,6 @@ def _without(argv: list[str], options: tuple[str, ...]) -> list[str]:
     return out
 
 
-def _stored_settings(
-    storage: optuna.storages.BaseStorage, study_name: str
-) -> dict[str, Any] | None:
-    """The settings of study ``study_name`` in ``storage``, or ``None`` when it is new."""
-    try:
-        study_id = storage.get_study_id_from_name(study_name)
-    except KeyError:
-        return None
-    return dict(storage.get_study_user_attrs(study_id))
-
-
 def _run(args: argparse.Namespace, argv: list[str]) -> int:
     plan = _plan(args)
     space, target = plan.space, plan.target
@@ -440,7 +430,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
                           validation_fraction=args.validation, split_seed=args.seed,
                           train_size=args.train_size)
     storage = open_storage(url, heartbeat=args.heartbeat, grace=args.grace)
-    stored = _stored_settings(storage, study_name)
+    stored = stored_settings(storage, study_name, legacy=records.LEGACY_SETTINGS)
     if stored is not None and is_space_file(args.space):
         _check_same_space(args.space, space, args.epochs, stored)
     plan = _adopt(plan, args, stored)

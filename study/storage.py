@@ -35,6 +35,8 @@ __all__ = [
     "resolve_sqlite_url",
     "open_storage",
     "open_study",
+    "stored_settings",
+    "SETTINGS_COMPLETE",
     "HEARTBEAT_INTERVAL",
     "GRACE_PERIOD",
 ]
@@ -238,25 +240,51 @@ def _show(value: Any) -> str:
 
 
 #: Seconds a worker waits for another to finish writing a new study's settings.
-SETTINGS_WAIT = 5.0
+SETTINGS_WAIT = 10.0
+#: The study attribute written after all of a study's settings: a reader that finds it knows
+#: the settings are complete (they are one attribute each, written one after another).
+SETTINGS_COMPLETE = "settings_complete"
 
 
-def _adopt(
-    storage: optuna.storages.BaseStorage, optuna_study: optuna.Study, settings: Mapping[str, Any]
-) -> dict[str, Any]:
-    """The settings of a study that has none yet, or only some, and no trial: another worker
-    is writing them this moment (wait for it), or a run crashed between creating the study
-    and writing them (then this run writes the missing ones: the study is adopted, not
-    lost). Returns the study's user attributes after that."""
+def stored_settings(
+    storage: optuna.storages.BaseStorage,
+    study_name: str,
+    *,
+    legacy: Mapping[str, Any] | None = None,
+) -> dict[str, Any] | None:
+    """The settings study ``study_name`` was created with; ``None`` when there is no such study.
+
+    A study's settings are complete once :data:`SETTINGS_COMPLETE` is among them. A worker
+    that finds a study another one is still creating waits for it (up to
+    :data:`SETTINGS_WAIT` seconds), so it never acts on half of them. Complete settings come
+    back with every key of ``legacy`` they lack read as its value (a study made before that
+    setting existed). A study with trials is complete (made before the mark existed); one with
+    neither mark nor trial after the wait (a run crashed while creating it) comes back as it
+    is, without the mark: the run that opens it adopts it and writes the rest.
+    """
+    try:
+        study_id = storage.get_study_id_from_name(study_name)
+    except KeyError:
+        return None
     deadline = time.monotonic() + SETTINGS_WAIT
-    attrs = optuna_study.user_attrs
-    while time.monotonic() < deadline and not set(settings) <= set(attrs):
+    while True:
+        attrs = dict(storage.get_study_user_attrs(study_id))
+        complete = SETTINGS_COMPLETE in attrs or storage.get_n_trials(study_id) > 0
+        if complete:
+            return {**(legacy or {}), **attrs, SETTINGS_COMPLETE: True}
+        if time.monotonic() >= deadline:
+            return attrs
         time.sleep(0.2)
-        attrs = optuna.load_study(study_name=optuna_study.study_name, storage=storage).user_attrs
+
+
+def _write_settings(
+    optuna_study: optuna.Study, settings: Mapping[str, Any], stored: Mapping[str, Any]
+) -> None:
+    """The ``settings`` missing from ``stored``, then the mark that they are complete."""
     for key, value in settings.items():
-        if key not in attrs:
+        if key not in stored:
             optuna_study.set_user_attr(key, value)
-    return {**settings, **attrs}
+    optuna_study.set_user_attr(SETTINGS_COMPLETE, True)
 
 
 def open_study(
@@ -271,7 +299,8 @@ def open_study(
 ) -> optuna.Study:
     """Create study ``study_name`` (maximising accuracy) or load it if it exists.
 
-    ``settings`` is stored as the study's user attributes when it is created. When it exists,
+    ``settings`` is stored as the study's user attributes when it is created, followed by
+    :data:`SETTINGS_COMPLETE`; see :func:`stored_settings` for how they are read. When it exists,
     its direction must be "maximize" and its stored value of every key in ``checked`` must
     equal ``settings``' (a study's trials are only comparable under the same space, epochs,
     ...). A key missing from a study made before that setting existed is read as its
@@ -293,8 +322,7 @@ def open_study(
         except optuna.exceptions.DuplicatedStudyError:
             pass  # another worker created it a moment ago: load it below
         else:
-            for key, value in settings.items():
-                optuna_study.set_user_attr(key, value)
+            _write_settings(optuna_study, settings, {})
             return optuna_study
     optuna_study = optuna.load_study(
         study_name=study_name, storage=storage, sampler=sampler, pruner=pruner
@@ -304,9 +332,9 @@ def open_study(
             f"study {study_name!r} exists and minimises; this tool maximises accuracy. Pass "
             "another --study-name."
         )
-    stored = {**(legacy or {}), **optuna_study.user_attrs}
-    if any(key not in stored for key in checked) and not optuna_study.get_trials(deepcopy=False):
-        stored = {**(legacy or {}), **_adopt(storage, optuna_study, settings)}
+    found = stored_settings(storage, study_name, legacy=legacy) or {}
+    adopt = SETTINGS_COMPLETE not in found  # a creation that crashed: this run completes it
+    stored = {**settings, **found} if adopt else found
     for key in checked:
         if key not in stored:
             raise StorageError(
@@ -320,4 +348,6 @@ def open_study(
                 f"study {study_name!r} was created with {option} {was}, not {now}; run with "
                 f"{option} {was} to continue it, or pass a new --study-name."
             )
+    if adopt:
+        _write_settings(optuna_study, settings, found)
     return optuna_study

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 
@@ -11,11 +12,13 @@ from analysis.load import open_readonly
 from study import storage as storage_mod
 from study.run import main
 from study.storage import (
+    SETTINGS_COMPLETE,
     StorageError,
     default_storage_url,
     open_storage,
     open_study,
     resolve_sqlite_url,
+    stored_settings,
 )
 
 
@@ -75,7 +78,7 @@ def test_open_study_stores_settings_and_checks_them_on_resume(tmp_path):
     created = open_study(
         storage, "s", settings={"space": "default", "epochs": 5}, checked=("space", "epochs")
     )
-    assert created.user_attrs == {"space": "default", "epochs": 5}
+    assert created.user_attrs == {"space": "default", "epochs": 5, SETTINGS_COMPLETE: True}
     assert (
         open_study(
             storage, "s", settings={"space": "default", "epochs": 5}, checked=("space", "epochs")
@@ -153,18 +156,55 @@ def test_a_study_created_without_its_settings_is_adopted_not_lost(tmp_path, monk
     settings = {"space": "default", "epochs": 5, "seed": 0}
     optuna.create_study(storage=storage, study_name="s", direction="maximize")  # crashed here
     optuna_study = open_study(storage, "s", settings=settings, checked=("space", "epochs"))
-    assert optuna_study.user_attrs == settings
+    assert optuna_study.user_attrs == {**settings, SETTINGS_COMPLETE: True}
     # half written: what is there must still match
     optuna.create_study(storage=storage, study_name="half", direction="maximize").set_user_attr(
         "epochs", 3
     )
     with pytest.raises(StorageError, match="was created with --epochs 3, not 5"):
         open_study(storage, "half", settings=settings, checked=("space", "epochs"))
+    assert (
+        SETTINGS_COMPLETE not in optuna.load_study(study_name="half", storage=storage).user_attrs
+    )
     # a study with trials and no settings is someone else's: refused, not adopted
     foreign = optuna.create_study(storage=storage, study_name="f", direction="maximize")
     foreign.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
     with pytest.raises(StorageError, match="was not created by study.run"):
         open_study(storage, "f", settings=settings, checked=("space", "epochs"))
+
+
+def test_a_reader_waits_for_settings_another_worker_is_still_writing(tmp_path):
+    """The CI failure this guards: a worker read a study whose creator had written some of
+    its settings, took the missing ``allocation`` for an old study's (``sampler``) and was
+    refused. A reader now waits for the mark that the settings are complete."""
+    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}")
+    settings = {"space": "default", "allocation": "balanced"}
+    legacy = {"allocation": "sampler"}
+    creating = optuna.create_study(storage=storage, study_name="s", direction="maximize")
+    creating.set_user_attr("space", "default")  # the creator is half-way through
+
+    def finish() -> None:
+        time.sleep(0.5)
+        creating.set_user_attr("allocation", "balanced")
+        creating.set_user_attr(SETTINGS_COMPLETE, True)
+
+    writer = threading.Thread(target=finish)
+    writer.start()
+    started = time.monotonic()
+    found = stored_settings(storage, "s", legacy=legacy)
+    writer.join()
+    assert found["allocation"] == "balanced"  # not the legacy value of half the settings
+    assert time.monotonic() - started >= 0.5
+    opened = open_study(storage, "s", settings=settings, checked=("allocation",), legacy=legacy)
+    assert opened.user_attrs["allocation"] == "balanced"
+    # A study with trials made before the mark existed is complete: legacy fills its gaps.
+    old = optuna.create_study(storage=storage, study_name="old", direction="maximize")
+    old.set_user_attr("space", "default")
+    old.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    started = time.monotonic()
+    assert stored_settings(storage, "old", legacy=legacy)["allocation"] == "sampler"
+    assert time.monotonic() - started < 1.0  # no wait
+    assert stored_settings(storage, "none") is None
 
 
 def test_heartbeat_and_grace_reach_the_storage(tmp_path):
