@@ -1,87 +1,68 @@
-"""Reading studies: tidy tables, learning-rate sensitivity, plots and the HTML report."""
+"""Reading studies: tidy tables, learning-rate sensitivity, plots and the HTML report.
 
-from analysis.budget import (
-    NOT_INDEPENDENT,
-    budget_values,
-    expected_max,
-    trials_to_reach,
-    tunability,
-    tuning_curve,
-    tuning_curve_plot,
-)
-from analysis.diagnostics import (
-    RANGE_WARNING_COLUMNS,
-    TIME_TO_TARGET_OUTCOMES,
-    range_warnings,
-    time_to_target,
-    time_to_target_plot,
-    time_to_target_summary,
-)
-from analysis.load import (
-    HPARAM_COLUMNS,
-    StudyNotFoundError,
-    list_study_names,
-    load_curves,
-    load_studies,
-    load_trials,
-    open_readonly,
-)
-from analysis.lr_range import compare_with_study, load_lr_range, lr_range_plot
-from analysis.tables import (
-    CHANCE,
-    PRUNED_AS_LOWER_BOUNDS,
-    PRUNED_LEFT_OUT,
-    best_trials,
-    ci_separation,
-    confirmation,
-    counted_accuracy,
-    is_complete,
-    lr_bin_centres,
-    lr_bins,
-    lr_sensitivity,
-    outcome_counts,
-    param_importance,
-    seed_noise_verdicts,
-    sensitivity_metrics,
-)
+The names below are imported on first use (PEP 562): ``import analysis.load`` (what the
+end-of-run summary reads through) loads neither seaborn nor SciPy, which the plots and
+the budget curves need.
+"""
 
-__all__ = [
-    "compare_with_study",
-    "load_lr_range",
-    "lr_range_plot",
-    "RANGE_WARNING_COLUMNS",
-    "TIME_TO_TARGET_OUTCOMES",
-    "range_warnings",
-    "time_to_target",
-    "time_to_target_plot",
-    "time_to_target_summary",
-    "NOT_INDEPENDENT",
-    "budget_values",
-    "expected_max",
-    "trials_to_reach",
-    "tunability",
-    "tuning_curve",
-    "tuning_curve_plot",
-    "HPARAM_COLUMNS",
-    "StudyNotFoundError",
-    "list_study_names",
-    "load_curves",
-    "load_studies",
-    "load_trials",
-    "open_readonly",
-    "CHANCE",
-    "PRUNED_AS_LOWER_BOUNDS",
-    "PRUNED_LEFT_OUT",
-    "counted_accuracy",
-    "is_complete",
-    "outcome_counts",
-    "lr_bin_centres",
-    "lr_bins",
-    "best_trials",
-    "ci_separation",
-    "confirmation",
-    "seed_noise_verdicts",
-    "lr_sensitivity",
-    "param_importance",
-    "sensitivity_metrics",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+#: public name -> the module that defines it.
+_EXPORTS = {
+    "compare_with_study": "analysis.lr_range",
+    "load_lr_range": "analysis.lr_range",
+    "lr_range_plot": "analysis.lr_range",
+    "RANGE_WARNING_COLUMNS": "analysis.diagnostics",
+    "TIME_TO_TARGET_OUTCOMES": "analysis.diagnostics",
+    "range_warnings": "analysis.diagnostics",
+    "time_to_target": "analysis.diagnostics",
+    "time_to_target_plot": "analysis.diagnostics",
+    "time_to_target_summary": "analysis.diagnostics",
+    "NOT_INDEPENDENT": "analysis.budget",
+    "budget_values": "analysis.budget",
+    "expected_max": "analysis.budget",
+    "trials_to_reach": "analysis.budget",
+    "tunability": "analysis.budget",
+    "tuning_curve": "analysis.budget",
+    "tuning_curve_plot": "analysis.budget",
+    "HPARAM_COLUMNS": "analysis.load",
+    "StudyNotFoundError": "analysis.load",
+    "list_study_names": "analysis.load",
+    "load_curves": "analysis.load",
+    "load_studies": "analysis.load",
+    "load_trials": "analysis.load",
+    "open_readonly": "analysis.load",
+    "CHANCE": "analysis.tables",
+    "PRUNED_AS_LOWER_BOUNDS": "analysis.tables",
+    "PRUNED_LEFT_OUT": "analysis.tables",
+    "counted_accuracy": "analysis.tables",
+    "is_complete": "analysis.tables",
+    "outcome_counts": "analysis.tables",
+    "lr_bin_centres": "analysis.tables",
+    "lr_bins": "analysis.tables",
+    "best_trials": "analysis.tables",
+    "ci_separation": "analysis.tables",
+    "confirmation": "analysis.tables",
+    "seed_noise_verdicts": "analysis.tables",
+    "lr_sensitivity": "analysis.tables",
+    "param_importance": "analysis.tables",
+    "sensitivity_metrics": "analysis.tables",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'analysis' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

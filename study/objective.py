@@ -20,6 +20,7 @@ from study import records
 from study.checkpoint import save_checkpoint
 from study.config import TrialConfig
 from study.data import Dataset
+from study.interrupts import STOP
 from study.train import EpochStats, FitResult, TrainingRun
 
 __all__ = ["Objective", "checkpoint_folder", "keep_best_checkpoints"]
@@ -71,6 +72,7 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         self.started.append(trial.number)
+        STOP.check()  # a stop asked for while the trial was being created: fail it now
         config = self.propose(trial)
         seeds = [config.seed + k for k in range(self.repeats)]
         trial.set_user_attr(records.CONFIG, config.to_dict())
@@ -83,7 +85,10 @@ class Objective:
         per_seed: list[list[float]] = [[] for _ in runs]
 
         for epoch in range(1, config.epochs + 1):
-            stats = [run.train_epoch() if not run.finished else None for run in runs]
+            # Ctrl-C or SIGTERM interrupts training at once; anywhere else (storage writes)
+            # it waits for the next epoch (study.interrupts).
+            with STOP.interruptible():
+                stats = [run.train_epoch() if not run.finished else None for run in runs]
             alive = [s for s in stats if s is not None]
             if not alive:
                 break  # every seed has diverged

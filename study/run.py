@@ -12,12 +12,28 @@ import dataclasses
 import json
 import logging
 import math
+import os
+import signal
 import sys
+import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+_STARTED = False
+
+if __name__ == "__main__":  # before the libraries load (seconds): nothing is written yet
+
+    def _stopped_while_starting(signum: int, frame: Any) -> None:
+        if _STARTED:  # main() has run: its own handling is over, the process is exiting
+            return
+        sys.stderr.write("python -m study.run: interrupted while starting; nothing was run.\n")
+        os._exit(130)
+
+    for _signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(_signal, _stopped_while_starting)
 
 import optuna
 import torch
@@ -42,10 +58,11 @@ from study.cli import (
 )
 from study.config import PRECISIONS, ConfigError, TrialConfig
 from study.data import DATA_DIR_ENV, MNIST_TRAIN, DataError, check_files, load_mnist
+from study.interrupts import STOP
 from study.objective import checkpoint_folder
 from study.optim import get_optimizer_info
 from study.pruners import PRUNE_WITHIN, create_pruner, get_pruner_info, list_pruners
-from study.runner import FINISHED, run_trials
+from study.runner import FINISHED, run_trials, waiting_retries
 from study.samplers import (
     ALLOCATIONS,
     BalancedSampler,
@@ -236,6 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv``; returns the exit code (2 for a usage error)."""
     # group=True and heartbeat are "experimental" in Optuna 5; we rely on them on purpose.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    global _STARTED
+    _STARTED = True
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(argv)
@@ -244,11 +263,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.worker else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        return _run(args, argv)
-    except (UsageError, ConfigError, DataError, StorageError, WorkerFailed) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
+    # Ctrl-C and SIGTERM from here on are requests to stop, acted on where nothing is lost
+    # (study.interrupts): the run ends with no RUNNING trial of its own, the summary, 130.
+    with STOP.handling():
+        try:
+            code = _run(args, argv)
+        except (UsageError, ConfigError, DataError, StorageError, WorkerFailed) as exc:
+            print(f"{PROG}: error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:  # before any trial began: nothing to close
+            code = 0
+        if STOP.requested and code == 0:  # the run had finished, or not begun
+            if not args.worker:
+                print(f"{PROG}: stopped by {STOP.name or 'Ctrl-C'}; run the same command to "
+                      "continue.", file=sys.stderr)
+            return 130
+        return code
 
 
 @dataclass(frozen=True)
@@ -410,6 +440,20 @@ def _without(argv: list[str], options: tuple[str, ...]) -> list[str]:
     return out
 
 
+#: For tests of workers started at the same instant: with ``STUDY_TEST_START_FILE=PATH`` a
+#: process writes ``PATH.<pid>`` when ready to open the storage, then waits for ``PATH``.
+START_HOOK = "STUDY_TEST_START_FILE"
+
+
+def _start_together() -> None:
+    path = os.environ.get(START_HOOK)
+    if not path:
+        return
+    Path(f"{path}.{os.getpid()}").touch()
+    while not Path(path).exists():
+        time.sleep(0.001)
+
+
 def _run(args: argparse.Namespace, argv: list[str]) -> int:
     plan = _plan(args)
     space, target = plan.space, plan.target
@@ -429,6 +473,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         data = load_mnist(args.data_dir, device=plan.device,
                           validation_fraction=args.validation, split_seed=args.seed,
                           train_size=args.train_size)
+    _start_together()
     storage = open_storage(url, heartbeat=args.heartbeat, grace=args.grace)
     stored = stored_settings(storage, study_name, legacy=records.LEGACY_SETTINGS)
     if stored is not None and is_space_file(args.space):
@@ -480,7 +525,8 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     finished = len(optuna_study.get_trials(deepcopy=False, states=FINISHED))
     if space.grid() is not None:  # a grid is done when each point is, once
         finished = space.grid_points_done(optuna_study)
-    if finished >= target:
+    retries = len(waiting_retries(optuna_study))  # a dead worker's trial, queued again
+    if finished >= target and not retries:
         if not args.worker:
             print(f"Study {study_name!r} already has {finished} finished trials (target "
                   f"{target}); nothing to run. Raise --trials to run more.")
@@ -488,7 +534,8 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         return 0
     if not args.worker:
         space.enqueue_missing(optuna_study, target)
-    workers = min(plan.workers, target - finished)  # never more workers than trials left
+    # never more workers than trials left
+    workers = min(plan.workers, max(target - finished, retries))
     if workers == 1 and data is None:  # one trial left: train it here (files checked above)
         if not args.threads:
             torch.set_num_threads(cpu_cores())
@@ -542,11 +589,16 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         return 130 if interrupted else 0
     print(summary(wall_seconds))
     if interrupted:
-        print(f"Interrupted: the running trials were marked failed. Run the same command to "
-              f"continue to {target} finished trials.")
+        print(f"Interrupted by {STOP.name or 'Ctrl-C'}: the trials in training were marked "
+              f"failed, finished ones are kept. Run the same command to continue to {target} "
+              "finished trials.")
         return 130
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # A late Ctrl-C (a second one, while the process exits) changes nothing now.
+    for _signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(_signal, signal.SIG_IGN)
+    sys.exit(code)

@@ -1,19 +1,21 @@
 """Running trials until a study reaches its target, with progress bars and clean stops.
 
-SIGTERM is handled like Ctrl-C: the trial being trained is marked failed (never left
-RUNNING) and the caller prints the summary.
+Ctrl-C and SIGTERM stop the run where nothing is lost (:mod:`study.interrupts`): the trial
+being trained is marked failed, a trial whose training has finished is stored, none of this
+worker's trials is left RUNNING, and the caller prints the summary.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import signal
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import IO
 
 import optuna
 from tqdm.auto import tqdm
@@ -25,19 +27,16 @@ except ImportError:  # pragma: no cover - not POSIX
 
 from study.config import TrialConfig
 from study.data import Dataset
+from study.interrupts import STOP
 from study.objective import Objective, keep_best_checkpoints
 from study.progress import PlainProgress
 from study.summary import trial_label, trial_line
 from study.train import EpochStats
 
-__all__ = ["FINISHED", "run_trials"]
+__all__ = ["FINISHED", "run_trials", "waiting_retries"]
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 RUNNING = optuna.trial.TrialState.RUNNING
-
-
-def _raise_interrupt(signum: int, frame: Any) -> NoReturn:
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 class _Claim:
@@ -61,6 +60,32 @@ class _Claim:
         fcntl.flock(self._file, fcntl.LOCK_UN)
         self._file.close()
         self._file = None
+
+
+#: For tests: ``STUDY_TEST_SIGNAL=<moment>:<SIGNAL>`` makes the process send itself SIGNAL
+#: once, at the first trial's ``created`` (just after the storage made it, before its
+#: heartbeat), ``started`` (the objective begins), ``trained`` (the objective returned, the
+#: value not yet stored) or ``stored`` (after Optuna stored it) moment.
+SIGNAL_HOOK = "STUDY_TEST_SIGNAL"
+_signalled: list[str] = []
+
+
+def _signal_self_at(moment: str) -> None:
+    hook = os.environ.get(SIGNAL_HOOK)
+    if not hook or _signalled:
+        return
+    when, _, name = hook.partition(":")
+    if when == moment:
+        _signalled.append(moment)
+        os.kill(os.getpid(), getattr(signal, name or "SIGTERM"))
+
+
+def waiting_retries(optuna_study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The WAITING retries of trials whose worker died (queued by the heartbeat's retry
+    callback on a server database)."""
+    retried = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number
+    waiting = optuna_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+    return [t for t in waiting if retried(t) is not None]
 
 
 def _best_value(optuna_study: optuna.Study) -> float | None:
@@ -137,7 +162,10 @@ def run_trials(
     def claimed(trial: optuna.Trial) -> float:
         if claim is not None:
             claim.release()  # the trial exists, RUNNING: the siblings count it from now on
-        return objective(trial)
+        _signal_self_at("started")
+        value = objective(trial)
+        _signal_self_at("trained")
+        return value
 
     def target_reached() -> bool:
         # A worker also counts what its siblings are running: it does not begin a trial the
@@ -145,38 +173,48 @@ def run_trials(
         # crashed run's).
         running = (len(optuna_study.get_trials(deepcopy=False, states=(RUNNING,)))
                    if quiet else 0)
-        return count(optuna_study) + running >= target
+        # A retry of a dead worker's trial is run even past the target: left alone it would
+        # wait for ever (optimize takes waiting trials first).
+        return count(optuna_study) + running >= target and not waiting_retries(optuna_study)
 
-    callbacks = [on_trial]
+    callbacks = [on_trial, lambda study, trial: _signal_self_at("stored")]
+    if os.environ.get(SIGNAL_HOOK):
+        sampler = optuna_study.sampler
+        before_trial = sampler.before_trial
+
+        def created(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            before_trial(study, trial)
+            _signal_self_at("created")
+
+        sampler.before_trial = created  # type: ignore[method-assign]
     if checkpoints is not None and keep_checkpoints is not None:
         callbacks.append(lambda study, trial: keep_best_checkpoints(study, keep_checkpoints))
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     start = time.perf_counter()
     interrupted = False
-    try:
-        while True:
-            if claim is not None:
-                claim.acquire()
-            try:
-                if target_reached():
-                    break
-                # One trial per call: the check above comes before every trial.
-                optuna_study.optimize(claimed, n_trials=1, callbacks=callbacks,
-                                      gc_after_trial=False)
-            finally:
+    with STOP.handling():
+        try:
+            while not STOP.requested:
                 if claim is not None:
-                    claim.release()
-    except KeyboardInterrupt:
-        interrupted = True
-        # Optuna marks a trial failed when the interrupt hits its objective; one caught
-        # elsewhere (between sampling and the objective) would stay RUNNING: close it here.
-        running = optuna_study.get_trials(
-            deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-        for trial in running:
-            if trial.number in objective.started:
-                optuna_study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        epoch_bar.close()
-        trial_bar.close()
+                    claim.acquire()
+                try:
+                    if STOP.requested or target_reached():
+                        break
+                    # One trial per call: the check above comes before every trial.
+                    optuna_study.optimize(claimed, n_trials=1, callbacks=callbacks,
+                                          gc_after_trial=False)
+                finally:
+                    if claim is not None:
+                        claim.release()
+        except KeyboardInterrupt:
+            interrupted = True
+            # Optuna marks a trial failed when the interrupt hits its objective; close any
+            # of this worker's trials still RUNNING all the same.
+            running = optuna_study.get_trials(deepcopy=False, states=(RUNNING,))
+            for trial in running:
+                if trial.number in objective.started:
+                    optuna_study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+        finally:
+            epoch_bar.close()
+            trial_bar.close()
+        interrupted = interrupted or STOP.requested
     return interrupted, time.perf_counter() - start

@@ -15,6 +15,7 @@ names its absolute path.
 from __future__ import annotations
 
 import os
+import random
 import re
 import sqlite3
 import time
@@ -48,6 +49,10 @@ HEARTBEAT_INTERVAL = 60
 GRACE_PERIOD = 180
 SQLITE_TIMEOUT = 300
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+#: How another process creating the same schema at the same moment shows (PostgreSQL: a type
+#: or table name taken; SQLite: a table that already exists).
+_SCHEMA_RACE = re.compile(r"already exists|duplicate key value|UniqueViolation|DuplicateTable")
+_SCHEMA_TRIES = 10
 _URL_HELP = "use sqlite:///path/to/file.db or postgresql://user:password@host:5432/dbname"
 
 
@@ -206,15 +211,24 @@ def open_storage(
         engine_kwargs = {"pool_size": 2, "max_overflow": 2, "pool_pre_ping": True}
         retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
-                url,
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=heartbeat,
-                grace_period=grace,
-                heartbeat_stale_trial_callback=retry,
-            )
+        for attempt in range(_SCHEMA_TRIES):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    return optuna.storages.RDBStorage(
+                        url,
+                        engine_kwargs=engine_kwargs,
+                        heartbeat_interval=heartbeat,
+                        grace_period=grace,
+                        heartbeat_stale_trial_callback=retry,
+                    )
+            except sqlalchemy.exc.SQLAlchemyError as exc:
+                # Workers started together on a new database all create its tables; all but
+                # one find them made a moment ago. The schema is there now: open it again.
+                if attempt + 1 == _SCHEMA_TRIES or not _SCHEMA_RACE.search(str(exc)):
+                    raise
+                time.sleep(0.1 + 0.2 * random.random())
+        raise AssertionError("unreachable")
     except ImportError:
         raise StorageError(
             f"no database driver for {backend!r} URLs; for PostgreSQL run "

@@ -17,12 +17,13 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import IO, Any, NoReturn
+from typing import IO
 
 import optuna
 from tqdm.auto import tqdm
 
 from study import records
+from study.interrupts import STOP
 from study.progress import PlainProgress
 from study.runner import FINISHED
 from study.summary import trial_label, trial_line
@@ -74,10 +75,6 @@ class _Worker:
         return lines[-1] if lines else f"exit code {self.process.returncode}"
 
 
-def _raise_interrupt(signum: int, frame: Any) -> NoReturn:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def run_workers(
     argv: list[str],
     optuna_study: optuna.Study,
@@ -101,7 +98,27 @@ def run_workers(
                dynamic_ncols=True, disable=None)
     shown = {t.number for t in optuna_study.get_trials(deepcopy=False, states=FINISHED)}
     plain = PlainProgress()
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    with STOP.handling():
+        interrupted = _watch(pool, argv, optuna_study, bar, shown, plain, workers=workers,
+                             threads=threads, seed=seed, env=env)
+    return interrupted, time.perf_counter() - start
+
+
+def _watch(
+    pool: list[_Worker],
+    argv: list[str],
+    optuna_study: optuna.Study,
+    bar: tqdm,
+    shown: set[int],
+    plain: PlainProgress,
+    *,
+    workers: int,
+    threads: int,
+    seed: int,
+    env: dict[str, str],
+) -> bool:
+    """Start the workers and show their progress until they end or a stop is asked for
+    (then stop them); returns whether the run was interrupted."""
     interrupted = False
     try:
         for k in range(workers):
@@ -122,20 +139,22 @@ def run_workers(
             if done:
                 interrupted = any(w.process.returncode == 130 for w in pool)
                 break
-            time.sleep(POLL)
-    except KeyboardInterrupt:
-        interrupted = True
-        _stop(pool)
-        _show_progress(optuna_study, bar, shown, plain)
+            deadline = time.monotonic() + POLL
+            while time.monotonic() < deadline and not STOP.requested:
+                time.sleep(0.05)
+            if STOP.requested:
+                interrupted = True
+                _stop(pool)  # further signals are absorbed: each worker is stopped once
+                _show_progress(optuna_study, bar, shown, plain)
+                break
     except BaseException:
         _stop(pool)  # never leave workers running without this process
         raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
         bar.close()
         for worker in pool:
             worker.stderr.close()
-    return interrupted, time.perf_counter() - start
+    return interrupted
 
 
 def _stop(pool: list[_Worker]) -> None:

@@ -58,6 +58,32 @@ def postgres_url() -> str:
     return url
 
 
+@pytest.fixture
+def fresh_postgres(postgres_url):
+    """A factory of brand-new, empty PostgreSQL databases (no Optuna schema yet) on the
+    server of ``postgres_url``, whose role needs CREATEDB; each is dropped afterwards."""
+    import uuid
+
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    base = make_url(postgres_url)
+    admin = base.set(drivername="postgresql").render_as_string(hide_password=False)
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"study_fresh_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        made.append(name)
+        return base.set(database=name).render_as_string(hide_password=False)
+
+    yield make
+    with psycopg.connect(admin, autocommit=True) as conn:
+        for name in made:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def add_trial(
     optuna_study,
     optimizer: str,
