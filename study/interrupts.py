@@ -94,14 +94,26 @@ STOP = Interrupts()
 
 
 class _HideInterruptedTrials(logging.Filter):
-    """Drop Optuna's warning (with a traceback) for a trial failed by Ctrl-C or SIGTERM: the
-    command says it in one line."""
+    """Drop Optuna's warning (with a traceback) for a trial failed by Ctrl-C, SIGTERM or the
+    database failing, and its "failed with value None" line: the command says it in one line.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, KeyboardInterrupt):
+        if isinstance(exc, KeyboardInterrupt) or _from_database(exc):
             return False
-        return not (STOP.requested and "failed with value None" in record.getMessage())
+        return "failed with value None" not in record.getMessage()
+
+
+def _from_database(exc: BaseException | None) -> bool:
+    for _ in range(20):  # the chain of causes, never a cycle
+        if exc is None:
+            return False
+        if any(c.__module__.split(".")[0] in ("sqlalchemy", "sqlite3", "psycopg")
+               or c.__name__ == "StorageInternalError" for c in type(exc).__mro__):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 _OPTUNA_LOG = logging.getLogger("optuna.study._optimize")

@@ -78,6 +78,7 @@ from study.storage import (
     display_url,
     open_storage,
     open_study,
+    storage_failure,
     stored_settings,
 )
 from study.summary import summarize
@@ -273,6 +274,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         except KeyboardInterrupt:  # before any trial began: nothing to close
             code = 0
+        except Exception as exc:  # the database failing outside a trial (progress, summary)
+            failure = storage_failure(exc, getattr(args, "url", None) or args.storage or "")
+            if failure is None:
+                raise
+            print(f"{PROG}: error: {failure}", file=sys.stderr)
+            return 2
         if STOP.requested and code == 0:  # the run had finished, or not begun
             if not args.worker:
                 print(f"{PROG}: stopped by {STOP.name or 'Ctrl-C'}; run the same command to "
@@ -464,6 +471,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         torch.set_num_threads(plan.threads)
     study_name = args.study_name or space.name
     url = args.storage or default_storage_url(study_name)
+    args.url = url  # for messages about the database
     # Data first: a missing or corrupt file stops the run before any database is created.
     # With several workers this process trains nothing: it only checks the files.
     data = None
@@ -584,7 +592,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
                                                done=space.grid_points_done if grid else None,
                                                checkpoints=checkpoints,
                                                keep_checkpoints=args.keep_checkpoints,
-                                               claim_key=f"{url}\n{study_name}")
+                                               claim_key=f"{url}\n{study_name}", url=url)
     if args.worker:
         return 130 if interrupted else 0
     print(summary(wall_seconds))

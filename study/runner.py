@@ -30,6 +30,7 @@ from study.data import Dataset
 from study.interrupts import STOP
 from study.objective import Objective, keep_best_checkpoints
 from study.progress import PlainProgress
+from study.storage import storage_failure
 from study.summary import trial_label, trial_line
 from study.train import EpochStats
 
@@ -80,6 +81,16 @@ def _signal_self_at(moment: str) -> None:
         os.kill(os.getpid(), getattr(signal, name or "SIGTERM"))
 
 
+def _close_running(optuna_study: optuna.Study, started: list[int]) -> None:
+    """Mark this worker's trials still RUNNING failed, where the database allows it."""
+    try:
+        for trial in optuna_study.get_trials(deepcopy=False, states=(RUNNING,)):
+            if trial.number in started:
+                optuna_study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+    except Exception:  # noqa: BLE001 - the database is failing: the grace period closes it
+        pass
+
+
 def waiting_retries(optuna_study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     """The WAITING retries of trials whose worker died (queued by the heartbeat's retry
     callback on a server database)."""
@@ -108,6 +119,7 @@ def run_trials(
     checkpoints: Path | None = None,
     keep_checkpoints: int | None = None,
     claim_key: str | None = None,
+    url: str | None = None,
 ) -> tuple[bool, float]:
     """Run trials until ``target`` are finished; returns (interrupted, wall seconds).
 
@@ -122,6 +134,10 @@ def run_trials(
     pruned leaves a checkpoint per seed there, and with ``keep_checkpoints`` K only the best
     K trials' files are kept. ``claim_key`` (the storage URL and study name) names the lock
     the workers of one machine start their trials under.
+
+    Raises:
+        StorageError: the database (``url``) failed during the run, a full disk for example;
+            this worker's running trial is closed as failed where the database still allows.
     """
     trial_bar = tqdm(total=target, initial=finished, unit="trial", desc=optuna_study.study_name,
                      dynamic_ncols=True, disable=True if quiet else None)
@@ -209,10 +225,13 @@ def run_trials(
             interrupted = True
             # Optuna marks a trial failed when the interrupt hits its objective; close any
             # of this worker's trials still RUNNING all the same.
-            running = optuna_study.get_trials(deepcopy=False, states=(RUNNING,))
-            for trial in running:
-                if trial.number in objective.started:
-                    optuna_study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+            _close_running(optuna_study, objective.started)
+        except Exception as exc:
+            failure = storage_failure(exc, url or "")
+            if failure is None:
+                raise
+            _close_running(optuna_study, objective.started)
+            raise failure from None
         finally:
             epoch_bar.close()
             trial_bar.close()

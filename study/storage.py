@@ -36,6 +36,7 @@ __all__ = [
     "resolve_sqlite_url",
     "open_storage",
     "open_study",
+    "storage_failure",
     "stored_settings",
     "SETTINGS_COMPLETE",
     "HEARTBEAT_INTERVAL",
@@ -142,6 +143,78 @@ def _check_sqlite_file(path: Path) -> None:
         )
 
 
+def _check_writable(path: Path) -> None:
+    """A writer's SQLite file can be made or written, and its folder too (SQLite writes a
+    journal beside the file); the folder is made here."""
+    missing = path.parent
+    while not missing.exists() and missing.parent != missing:
+        missing = missing.parent
+    if missing.exists() and not missing.is_dir():
+        raise StorageError(
+            f"cannot make {path}: {missing} is a file, not a folder; move it away or pass "
+            "another --storage."
+        )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(
+            f"cannot make the folder {path.parent} ({exc.strerror}); pass a --storage path in "
+            "a folder you can write to."
+        ) from None
+    read_only = path.exists() and (not os.access(path, os.W_OK)
+                                   or not path.stat().st_mode & 0o222)
+    if read_only:
+        raise StorageError(
+            f"{path} is read-only, so the study cannot be written; make it writable "
+            f"(chmod u+w {path}) or pass another --storage. Reading it needs no write access: "
+            "python -m analysis.report reads read-only files."
+        )
+    if not os.access(path.parent, os.W_OK):
+        raise StorageError(
+            f"the folder {path.parent} is read-only, and SQLite writes its journal beside the "
+            "database; make the folder writable or pass another --storage."
+        )
+
+
+def storage_failure(exc: BaseException, url: str) -> StorageError | None:
+    """A one-line :class:`StorageError` for ``exc`` when it (or what it arose from) is the
+    database failing during a run: a full disk, a file made read-only, a lost server, ...;
+    ``None`` for anything else. Optuna sometimes raises its own error on top of the
+    database's (``StorageInternalError``, or an ``AssertionError`` while storing a trial):
+    the database's reason is the one named."""
+    seen: set[int] = set()
+    found: BaseException | None = None
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, (sqlalchemy.exc.SQLAlchemyError, sqlite3.Error,
+                            optuna.exceptions.StorageInternalError)):
+            found = exc
+            if isinstance(exc, sqlalchemy.exc.DBAPIError | sqlite3.Error):
+                break
+        exc = exc.__cause__ or exc.__context__
+    if found is None:
+        return None
+    original = getattr(found, "orig", None) or found
+    reason = (str(original).strip().splitlines() or [type(original).__name__])[0]
+    path = _sqlite_path(url)
+    where = str(path) if path is not None else display_url(url)
+    lowered = reason.lower()
+    if "full" in lowered:
+        fix = f"free space on the disk that holds {where}"
+    elif "readonly" in lowered or "read-only" in lowered:
+        fix = f"make {where} and its folder writable"
+    elif "locked" in lowered:
+        fix = "another program holds the database locked; close it"
+    elif path is None:
+        fix = "check that the server runs and answers"
+    else:
+        fix = f"check {where}"
+    return StorageError(
+        f"the study database {where} failed during the run ({reason}); {fix}, then run the "
+        "same command to continue: finished trials are kept, the one being stored is not."
+    )
+
+
 def open_storage(
     url: str,
     *,
@@ -205,7 +278,8 @@ def open_storage(
                 f"{path} is an empty file, not a study database; run a study into it first "
                 f"(python -m study.run --storage {url}) or check the storage URL."
             )
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if create:
+            _check_writable(path)
         engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT}}
     else:
         engine_kwargs = {"pool_size": 2, "max_overflow": 2, "pool_pre_ping": True}
