@@ -550,9 +550,10 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         data = load_mnist(args.data_dir, device=plan.device,
                           validation_fraction=args.validation, split_seed=study_seed,
                           train_size=args.train_size)
+    threads = f"{plan.threads} thread" + ("s" if plan.threads != 1 else "")
     logger.info("study %r in %s: %d of %d trials finished; %s on %s (%s, %s set)",
                 study_name, shown_url, finished, target,
-                f"{workers} workers x {plan.threads} threads" if workers > 1 else "training",
+                f"{workers} workers x {threads}" if workers > 1 else "training",
                 plan.device, plan.precision, settings["eval_set"])
     if workers > 1:
         interrupted, wall_seconds = run_workers(

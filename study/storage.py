@@ -283,7 +283,9 @@ def open_storage(
         engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT}}
     else:
         engine_kwargs = {"pool_size": 2, "max_overflow": 2, "pool_pre_ping": True}
-        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)
     try:
         for attempt in range(_SCHEMA_TRIES):
             try:
