@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from study.config import TrialConfig
 from study.data import load_mnist
@@ -472,3 +473,48 @@ def test_a_batch_size_schedule_trains_each_epoch_at_its_batch_size(tiny_data):
     assert [e.batch_size for e in run.history] == [8, 16, 32]
     assert updates == [-(-n // 8), -(-n // 16), -(-n // 32)]
     assert {e.lr for e in run.history} == {0.05} and stats.lr_min == stats.lr_max == 0.05
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_the_mlps_train_step_gives_autograds_gradients(bf16):
+    torch.manual_seed(0)
+    model = MLP()
+    model.train()
+    x, y = torch.randn(64, 784), torch.randint(0, 10, (64,))
+    torch.manual_seed(1)  # the same dropout masks for both
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        logits = model(x)
+    loss = F.cross_entropy(logits.float(), y)
+    model.zero_grad(set_to_none=True)
+    loss.backward()
+    expected = [p.grad.clone() for p in model.parameters()]
+    torch.manual_seed(1)
+    step_loss, step_logits = model.train_step(x, y, bf16=bf16)
+    assert torch.equal(step_logits, logits.detach())
+    assert step_loss.item() == pytest.approx(loss.item(), rel=1e-6)
+    for p, grad in zip(model.parameters(), expected, strict=True):
+        assert p.grad.dtype == torch.float32
+        if bf16:
+            assert torch.equal(p.grad, grad)  # the same bf16 products, bit for bit
+        else:  # float32: the loss's gradient is rounded in another order
+            torch.testing.assert_close(p.grad, grad, rtol=1e-5, atol=1e-8)
+
+
+def test_training_uses_autograd_where_the_mlp_was_changed(tiny_data):
+    model = MLP()
+    assert model.has_train_step(torch.device("cpu"))
+    assert not model.has_train_step(torch.device("meta"))  # a GPU uses autograd
+    hooked = MLP()
+    hooked.layers[1].register_forward_hook(lambda module, args, out: out)
+    assert not hooked.has_train_step(torch.device("cpu"))
+    other = MLP()
+    other.layers.append(torch.nn.ReLU())
+    assert not other.has_train_step(torch.device("cpu"))
+    # one epoch through either path trains the same model, to float32 rounding
+    config = TrialConfig(optimizer="adam", lr=1e-3, epochs=1, batch_size=64, seed=3)
+    fast, slow = TrainingRun(config, tiny_data), TrainingRun(config, tiny_data)
+    slow.model.layers[0].register_forward_hook(lambda module, args, out: out)
+    assert not slow.model.has_train_step(torch.device("cpu"))
+    a, b = fast.train_epoch(), slow.train_epoch()
+    assert a.train_loss == pytest.approx(b.train_loss, rel=1e-4)
+    assert a.eval_accuracy == pytest.approx(b.eval_accuracy, abs=2e-3)
