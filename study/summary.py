@@ -148,6 +148,8 @@ def next_steps(study_name: str, shown_url: str, *, storage_option: str | None = 
              f"Trials: {_program('optuna')} trials --study-name {name} --storage {shown_url}"]
     if shutil.which("optuna-dashboard", path=str(Path(sys.executable).parent)):
         lines.append(f"Dashboard: {_program('optuna-dashboard')} {shown_url}")
+    if ":***@" in shown_url:  # display_url hid the password: the commands need it back
+        lines.append("(The database password is shown as ***: put yours in its place.)")
     return lines
 
 

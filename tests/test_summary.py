@@ -78,3 +78,10 @@ def test_under_make_the_commands_are_make_targets(monkeypatch):
     )
     # A study outside studies/ is not what the Makefile opens: plain commands then.
     assert "make" not in next_steps("x", "sqlite:///y.db", storage_option="sqlite:///y.db")[0]
+
+
+def test_next_steps_say_where_a_hidden_password_goes():
+    url = "postgresql://me:***@db:5432/studies"
+    lines = next_steps("s", url, storage_option=url)
+    assert lines[-1] == "(The database password is shown as ***: put yours in its place.)"
+    assert "password" not in " ".join(next_steps("s", "sqlite:///x.db", storage_option="x"))
