@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from study.storage import storage_failure
+
 __all__ = ["Interrupts", "STOP", "SIGNALS"]
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -100,20 +102,10 @@ class _HideInterruptedTrials(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, KeyboardInterrupt) or _from_database(exc):
+        if isinstance(exc, KeyboardInterrupt) or (
+            exc is not None and storage_failure(exc, "") is not None):
             return False
         return "failed with value None" not in record.getMessage()
-
-
-def _from_database(exc: BaseException | None) -> bool:
-    for _ in range(20):  # the chain of causes, never a cycle
-        if exc is None:
-            return False
-        if any(c.__module__.split(".")[0] in ("sqlalchemy", "sqlite3", "psycopg")
-               or c.__name__ == "StorageInternalError" for c in type(exc).__mro__):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
 
 
 _OPTUNA_LOG = logging.getLogger("optuna.study._optimize")
