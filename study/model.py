@@ -29,15 +29,20 @@ class Dropout(nn.Dropout):
         return (x * mask).mul_(scale)  # in place: one tensor less per layer
 
     def cpu_mask(self, x: torch.Tensor) -> tuple[torch.Tensor, float]:
-        """The keep mask (bool, ``x``'s shape) and the scale of the kept elements, drawn as
-        :meth:`forward` draws them on the CPU."""
+        """The keep mask (1 keeps, 0 drops; ``x``'s shape and dtype) and the scale of the
+        kept elements, drawn as :meth:`forward` draws them on the CPU.
+
+        The mask is made with float arithmetic only (on this CPU a comparison or a product
+        with a bool tensor costs 4 to 8 times a float one): ``clamp(t - lanes, 0, 1)`` is 1
+        exactly where the integer ``lanes < t``, and float32 holds these integers exactly.
+        """
         keep = round((1.0 - self.p) * 65536)
         n = x.numel()
         bits = torch.randint(-(2**63), 2**63 - 1, ((n + _LANES - 1) // _LANES,),
                              dtype=torch.int64, device=x.device)
-        lanes = bits.view(torch.int16)[:n].view(x.shape)  # uniform in [-32768, 32767]
-        return lanes < keep - 32768, 65536.0 / keep
-
+        lanes = bits.view(torch.int16)[:n].view(x.shape).to(torch.float32)  # -32768..32767
+        mask = torch.rsub(lanes, keep - 32768).clamp_(0.0, 1.0)
+        return mask if x.dtype == torch.float32 else mask.to(x.dtype), 65536.0 / keep
 
 
 class MLP(nn.Module):
@@ -87,48 +92,106 @@ class MLP(nn.Module):
 
     @torch.no_grad()
     def train_step(
-        self, x: torch.Tensor, y: torch.Tensor, *, bf16: bool = False
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        *,
+        bf16: bool = False,
+        nll: torch.Tensor | None = None,
+        pred: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One training step's forward and backward without autograd: sets every
-        parameter's ``.grad`` to the gradient of the mean cross-entropy of ``(x, y)`` and
-        returns ``(loss, logits)``, both detached.
+        parameter's ``.grad`` (float32) to the gradient of the mean cross-entropy of
+        ``(x, y)`` and returns ``(nll, pred)``: each example's cross-entropy (float32) and
+        predicted class, written into ``nll`` and ``pred`` where given (views of an epoch's
+        buffers: no tensor per update to add up).
 
-        The same operations as ``cross_entropy(model(x).float(), y).backward()`` in training
-        mode (under ``torch.autocast(..., torch.bfloat16)`` with ``bf16``: the weights cast
-        to bfloat16 for the products, the loss and the parameters' gradients in float32),
-        and the same dropout masks; without autograd's bookkeeping an update is 6 to 13 %
-        faster on the CPU. Only for the layers as built (:meth:`has_train_step`).
+        The operations of ``cross_entropy(model(x).float(), y).backward()`` in training mode
+        (under ``torch.autocast(..., torch.bfloat16)`` with ``bf16``: the weights cast to
+        bfloat16 for the products, the loss and the gradients in float32) with the same
+        dropout masks, rearranged so that no update pays for more than the products need:
+
+        - no autograd graph; a hidden layer's ReLU and dropout backward is one
+          ``threshold_backward`` on its output;
+        - the dropout scale and the loss's ``1 / n`` ride on the products (``alpha``) instead
+          of an elementwise pass each;
+        - the gradients are written into the same buffers at every update (one flat float32
+          buffer whose views are the ``.grad`` tensors; with ``bf16`` one cast of all weight
+          gradients at once).
+
+        The gradients equal autograd's to float32 rounding (within 1e-5 relative; in bf16
+        within bfloat16 rounding, as the products are rounded at other points). About 20 %
+        faster per update than autograd on the CPU. Only for the layers as built
+        (:meth:`has_train_step`).
         """
-        dtype = torch.bfloat16 if bf16 else x.dtype
+        dtype = torch.bfloat16 if bf16 else torch.float32
         linears = [m for m in self.layers if isinstance(m, nn.Linear)]
         drops = [m for m in self.layers if isinstance(m, Dropout)]
+        weight_grads, bias_grads = self._grad_buffers(linears, dtype)
         weights = [(m.weight.to(dtype), m.bias.to(dtype)) for m in linears]
         h = x.flatten(1).to(dtype)
-        inputs, kept = [h], []  # each product's input; each hidden layer's backward factor
+        inputs, scales = [h], [1.0]  # each product's input, and the scale it stands for
         for (w, b), drop in zip(weights[:-1], drops, strict=True):
-            h = torch.addmm(b, h, w.t()).relu_()
+            h = torch.addmm(b, h, w.t(), alpha=scales[-1]).relu_()
+            scale = 1.0
             if drop.p > 0:
                 mask, scale = drop.cpu_mask(h)
-                h = (h * mask).mul_(scale)
-                kept.append((h > 0, scale))
-            else:
-                kept.append((h > 0, 1.0))
+                h = h.mul_(mask)  # kept units unscaled: the scale goes into the next product
             inputs.append(h)
+            scales.append(scale)
         w, b = weights[-1]
-        logits = torch.addmm(b, h, w.t())
-        logits32 = logits.float()
-        log_p = torch.log_softmax(logits32, dim=1)
-        loss = -log_p.gather(1, y[:, None]).mean()
-        grad = log_p.exp_()  # d loss / d logits = (softmax - one_hot) / n
-        grad[torch.arange(y.shape[0], device=y.device), y] -= 1.0
-        grad = grad.div_(y.shape[0]).to(dtype)
+        logits = torch.addmm(b, h, w.t(), alpha=scales[-1])
+        log_p = torch.log_softmax(logits.float(), dim=1)
+        n = y.shape[0]
+        nll = torch.gather(log_p, 1, y[:, None], out=None if nll is None else nll[:, None])
+        nll = nll.view(n).neg_()
+        pred = torch.argmax(logits, dim=1, out=pred)
+        grad = log_p.exp_()  # n * (d loss / d logits) = softmax - one_hot
+        grad = grad.scatter_add_(1, y[:, None], grad.new_full((n, 1), -1.0)).to(dtype)
+        factor = 1.0 / n  # the true gradient of the products' output is factor * grad
         for k in range(len(linears) - 1, -1, -1):
-            layer, (w, _) = linears[k], weights[k]
-            layer.weight.grad = (grad.t() @ inputs[k]).float()
-            layer.bias.grad = grad.sum(0).float()
-            if k > 0:
-                alive, scale = kept[k - 1]
-                grad = (grad @ w).mul_(alive)
-                if scale != 1.0:
-                    grad.mul_(scale)
-        return loss, logits
+            torch.addmm(weight_grads[k], grad.t(), inputs[k], beta=0,
+                        alpha=factor * scales[k], out=weight_grads[k])
+            torch.sum(grad, 0, dtype=torch.float32, out=bias_grads[k]).mul_(factor)
+            if k > 0:  # through the ReLU and dropout below: zero where the unit gave 0
+                grad = torch.ops.aten.threshold_backward(grad @ weights[k][0], inputs[k], 0)
+                factor *= scales[k]
+        cache = self._step_cache
+        if cache["weights16"] is not None:
+            cache["weights32"].copy_(cache["weights16"])
+        return nll, pred
+
+    def _grad_buffers(
+        self, linears: list[nn.Linear], dtype: torch.dtype
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Where :meth:`train_step` writes the weight and bias gradients: views of one
+        float32 buffer, which are the parameters' ``.grad`` (made again when a ``.grad`` was
+        replaced, e.g. by ``zero_grad``); with bfloat16 the weight gradients go to a
+        bfloat16 buffer first, copied into the float32 one in one pass."""
+        params = [p for m in linears for p in (m.weight, m.bias)]
+        cache = self.__dict__.get("_step_cache")
+        if (cache is None or cache["dtype"] != dtype
+                or any(p.grad is not g for p, g in zip(params, cache["grads"], strict=True))):
+            weights = [m.weight for m in linears]
+            biases = [m.bias for m in linears]
+            n_weights = sum(w.numel() for w in weights)
+            flat = torch.empty(n_weights + sum(b.numel() for b in biases),
+                               device=weights[0].device)
+            views, offset = [], 0
+            for p in weights + biases:
+                views.append(flat[offset : offset + p.numel()].view_as(p))
+                offset += p.numel()
+            for p, view in zip(weights + biases, views, strict=True):
+                p.grad = view
+            weights16 = None if dtype == torch.float32 else torch.empty(
+                n_weights, dtype=dtype, device=flat.device)
+            targets, offset = [], 0
+            for w, view in zip(weights, views, strict=False):
+                targets.append(view if weights16 is None else
+                               weights16[offset : offset + w.numel()].view_as(w))
+                offset += w.numel()
+            cache = {"dtype": dtype, "grads": [p.grad for p in params],
+                     "weight_targets": targets, "bias_targets": views[len(weights):],
+                     "weights16": weights16, "weights32": flat[:n_weights]}
+            self.__dict__["_step_cache"] = cache  # not a module attribute: no state_dict
+        return cache["weight_targets"], cache["bias_targets"]

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from study.config import TrialConfig
-from study.data import Dataset, iter_batches
+from study.data import Dataset, epoch_permutation, iter_batches
 from study.model import MLP
 from study.optim import create_optimizer, get_optimizer_info
 from study.schedules import (
@@ -342,60 +342,21 @@ class TrainingRun:
             _set_rng_state(self.device, outer)
 
     def _train_epoch(self, epoch: int) -> EpochStats | None:
-        model, optimizer, scheduler = self.model, self.optimizer, self.scheduler
-        config, data = self.config, self.data
-        train_step = (model.train_step if isinstance(model, MLP)
-                      and model.has_train_step(self.device) else None)
+        model, config, data = self.model, self.config, self.data
         start = time.perf_counter()
-        loss_sum = torch.zeros((), device=self.device)
-        correct = torch.zeros((), device=self.device, dtype=torch.long)
-        bad = torch.zeros((), device=self.device, dtype=torch.bool)
-        seen = 0
-        # the loss "blew up" is judged on the epoch's updates past the run's first few: the
-        # epoch's sum less that of its unjudged updates (kept only while there are any)
-        unjudged_sum = torch.zeros((), device=self.device)
-        unjudged_seen = 0
+        # the loss "blew up" is judged on the epoch's updates past the run's first few
         judged_from = max(0, SETTLE_UPDATES - self._updates)
-        momentum_fn = self._momentum_fn
-        lr_used = optimizer.param_groups[0]["lr"]
-        lr_low, lr_high = math.inf, -math.inf
         batch_size = config.batch_size * (
             self._batch_factor(epoch - 1) if self._batch_factor is not None else 1)
         steps = math.ceil(data.num_train / batch_size)
-        batches = iter_batches(data.train_x, data.train_y, batch_size, self.generator)
-        for step, (xb, yb) in enumerate(batches):
-            # Python floats from the scheduler: no host synchronisation
-            lr_used = optimizer.param_groups[0]["lr"]
-            lr_low = min(lr_low, lr_used)
-            lr_high = max(lr_high, lr_used)
-            if train_step is not None:  # the same step, without autograd's bookkeeping
-                loss, logits = train_step(xb, yb, bf16=self._autocast)
-            else:
-                with torch.autocast(self.device.type, dtype=torch.bfloat16,
-                                    enabled=self._autocast):
-                    logits = model(xb)
-                loss = F.cross_entropy(logits.float(), yb)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-            optimizer.step()
-            scheduler.step()
-            if momentum_fn is not None:
-                self._set_momentum(momentum_fn(scheduler.last_epoch))
-            detached = loss.detach()
-            if self._loss_limit is None:
-                # 1. the first batch fixes the reference loss (one sync per run)
-                self._loss_limit = self.divergence_factor * max(detached.item(), 1e-3)
-            # 2. accumulate on the device; no per-step host synchronisation
-            loss_sum += detached * yb.shape[0]
-            correct += (logits.detach().argmax(dim=1) == yb).sum()
-            seen += yb.shape[0]
-            bad |= ~torch.isfinite(detached)
-            if step < judged_from:
-                unjudged_sum += detached * yb.shape[0]
-                unjudged_seen += yb.shape[0]
-            # 3. look at the flag every CHECK_EVERY updates; the epoch mean at its end
-            if (step + 1) % CHECK_EVERY == 0 and bad.item():
-                break
+        self._lr_low, self._lr_high = math.inf, -math.inf
+        self._lr_used = self.optimizer.param_groups[0]["lr"]
+        if isinstance(model, MLP) and model.has_train_step(self.device):
+            tally = self._epoch_by_train_step(batch_size, judged_from)
+        else:
+            tally = self._epoch_by_autograd(batch_size, judged_from)
+        loss_sum, unjudged_sum, seen, unjudged_seen, correct, bad = tally
+        lr_used, lr_low, lr_high = self._lr_used, self._lr_low, self._lr_high
         self._updates += steps
         train_loss = loss_sum.item() / seen
         if bad.item():
@@ -429,8 +390,87 @@ class TrainingRun:
             # update on
             factor = self._epoch_hook.step(eval_acc)
             if factor != 1.0:
-                scale_lr(scheduler, factor)
+                scale_lr(self.scheduler, factor)
         return stats
+
+    def _before_update(self) -> None:
+        # Python floats from the scheduler: no host synchronisation
+        lr = self._lr_used = self.optimizer.param_groups[0]["lr"]
+        self._lr_low = min(self._lr_low, lr)
+        self._lr_high = max(self._lr_high, lr)
+
+    def _after_update(self) -> None:
+        self.optimizer.step()
+        self.scheduler.step()
+        if self._momentum_fn is not None:
+            self._set_momentum(self._momentum_fn(self.scheduler.last_epoch))
+
+    def _epoch_by_train_step(self, batch_size: int, judged_from: int) -> tuple:
+        """The epoch's updates through :meth:`MLP.train_step` (the lab's MLP on a CPU): each
+        example's loss and prediction go into the epoch's buffers, added up once at the end
+        (and checked for non-finite values every ``CHECK_EVERY`` updates)."""
+        data, n = self.data, self.data.num_train
+        train_step = self.model.train_step
+        inputs = data.train_inputs(torch.bfloat16 if self._autocast else data.train_x.dtype)
+        perm = epoch_permutation(n, self.generator, self.device)
+        nll = torch.empty(n, device=self.device)
+        pred = torch.empty(n, dtype=torch.long, device=self.device)
+        seen = checked = 0
+        for step, first in enumerate(range(0, n, batch_size)):
+            idx = perm[first : first + batch_size]
+            seen = first + idx.shape[0]
+            self._before_update()
+            train_step(inputs.index_select(0, idx), data.train_y.index_select(0, idx),
+                       bf16=self._autocast, nll=nll[first:seen], pred=pred[first:seen])
+            self._after_update()
+            if self._loss_limit is None:
+                # the first batch fixes the reference loss (one sync per run)
+                self._loss_limit = self.divergence_factor * max(
+                    nll[first:seen].mean().item(), 1e-3)
+            if (step + 1) % CHECK_EVERY == 0:
+                if not torch.isfinite(nll[checked:seen]).all().item():
+                    break
+                checked = seen
+        unjudged_seen = min(judged_from * batch_size, seen)
+        correct = (pred[:seen] == data.train_y.index_select(0, perm[:seen])).sum()
+        bad = ~torch.isfinite(nll[checked:seen]).all()
+        return (nll[:seen].sum(), nll[:unjudged_seen].sum(), seen, unjudged_seen, correct, bad)
+
+    def _epoch_by_autograd(self, batch_size: int, judged_from: int) -> tuple:
+        """The epoch's updates through autograd (any model, any device): the sums are kept
+        on the device, with no host synchronisation per update."""
+        model, optimizer, data = self.model, self.optimizer, self.data
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        bad = torch.zeros((), device=self.device, dtype=torch.bool)
+        unjudged_sum = torch.zeros((), device=self.device)
+        seen = unjudged_seen = 0
+        batches = iter_batches(data.train_x, data.train_y, batch_size, self.generator)
+        for step, (xb, yb) in enumerate(batches):
+            self._before_update()
+            with torch.autocast(self.device.type, dtype=torch.bfloat16,
+                                enabled=self._autocast):
+                logits = model(xb)
+            loss = F.cross_entropy(logits.float(), yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self._after_update()
+            detached = loss.detach()
+            if self._loss_limit is None:
+                # 1. the first batch fixes the reference loss (one sync per run)
+                self._loss_limit = self.divergence_factor * max(detached.item(), 1e-3)
+            # 2. accumulate on the device; no per-step host synchronisation
+            loss_sum += detached * yb.shape[0]
+            correct += (logits.detach().argmax(dim=1) == yb).sum()
+            seen += yb.shape[0]
+            bad |= ~torch.isfinite(detached)
+            if step < judged_from:
+                unjudged_sum += detached * yb.shape[0]
+                unjudged_seen += yb.shape[0]
+            # 3. look at the flag every CHECK_EVERY updates; the epoch mean at its end
+            if (step + 1) % CHECK_EVERY == 0 and bad.item():
+                break
+        return loss_sum, unjudged_sum, seen, unjudged_seen, correct, bad
 
     def _diverge(self, epoch: int, lr: float, reason: str) -> None:
         self.diverged_lr, self.diverged_epoch, self.diverged_reason = lr, epoch, reason
