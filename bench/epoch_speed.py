@@ -208,8 +208,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="fewer repeats and trials: the same figures in under 2 minutes")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's choice, one per core); the "
+                        "study's workers run with CORES/W each, 1 on a 2-core machine")
     parser.add_argument("--json", type=Path, default=RESULTS, help="where to write the figures")
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error(f"--threads must be at least 1, but got {args.threads}")
+        torch.set_num_threads(args.threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     repeats = 2 if args.quick else args.repeats
     overhead_trials = 20 if args.quick else 50

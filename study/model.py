@@ -120,9 +120,9 @@ class MLP(nn.Module):
           gradients at once).
 
         The gradients equal autograd's to float32 rounding (within 1e-5 relative; in bf16
-        within bfloat16 rounding, as the products are rounded at other points). About 20 %
-        faster per update than autograd on the CPU. Only for the layers as built
-        (:meth:`has_train_step`).
+        within bfloat16 rounding, as the products are rounded at other points). An epoch takes
+        6 to 25 % less time than through autograd (one CPU thread, SGD and Adam, float32 and
+        bf16). Only for the layers as built (:meth:`has_train_step`).
         """
         dtype = torch.bfloat16 if bf16 else torch.float32
         linears = [m for m in self.layers if isinstance(m, nn.Linear)]

@@ -193,11 +193,13 @@ class TrainingRun:
     whether it is trained alone or beside others.
 
     On a CPU the lab's MLP computes its gradients with :meth:`~study.model.MLP.train_step`
-    (the same operations, without autograd: 6 to 13 % faster); another model, or a GPU,
-    uses autograd. The learning rate follows the schedule once per update (``LambdaLR``); a
-    schedule with a momentum schedule (``one_cycle``) sets the momentum, or beta1, of every
-    parameter group per update where the optimizer has one; an epoch-level schedule
-    (``plateau``) reads each evaluation and scales the rate from the next update on.
+    (autograd's gradients to rounding, without autograd; each example's loss and prediction
+    go into the epoch's buffers, added up once at its end: 6 to 25 % less time per epoch);
+    another model, or a GPU, uses autograd. The learning rate follows the schedule once per
+    update (``LambdaLR``); a schedule with a momentum schedule (``one_cycle``) sets the
+    momentum, or beta1, of every parameter group per update where the optimizer has one; an
+    epoch-level schedule (``plateau``) reads each evaluation and scales the rate from the
+    next update on.
 
     Args:
         config: optimizer, learning rate, schedule, batch size, epochs, seed and precision.
