@@ -80,12 +80,19 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
 
+    def __getstate__(self) -> dict:
+        # copies and pickles leave out train_step's gradient buffers (made again on use)
+        state = self.__dict__.copy()
+        state.pop("_step_cache", None)
+        return state
+
     def has_train_step(self, device: torch.device) -> bool:
-        """:meth:`train_step` can stand in for autograd: a CPU, and the layers as built (no
-        layer or hook added since)."""
+        """:meth:`train_step` can stand in for autograd: a CPU, float32 parameters, and the
+        layers as built (no layer or hook added since)."""
         layers = list(self.layers)
         shape = [nn.Flatten] + [nn.Linear, nn.ReLU, Dropout] * ((len(layers) - 2) // 3)
         return (device.type == "cpu" and len(layers) == len(shape) + 1
+                and all(p.dtype == torch.float32 for p in self.parameters())
                 and [type(m) for m in layers[:-1]] == shape and type(layers[-1]) is nn.Linear
                 and not any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks
                             for m in self.modules()))

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -534,6 +535,21 @@ def test_the_train_step_writes_into_given_buffers_and_reuses_its_gradients():
     assert all(torch.equal(p.grad, g) for p, g in zip(model.parameters(), first, strict=True))
 
 
+def test_a_copied_model_trains_on_its_own_gradient_buffers():
+    torch.manual_seed(0)
+    model = MLP()
+    x, y = torch.randn(8, 784), torch.randint(0, 10, (8,))
+    model.train_step(x, y, bf16=True)
+    twin = copy.deepcopy(model)
+    assert "_step_cache" not in twin.__dict__  # made again on use, not shared
+    torch.manual_seed(1)
+    model.train_step(x, y, bf16=True)
+    torch.manual_seed(1)
+    twin.train_step(x, y, bf16=True)
+    for a, b in zip(model.parameters(), twin.parameters(), strict=True):
+        assert torch.equal(a.grad, b.grad) and a.grad.data_ptr() != b.grad.data_ptr()
+
+
 def test_the_cheap_dropout_mask_keeps_its_probability_and_matches_forward():
     drop = Dropout(0.2)
     x = torch.ones(200, 500)
@@ -558,6 +574,7 @@ def test_training_uses_autograd_where_the_mlp_was_changed(tiny_data):
     other = MLP()
     other.layers.append(torch.nn.ReLU())
     assert not other.has_train_step(torch.device("cpu"))
+    assert not MLP().double().has_train_step(torch.device("cpu"))  # float32 only
     # one epoch through either path trains the same model, to float32 rounding
     config = TrialConfig(optimizer="adam", lr=1e-3, epochs=1, batch_size=64, seed=3)
     fast, slow = TrainingRun(config, tiny_data), TrainingRun(config, tiny_data)
