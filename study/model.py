@@ -134,7 +134,8 @@ class MLP(nn.Module):
         dtype = torch.bfloat16 if bf16 else torch.float32
         linears = [m for m in self.layers if isinstance(m, nn.Linear)]
         drops = [m for m in self.layers if isinstance(m, Dropout)]
-        weight_grads, bias_grads = self._grad_buffers(linears, dtype)
+        buffers = self._grad_buffers(linears, dtype)
+        weight_grads, bias_grads = buffers["weight_targets"], buffers["bias_targets"]
         weights = [(m.weight.to(dtype), m.bias.to(dtype)) for m in linears]
         h = x.flatten(1).to(dtype)
         inputs, scales = [h], [1.0]  # each product's input, and the scale it stands for
@@ -163,42 +164,37 @@ class MLP(nn.Module):
             if k > 0:  # through the ReLU and dropout below: zero where the unit gave 0
                 grad = torch.ops.aten.threshold_backward(grad @ weights[k][0], inputs[k], 0)
                 factor *= scales[k]
-        cache = self._step_cache
-        if cache["weights16"] is not None:
-            cache["weights32"].copy_(cache["weights16"])
+        if buffers["weights16"] is not None:
+            buffers["weights32"].copy_(buffers["weights16"])
         return nll, pred
 
-    def _grad_buffers(
-        self, linears: list[nn.Linear], dtype: torch.dtype
-    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Where :meth:`train_step` writes the weight and bias gradients: views of one
-        float32 buffer, which are the parameters' ``.grad`` (made again when a ``.grad`` was
-        replaced, e.g. by ``zero_grad``); with bfloat16 the weight gradients go to a
-        bfloat16 buffer first, copied into the float32 one in one pass."""
-        params = [p for m in linears for p in (m.weight, m.bias)]
+    def _grad_buffers(self, linears: list[nn.Linear], dtype: torch.dtype) -> dict:
+        """Where :meth:`train_step` writes the gradients: views of one float32 buffer, which
+        are the parameters' ``.grad`` (made again when a ``.grad`` was replaced, e.g. by
+        ``zero_grad``); with bfloat16 the weight gradients go to a bfloat16 buffer first,
+        copied into the float32 one in one pass. Keys: ``weight_targets``,
+        ``bias_targets``, ``weights16`` (``None`` in float32) and ``weights32``."""
+        weights, biases = [m.weight for m in linears], [m.bias for m in linears]
+        params = weights + biases
         cache = self.__dict__.get("_step_cache")
-        if (cache is None or cache["dtype"] != dtype
-                or any(p.grad is not g for p, g in zip(params, cache["grads"], strict=True))):
-            weights = [m.weight for m in linears]
-            biases = [m.bias for m in linears]
-            n_weights = sum(w.numel() for w in weights)
-            flat = torch.empty(n_weights + sum(b.numel() for b in biases),
-                               device=weights[0].device)
-            views, offset = [], 0
-            for p in weights + biases:
-                views.append(flat[offset : offset + p.numel()].view_as(p))
-                offset += p.numel()
-            for p, view in zip(weights + biases, views, strict=True):
-                p.grad = view
-            weights16 = None if dtype == torch.float32 else torch.empty(
-                n_weights, dtype=dtype, device=flat.device)
-            targets, offset = [], 0
-            for w, view in zip(weights, views, strict=False):
-                targets.append(view if weights16 is None else
-                               weights16[offset : offset + w.numel()].view_as(w))
-                offset += w.numel()
-            cache = {"dtype": dtype, "grads": [p.grad for p in params],
-                     "weight_targets": targets, "bias_targets": views[len(weights):],
-                     "weights16": weights16, "weights32": flat[:n_weights]}
-            self.__dict__["_step_cache"] = cache  # not a module attribute: no state_dict
-        return cache["weight_targets"], cache["bias_targets"]
+        if (cache is not None and cache["dtype"] == dtype
+                and all(p.grad is g for p, g in zip(params, cache["grads"], strict=True))):
+            return cache
+        n_weights = sum(w.numel() for w in weights)
+        flat = torch.empty(n_weights + sum(b.numel() for b in biases), device=weights[0].device)
+        weights16 = (None if dtype == torch.float32
+                     else torch.empty(n_weights, dtype=dtype, device=flat.device))
+        targets, offset = [], 0
+        for p in params:
+            p.grad = flat[offset : offset + p.numel()].view_as(p)
+            if weights16 is not None and offset < n_weights:
+                targets.append(weights16[offset : offset + p.numel()].view_as(p))
+            else:
+                targets.append(p.grad)
+            offset += p.numel()
+        cache = {"dtype": dtype, "grads": [p.grad for p in params],
+                 "weight_targets": targets[: len(weights)],
+                 "bias_targets": targets[len(weights) :],
+                 "weights16": weights16, "weights32": flat[:n_weights]}
+        self.__dict__["_step_cache"] = cache  # not a module attribute: no state_dict
+        return cache
