@@ -7,14 +7,13 @@ the budget curves need.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from study.lazy import lazy_exports
 
 #: public name -> the module that defines it.
 _EXPORTS = {
-    "compare_with_study": "analysis.lr_range",
-    "load_lr_range": "analysis.lr_range",
-    "lr_range_plot": "analysis.lr_range",
+    "compare_with_study": "analysis.range_test",
+    "load_lr_range": "analysis.range_test",
+    "lr_range_plot": "analysis.range_test",
     "RANGE_WARNING_COLUMNS": "analysis.diagnostics",
     "TIME_TO_TARGET_OUTCOMES": "analysis.diagnostics",
     "range_warnings": "analysis.diagnostics",
@@ -54,15 +53,4 @@ _EXPORTS = {
 
 __all__ = list(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'analysis' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -6,7 +6,7 @@ sampled, and after Sivaprasad et al. 2020 ("Optimizer benchmarking needs to acco
 hyperparameter tuning", arXiv 1910.11758): the area under that curve, its tunability.
 
 The estimates treat an optimizer's trials as independent draws from one distribution of
-configurations. That holds for the samplers of :data:`study.records.INDEPENDENT_SAMPLERS`
+configurations. That holds for the samplers of :data:`study.store.records.INDEPENDENT_SAMPLERS`
 (random, qmc, grid, fixed), not for TPE, which chose each trial from the ones before: every
 table here still computes, but says so in ``valid`` and ``note``, and the plot in its title.
 
@@ -27,7 +27,7 @@ from matplotlib.axes import Axes
 
 from analysis.plots import ERROR_FLOOR, optimizer_palette, readable_log_ticks
 from analysis.tables import CHANCE, counted_accuracy
-from study.records import INDEPENDENT_SAMPLERS
+from study.store.records import INDEPENDENT_SAMPLERS
 
 __all__ = [
     "PRUNED_POLICIES",

@@ -24,7 +24,7 @@ from optuna.distributions import FloatDistribution, IntDistribution
 
 from analysis.plots import axis_label, optimizer_palette
 from analysis.tables import best_trials
-from study import records
+from study.store import records
 
 __all__ = [
     "TIME_TO_TARGET_OUTCOMES",

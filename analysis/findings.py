@@ -138,7 +138,7 @@ def budget_finding(reach: pd.DataFrame) -> Finding | None:
 def range_test_finding(comparison: pd.DataFrame) -> Finding | None:
     """Whether the LR range test's suggestions fall inside the study's good-LR band.
 
-    ``comparison`` is :func:`analysis.lr_range.compare_with_study`'s frame (``optimizer``,
+    ``comparison`` is :func:`analysis.range_test.compare_with_study`'s frame (``optimizer``,
     ``rule``, ``lr``, ``inside``, ``decades_off``)."""
     if comparison is None or comparison.empty:
         return None

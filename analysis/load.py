@@ -16,8 +16,8 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from study import records
-from study.storage import open_storage
+from study.store import records
+from study.store.storage import open_storage
 
 __all__ = [
     "StudyNotFoundError",
@@ -48,10 +48,10 @@ def open_readonly(storage: str | optuna.storages.BaseStorage) -> optuna.storages
 
     A relative SQLite path is read from the working directory; to read it from another folder
     (the notebooks read it from the project root) pass
-    ``study.storage.resolve_sqlite_url(url, folder)``.
+    ``study.store.storage.resolve_sqlite_url(url, folder)``.
 
     Raises:
-        study.storage.StorageError: the URL or database cannot be read; a missing SQLite
+        study.store.storage.StorageError: the URL or database cannot be read; a missing SQLite
             file (never created here) is named by its absolute path.
     """
     if isinstance(storage, str):
@@ -71,7 +71,7 @@ def load_studies(
 
     Raises:
         StudyNotFoundError: a name is not in the storage; the message lists those that are.
-        study.storage.StorageError: the URL or database cannot be read.
+        study.store.storage.StorageError: the URL or database cannot be read.
     """
     backend = open_readonly(storage)
     available = optuna.study.get_all_study_names(backend)

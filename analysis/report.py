@@ -36,7 +36,7 @@ from analysis.load import (
     load_trials,
     open_readonly,
 )
-from analysis.lr_range import compare_with_study, load_lr_range, lr_range_plot
+from analysis.range_test import compare_with_study, load_lr_range, lr_range_plot
 from analysis.tables import (
     best_trials,
     ci_separation,
@@ -47,8 +47,8 @@ from analysis.tables import (
     param_importance,
     seed_noise_verdicts,
 )
-from study.records import CONFIRM_SUFFIX, LR_RANGE_STUDY, SETTINGS
-from study.storage import StorageError, default_storage_url, display_url
+from study.store.records import CONFIRM_SUFFIX, LR_RANGE_STUDY, SETTINGS
+from study.store.storage import StorageError, default_storage_url, display_url
 
 __all__ = ["main", "write_report", "ReportError", "ForeignStudyError"]
 
@@ -102,7 +102,7 @@ def write_report(
     Raises:
         ReportError: the studies have no trial, or no complete one.
         ForeignStudyError: a study was not written by ``python -m study.run``.
-        analysis.load.StudyNotFoundError, study.storage.StorageError: as from loading.
+        analysis.load.StudyNotFoundError, study.store.storage.StorageError: as from loading.
     """
     backend = open_readonly(storage)  # one storage for every read below
     studies = load_studies(backend, study_names)

@@ -15,7 +15,7 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from study.records import CHANCE, OUTCOMES
+from study.store.records import CHANCE, OUTCOMES
 
 __all__ = [
     "CHANCE",
@@ -48,7 +48,7 @@ def is_complete(trials: pd.DataFrame) -> pd.Series:
 def outcome_counts(trials: pd.DataFrame, by: Sequence[str] = ("optimizer",)) -> pd.DataFrame:
     """Trials per group and ``outcome``, counted as the command-line summary counts them.
 
-    One column per outcome of :data:`study.records.OUTCOMES` (``waiting`` only when some
+    One column per outcome of :data:`study.store.records.OUTCOMES` (``waiting`` only when some
     trial waits), then ``total``; one row per group (per optimizer by default), then a row
     ``all`` with the study's totals (a diverged trial is ``diverged``, never ``complete``).
     """

@@ -41,13 +41,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from search_spaces import LAB_CONFIGS, get_space  # noqa: E402
-from study.config import TrialConfig  # noqa: E402
-from study.data import MEAN, MNIST_FILES, PACKAGED_ROOT, STD, load_mnist  # noqa: E402
-from study.model import MLP  # noqa: E402
-from study.objective import Objective  # noqa: E402
-from study.pruners import create_pruner  # noqa: E402
-from study.samplers import BalancedSampler, create_sampler  # noqa: E402
-from study.train import EpochStats, FitResult, TrainingRun, evaluate, fast_bf16_available  # noqa: E402
+from study.search.objective import Objective  # noqa: E402
+from study.search.pruners import create_pruner  # noqa: E402
+from study.search.samplers import BalancedSampler, create_sampler  # noqa: E402
+from study.train.config import TrialConfig  # noqa: E402
+from study.train.data import MEAN, MNIST_FILES, PACKAGED_ROOT, STD, load_mnist  # noqa: E402
+from study.train.loop import EpochStats, FitResult, TrainingRun, evaluate, fast_bf16_available  # noqa: E402
+from study.train.model import MLP  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "epoch_speed.json"
 

@@ -17,9 +17,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from search_spaces import LAB_CONFIGS  # noqa: E402
-from study.config import TrialConfig  # noqa: E402
-from study.data import load_mnist  # noqa: E402
-from study.train import fast_bf16_available, fit  # noqa: E402
+from study.train.config import TrialConfig  # noqa: E402
+from study.train.data import load_mnist  # noqa: E402
+from study.train.loop import fast_bf16_available, fit  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

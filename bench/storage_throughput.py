@@ -3,7 +3,7 @@
     python bench/storage_throughput.py [--workers 8] [--trials 25] [--postgres URL]
 
 W processes (started first, then released together) each run ``--trials`` trials on one
-study through :func:`study.storage.open_storage` (heartbeat on, as ``study.run`` opens it).
+study through :func:`study.store.storage.open_storage` (heartbeat on, as ``study.run`` opens it).
 Each trial writes what one of ours writes for a 5-epoch run: the sampled parameters, five
 intermediate values and a dozen user attributes, and no training. Random sampling, so the
 sampler's own cost stays out. SQLite is a fresh file in a temporary folder; PostgreSQL a
@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import optuna  # noqa: E402
 
-from study.storage import open_storage  # noqa: E402
+from study.store.storage import open_storage  # noqa: E402
 
 
 def objective(trial: optuna.Trial) -> float:

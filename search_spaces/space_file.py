@@ -29,7 +29,7 @@ worker process that reads the file) and is then searched like a built-in one::
     [custom_optimizers.signsgd]
     class = "mypackage.optim:SignSGD"     # a torch.optim.Optimizer subclass
     default_lr = 1e-3
-    has_momentum = false                  # capability flags, as study.optim.OptimInfo's
+    has_momentum = false                  # capability flags, as study.train.optim.OptimInfo's
 
     [optimizers.signsgd]
     lr = { low = 1e-5, high = 1e-1, log = true }
@@ -65,10 +65,10 @@ from optuna.distributions import (
 )
 
 from search_spaces.spaces import SearchSpace, drop_inapplicable
-from study.config import ConfigError, TrialConfig
-from study.optim import OptimInfo, get_optimizer_info, list_optimizers
-from study.optim import register as register_optimizer
-from study.schedules import list_schedules
+from study.train.config import ConfigError, TrialConfig
+from study.train.optim import OptimInfo, get_optimizer_info, list_optimizers
+from study.train.optim import register as register_optimizer
+from study.train.schedules import list_schedules
 
 if sys.version_info >= (3, 11):
     import tomllib

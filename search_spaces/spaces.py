@@ -25,11 +25,11 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from study import records
-from study.config import TrialConfig
-from study.optim import get_optimizer_info
-from study.registry import Registry
-from study.schedules import get_schedule_info
+from study.store import records
+from study.train.config import TrialConfig
+from study.train.optim import get_optimizer_info
+from study.train.registry import Registry
+from study.train.schedules import get_schedule_info
 
 __all__ = [
     "SearchSpace",
@@ -223,7 +223,7 @@ class SearchSpace:
 
     def definition(self, epochs: int) -> dict[str, Any]:
         """The declaration as stored with the study: JSON-ready, distributions encoded with
-        :func:`study.records.encode_distribution`, fixed values as they are."""
+        :func:`study.store.records.encode_distribution`, fixed values as they are."""
 
         def encode(specs: Mapping[str, Spec]) -> dict[str, Any]:
             out = {}

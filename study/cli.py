@@ -14,9 +14,9 @@ from typing import Any, NoReturn
 import optuna
 import torch
 
-from study.config import ConfigError
-from study.data import DATA_DIR_ENV, DataError
-from study.storage import StorageError
+from study.store.storage import StorageError
+from study.train.config import ConfigError
+from study.train.data import DATA_DIR_ENV, DataError
 
 __all__ = [
     "UsageError",

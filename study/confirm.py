@@ -22,7 +22,6 @@ import torch
 from analysis.load import StudyNotFoundError, load_studies, load_trials
 from analysis.tables import best_trials, confirmation, seed_noise_verdicts
 from search_spaces import suggest
-from study import records
 from study.cli import (
     HelpFormatter,
     Parser,
@@ -33,10 +32,11 @@ from study.cli import (
     run_command,
     toolkit_version,
 )
-from study.config import TrialConfig
-from study.data import load_mnist
-from study.runner import FINISHED, run_trials
-from study.storage import default_storage_url, display_url, open_storage
+from study.search.trial_loop import FINISHED, run_trials
+from study.store import records
+from study.store.storage import default_storage_url, display_url, open_storage
+from study.train.config import TrialConfig
+from study.train.data import load_mnist
 
 __all__ = ["main", "build_parser", "confirm_study_name"]
 

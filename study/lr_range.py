@@ -9,7 +9,7 @@ curve of smoothed loss against learning rate gives the usual suggestions (``stee
 ``valley``, ``min_div_10``; see :func:`suggest_lrs`).
 
 Each optimizer's result is one trial of its own study (default ``lr-range``) in the study
-database; ``analysis.lr_range`` reads it back, plots it and sets it beside what a study
+database; ``analysis.range_test`` reads it back, plots it and sets it beside what a study
 measured. The other hyperparameters are those of the ``lr-grid`` space (SGD with momentum
 0.9, the rest at torch defaults), so the suggestions compare with that study's grid.
 """
@@ -31,9 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from analysis.lr_range import newest_tests
+from analysis.range_test import newest_tests
 from search_spaces import get_space
-from study import records
 from study.cli import (
     HelpFormatter,
     Parser,
@@ -45,11 +44,12 @@ from study.cli import (
     run_command,
     toolkit_version,
 )
-from study.config import PRECISIONS, TrialConfig
-from study.data import Dataset, iter_batches, load_mnist
-from study.model import MLP
-from study.optim import create_optimizer, get_optimizer_info
-from study.storage import default_storage_url, display_url, open_storage
+from study.store import records
+from study.store.storage import default_storage_url, display_url, open_storage
+from study.train.config import PRECISIONS, TrialConfig
+from study.train.data import Dataset, iter_batches, load_mnist
+from study.train.model import MLP
+from study.train.optim import create_optimizer, get_optimizer_info
 
 __all__ = [
     "START_LR",
@@ -514,7 +514,7 @@ def _summary(newest: Mapping[str, optuna.trial.FrozenTrial], optimizers: Sequenc
                  for v in (attrs[records.LR_RANGE_SUGGESTIONS].get(r) for r in RULES)]
         lines.append(f"{name:<10} {shown[0]:>9} {shown[1]:>9} {shown[2]:>10} "
                      f"{attrs[records.LR_RANGE_STOPPED_AT]:>10.3g}  {attrs[records.LR_RANGE_WHY]}")
-    lines.append("Read, plot, compare: analysis.lr_range (load_lr_range, lr_range_plot, "
+    lines.append("Read, plot, compare: analysis.range_test (load_lr_range, lr_range_plot, "
                  "compare_with_study).")
     return "\n".join(lines)
 

@@ -46,7 +46,6 @@ from search_spaces.space_file import (
     load_space,
     space_to_toml,
 )
-from study import records
 from study.cli import (
     HelpFormatter,
     Parser,
@@ -56,21 +55,20 @@ from study.cli import (
     resolve_device,
     toolkit_version,
 )
-from study.config import PRECISIONS, ConfigError, TrialConfig
-from study.data import DATA_DIR_ENV, MNIST_TRAIN, DataError, check_files, load_mnist
-from study.interrupts import STOP
-from study.objective import checkpoint_folder
-from study.optim import get_optimizer_info
-from study.pruners import PRUNE_WITHIN, create_pruner, get_pruner_info, list_pruners
-from study.runner import FINISHED, run_trials, waiting_retries
-from study.samplers import (
+from study.search.interrupts import STOP
+from study.search.objective import checkpoint_folder
+from study.search.pruners import PRUNE_WITHIN, create_pruner, get_pruner_info, list_pruners
+from study.search.samplers import (
     ALLOCATIONS,
     BalancedSampler,
     create_sampler,
     get_sampler_info,
     list_samplers,
 )
-from study.storage import (
+from study.search.trial_loop import FINISHED, run_trials, waiting_retries
+from study.search.workers import WorkerFailed, cpu_cores, default_workers, run_workers
+from study.store import records
+from study.store.storage import (
     GRACE_PERIOD,
     HEARTBEAT_INTERVAL,
     StorageError,
@@ -82,8 +80,10 @@ from study.storage import (
     stored_settings,
 )
 from study.summary import summarize
-from study.train import fast_bf16_available
-from study.workers import WorkerFailed, cpu_cores, default_workers, run_workers
+from study.train.config import PRECISIONS, ConfigError, TrialConfig
+from study.train.data import DATA_DIR_ENV, MNIST_TRAIN, DataError, check_files, load_mnist
+from study.train.loop import fast_bf16_available
+from study.train.optim import get_optimizer_info
 
 __all__ = ["main", "build_parser"]
 
@@ -265,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # Ctrl-C and SIGTERM from here on are requests to stop, acted on where nothing is lost
-    # (study.interrupts): the run ends with no RUNNING trial of its own, the summary, 130.
+    # (study.search.interrupts): the run ends with no RUNNING trial of its own, the summary, 130.
     with STOP.handling():
         try:
             code = _run(args, argv)

@@ -3,7 +3,6 @@ summary, counted and ranked by ``analysis``' own rules (one counting rule everyw
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import sys
@@ -13,39 +12,9 @@ import optuna
 
 from analysis.load import load_trials
 from analysis.tables import best_trials
-from study import records
+from study.store import records
 
-__all__ = ["trial_line", "trial_label", "summarize", "format_duration", "next_steps"]
-
-
-def trial_label(trial: optuna.trial.FrozenTrial | optuna.Trial) -> str:
-    """What a trial runs, in a word: its fixed configuration's name in a space of fixed runs
-    (``sgd-multistep``), else its optimizer (``adam``); empty before it has either."""
-    fixed = trial.user_attrs.get(records.FIXED_TRIAL)
-    if fixed:
-        return str(fixed).partition("=")[2]
-    return (trial.user_attrs.get(records.CONFIG, {}).get("optimizer")
-            or trial.params.get("optimizer", ""))
-
-
-def trial_line(trial: optuna.trial.FrozenTrial) -> str:
-    """``trial   3 adam    lr 1.20e-04  accuracy 0.9676  (5 epochs, 18.7 s)``."""
-    attrs = trial.user_attrs
-    config = attrs.get(records.CONFIG, {})
-    epochs = len(attrs.get(records.EVAL_ACCURACY, []))
-    seconds = sum(attrs.get(records.EPOCH_SECONDS, []))
-    head = f"trial {trial.number:>3} {trial_label(trial) or '?':<7} "
-    head += f"lr {config.get('lr', math.nan):.2e}"
-    if attrs.get(records.DIVERGED):
-        outcome = (f"diverged at lr {attrs[records.DIVERGED_LR]:.2e} "
-                   f"(epoch {attrs[records.DIVERGED_EPOCH]})")
-    elif trial.state == optuna.trial.TrialState.PRUNED:
-        outcome = f"pruned after epoch {epochs}: {trial.value:.4f}"
-    elif trial.state == optuna.trial.TrialState.COMPLETE:
-        outcome = f"accuracy {trial.value:.4f}"
-    else:
-        outcome = trial.state.name.lower()
-    return f"{head}  {outcome}  ({epochs} epoch{'' if epochs == 1 else 's'}, {seconds:.1f} s)"
+__all__ = ["summarize", "format_duration", "next_steps"]
 
 
 def format_duration(seconds: float) -> str:

@@ -8,8 +8,8 @@ import matplotlib
 import pytest
 import torch
 
-from study import records
-from study.data import Dataset, load_mnist
+from study.store import records
+from study.train.data import Dataset, load_mnist
 
 matplotlib.use("Agg")
 
@@ -105,7 +105,7 @@ def add_trial(
     is their mean."""
     import optuna
 
-    from study.config import TrialConfig
+    from study.train.config import TrialConfig
 
     config = TrialConfig(
         optimizer=optimizer,

@@ -22,7 +22,7 @@ from analysis import (
     outcome_counts,
     param_importance,
 )
-from study.storage import StorageError
+from study.store.storage import StorageError
 
 # LRs in the middle of half-decade bins, so the binning below is exact.
 GOOD = [10**e for e in (-3.75, -3.25, -2.75, -2.25, -1.75)]

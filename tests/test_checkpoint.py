@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from study.checkpoint import load_checkpoint, save_checkpoint
-from study.config import TrialConfig
-from study.train import TrainingRun, evaluate
+from study.train.checkpoint import load_checkpoint, save_checkpoint
+from study.train.config import TrialConfig
+from study.train.loop import TrainingRun, evaluate
 
 CONFIGS = {
     "sgd momentum, multistep": TrialConfig(

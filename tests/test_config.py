@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from study.config import ConfigError, TrialConfig
-from study.optim import get_optimizer_info, list_optimizers
+from study.train.config import ConfigError, TrialConfig
+from study.train.optim import get_optimizer_info, list_optimizers
 
 
 @pytest.mark.parametrize(

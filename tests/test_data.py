@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from study.data import (
+from study.train.data import (
     DATA_DIR_ENV,
     MNIST_FILES,
     PACKAGED_ROOT,
@@ -81,7 +81,7 @@ def test_the_data_folder_comes_from_the_argument_then_the_environment_then_the_p
 
 
 def test_a_broken_packaged_copy_says_how_to_reinstall_it(tmp_path, monkeypatch):
-    monkeypatch.setattr("study.data.PACKAGED_ROOT", tmp_path)
+    monkeypatch.setattr("study.train.data.PACKAGED_ROOT", tmp_path)
     with pytest.raises(DataError) as err:
         read_idx(tmp_path / "train-labels-idx1-ubyte.gz")
     message = str(err.value)

@@ -21,7 +21,7 @@ from analysis.diagnostics import (
     time_to_target_summary,
 )
 from search_spaces import get_space
-from study import records
+from study.store import records
 
 # add_trial's curve climbs 0.01 an epoch to the final accuracy: 3 epochs ending at 0.985 are
 # 0.965, 0.975, 0.985; a pruned trial ran 1 epoch, a diverged one none.

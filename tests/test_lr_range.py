@@ -1,5 +1,5 @@
 """The learning-rate range test: the test itself (``study.lr_range``), its command line and
-its reader, plot and comparison with a study (``analysis.lr_range``)."""
+its reader, plot and comparison with a study (``analysis.range_test``)."""
 
 from __future__ import annotations
 
@@ -16,11 +16,8 @@ from conftest import add_trial
 from torch import nn
 
 from analysis import load_trials
-from analysis.lr_range import compare_with_study, load_lr_range, lr_range_plot
+from analysis.range_test import compare_with_study, load_lr_range, lr_range_plot
 from analysis.tables import sensitivity_metrics
-from study import records
-from study.config import TrialConfig
-from study.data import Dataset
 from study.lr_range import (
     END_LR,
     RULES,
@@ -31,6 +28,9 @@ from study.lr_range import (
     smooth_losses,
     suggest_lrs,
 )
+from study.store import records
+from study.train.config import TrialConfig
+from study.train.data import Dataset
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -318,7 +318,9 @@ def test_compare_refuses_several_studies(grid):
 
 
 def test_reading_range_tests_loads_no_torch():
-    probe = "import sys, analysis.lr_range; print(any(m.startswith('torch') for m in sys.modules))"
+    probe = (
+        "import sys, analysis.range_test; print(any(m.startswith('torch') for m in sys.modules))"
+    )
     result = subprocess.run(
         [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120
     )

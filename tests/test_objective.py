@@ -7,10 +7,10 @@ import pytest
 from conftest import add_trial
 
 from analysis import load_curves
-from study import records
-from study.config import TrialConfig
-from study.objective import Objective
-from study.train import fit
+from study.search.objective import Objective
+from study.store import records
+from study.train.config import TrialConfig
+from study.train.loop import fit
 
 
 def test_each_epoch_records_the_rates_range_and_the_momentum_for_the_analysis(tmp_path, tiny_data):

@@ -7,9 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from study.config import TrialConfig
-from study.model import MLP
-from study.optim import (
+from study.train.config import TrialConfig
+from study.train.loop import TrainingRun, fit
+from study.train.model import MLP
+from study.train.optim import (
     LabMomentumSGD,
     OptimInfo,
     create_optimizer,
@@ -21,8 +22,12 @@ from study.optim import (
     register,
     unregister,
 )
-from study.schedules import build_lr_lambda, create_scheduler, get_schedule_info, list_schedules
-from study.train import TrainingRun, fit
+from study.train.schedules import (
+    build_lr_lambda,
+    create_scheduler,
+    get_schedule_info,
+    list_schedules,
+)
 
 #: A learning rate that trains each kind of optimizer in a few updates: SGD's good rates sit
 #: two decades above the adaptive ones', Adagrad's step shrinks as its sums grow, RAdam damps

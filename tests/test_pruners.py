@@ -6,7 +6,7 @@ import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution
 
-from study.pruners import GroupedPruner, create_pruner, list_pruners
+from study.search.pruners import GroupedPruner, create_pruner, list_pruners
 
 OPTIMIZER = CategoricalDistribution(("sgd", "adam"))
 

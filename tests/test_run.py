@@ -17,9 +17,9 @@ from conftest import QUICK
 from optuna.distributions import FloatDistribution
 
 from search_spaces import SearchSpace
-from study.config import TrialConfig
-from study.objective import Objective
 from study.run import main
+from study.search.objective import Objective
+from study.train.config import TrialConfig
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 REPO = Path(__file__).resolve().parent.parent
@@ -397,7 +397,7 @@ def test_a_trial_that_ran_every_epoch_is_complete_whatever_the_pruner_says(tiny_
 
 
 def test_repeats_train_each_trial_with_k_seeds_and_report_their_mean(tmp_path, tiny_data):
-    from study.train import fit
+    from study.train.loop import fit
 
     base = TrialConfig(optimizer="sgd", lr=0.05, momentum=0.9, epochs=2, batch_size=32, seed=10)
     optuna_study = optuna.create_study(direction="maximize")
@@ -416,7 +416,7 @@ def test_repeats_train_each_trial_with_k_seeds_and_report_their_mean(tmp_path, t
 
 
 def test_a_diverged_seed_counts_as_chance_in_the_mean(tiny_data):
-    from study.train import TrainingRun
+    from study.train.loop import TrainingRun
 
     def second_seed_diverges(config, data):
         return TrainingRun(config.replace(lr=1e6) if config.seed == 1 else config, data)
@@ -543,7 +543,7 @@ def test_a_resumed_study_keeps_its_own_settings_for_options_left_out(in_tmp, cap
 
 @pytest.mark.slow
 def test_a_study_made_before_the_new_settings_resumes_as_it_ran(in_tmp):
-    from study.storage import open_storage, open_study
+    from study.store.storage import open_storage, open_study
 
     (in_tmp / "studies").mkdir()
     storage = open_storage("sqlite:///studies/old.db")
@@ -611,9 +611,9 @@ def test_never_more_workers_than_trials_left(in_tmp):
 
 @pytest.mark.slow
 def test_checkpoints_are_written_per_trial_and_only_the_best_kept(in_tmp, capsys):
-    from study.checkpoint import load_checkpoint
-    from study.data import load_mnist
-    from study.train import evaluate
+    from study.train.checkpoint import load_checkpoint
+    from study.train.data import load_mnist
+    from study.train.loop import evaluate
 
     argv = ["--trials", "3", "--epochs", "2", "--precision", "fp32", "--pruner", "none"]
     assert main([*argv, "--checkpoints", "ck", "--keep-checkpoints", "1", *QUICK]) == 0

@@ -9,9 +9,9 @@ import pytest
 from conftest import QUICK
 
 from search_spaces import get_space
-from study.config import TrialConfig
 from study.run import main
-from study.samplers import BalancedSampler, create_sampler, list_samplers
+from study.search.samplers import BalancedSampler, create_sampler, list_samplers
+from study.train.config import TrialConfig
 
 
 def _optimize(optuna_study, n_trials, *, prune_sgd=False):

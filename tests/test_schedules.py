@@ -6,8 +6,8 @@ import pickle
 import pytest
 import torch
 
-from study.config import ConfigError, TrialConfig
-from study.schedules import (
+from study.train.config import ConfigError, TrialConfig
+from study.train.schedules import (
     ReduceOnPlateau,
     build_epoch_hook,
     build_lr_lambda,
@@ -412,7 +412,7 @@ def test_every_schedule_pickles_and_never_gives_a_zero_rate(name):
 
 
 def test_the_batch_size_schedule_multiplies_the_batch_where_multistep_divides_the_rate():
-    from study.schedules import batch_factor, build_batch_factor
+    from study.train.schedules import batch_factor, build_batch_factor
 
     grow = build_batch_factor("batch_multistep", {"milestones": [2, 4], "gamma": 0.2})
     assert [grow(e) for e in range(6)] == [1, 1, 5, 5, 25, 25]

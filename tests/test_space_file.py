@@ -10,8 +10,8 @@ from conftest import QUICK
 
 from search_spaces import get_space, list_spaces
 from search_spaces.space_file import SpaceFileError, load_space, space_to_toml
-from study.config import TrialConfig
 from study.run import main
+from study.train.config import TrialConfig
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -159,7 +159,7 @@ class SignSGD(torch.optim.Optimizer):
 @pytest.fixture
 def user_module(tmp_path, monkeypatch):
     """A module of the user's on the Python path, and the registry left as it was."""
-    from study.optim import list_optimizers, unregister
+    from study.train.optim import list_optimizers, unregister
 
     (tmp_path / "my_optim.py").write_text(SIGN_SGD)
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -172,7 +172,7 @@ def user_module(tmp_path, monkeypatch):
 def test_an_optimizer_named_by_import_path_is_registered_searched_and_trained(
     user_module, tiny_data
 ):
-    from study.train import fit
+    from study.train.loop import fit
 
     text = """
 [custom_optimizers.signsgd]

@@ -14,10 +14,10 @@ from search_spaces import (
     get_space,
     list_spaces,
 )
-from study import records
-from study.config import TrialConfig
-from study.optim import get_optimizer_info, list_optimizers
-from study.train import fit
+from study.store import records
+from study.train.config import TrialConfig
+from study.train.loop import fit
+from study.train.optim import get_optimizer_info, list_optimizers
 
 
 def _trials(space, n=40, epochs=5):

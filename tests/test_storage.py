@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from analysis.load import open_readonly
-from study import storage as storage_mod
 from study.run import main
-from study.storage import (
+from study.store import storage as storage_mod
+from study.store.storage import (
     SETTINGS_COMPLETE,
     StorageError,
     default_storage_url,
@@ -151,7 +151,7 @@ def test_a_reader_never_writes_a_schema_into_an_empty_file(tmp_path):
 def test_a_study_created_without_its_settings_is_adopted_not_lost(tmp_path, monkeypatch):
     """A run that crashed between creating the study and writing its settings (or a worker
     that reads the study while another is still writing them) does not lock it out."""
-    monkeypatch.setattr("study.storage.SETTINGS_WAIT", 0.3)
+    monkeypatch.setattr("study.store.storage.SETTINGS_WAIT", 0.3)
     storage = open_storage(f"sqlite:///{tmp_path / 's.db'}")
     settings = {"space": "default", "epochs": 5, "seed": 0}
     optuna.create_study(storage=storage, study_name="s", direction="maximize")  # crashed here

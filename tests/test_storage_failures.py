@@ -14,7 +14,7 @@ import optuna
 import pytest
 import sqlalchemy
 
-from study.storage import StorageError, storage_failure
+from study.store.storage import StorageError, storage_failure
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = [

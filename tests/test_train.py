@@ -7,12 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from study.config import TrialConfig
-from study.data import load_mnist
-from study.model import MLP, Dropout
-from study.optim import get_optimizer_info, list_optimizers
-from study.schedules import build_lr_lambda, build_momentum_fn
-from study.train import (
+from study.train.config import TrialConfig
+from study.train.data import load_mnist
+from study.train.loop import (
     CHECK_EVERY,
     DIVERGENCE_FACTOR,
     SETTLE_UPDATES,
@@ -20,6 +17,9 @@ from study.train import (
     TrainingRun,
     fit,
 )
+from study.train.model import MLP, Dropout
+from study.train.optim import get_optimizer_info, list_optimizers
+from study.train.schedules import build_lr_lambda, build_momentum_fn
 
 
 def test_fit_records_one_entry_per_epoch_with_the_lr_in_effect(tiny_data):
@@ -264,7 +264,7 @@ def test_the_training_loop_does_not_synchronise_with_the_host_per_update(
 
 
 def test_the_cpu_dropout_keeps_each_unit_with_probability_one_minus_p():
-    from study.model import Dropout
+    from study.train.model import Dropout
 
     torch.manual_seed(0)
     drop = Dropout(0.2)

@@ -20,11 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from study.config import TrialConfig
-from study.data import Dataset, epoch_permutation, iter_batches
-from study.model import MLP
-from study.optim import create_optimizer, get_optimizer_info
-from study.schedules import (
+from study.train.config import TrialConfig
+from study.train.data import Dataset, epoch_permutation, iter_batches
+from study.train.model import MLP
+from study.train.optim import create_optimizer, get_optimizer_info
+from study.train.schedules import (
     build_batch_factor,
     build_epoch_hook,
     build_lr_lambda,
@@ -192,7 +192,7 @@ class TrainingRun:
     state (weight initialisation, dropout, batch order), so a run gives the same result
     whether it is trained alone or beside others.
 
-    On a CPU the lab's MLP computes its gradients with :meth:`~study.model.MLP.train_step`
+    On a CPU the lab's MLP computes its gradients with :meth:`~study.train.model.MLP.train_step`
     (autograd's gradients to rounding, without autograd; each example's loss and prediction
     go into the epoch's buffers, added up once at its end: 6 to 25 % less time per epoch);
     another model, or a GPU, uses autograd. The learning rate follows the schedule once per
@@ -203,7 +203,7 @@ class TrainingRun:
 
     Args:
         config: optimizer, learning rate, schedule, batch size, epochs, seed and precision.
-        data: tensors from :func:`study.data.load_mnist` (training runs on their device).
+        data: tensors from :func:`study.train.data.load_mnist` (training runs on their device).
         model: a model to train instead of a fresh ``MLP()`` seeded with ``config.seed``.
         divergence_factor: the run is diverged when an epoch's mean training loss (past the
             run's first ``SETTLE_UPDATES`` updates) exceeds this multiple of its first
@@ -291,7 +291,7 @@ class TrainingRun:
     def state_dict(self) -> dict[str, Any]:
         """Everything the run needs to go on where it stopped: the model, optimizer and
         schedule states, its random streams (batch order, dropout), its history and its
-        divergence bookkeeping. :mod:`study.checkpoint` writes it to a file."""
+        divergence bookkeeping. :mod:`study.train.checkpoint` writes it to a file."""
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -517,7 +517,7 @@ def fit(
 
     Args:
         config: optimizer, learning rate, schedule, batch size, epochs, seed and precision.
-        data: tensors from :func:`study.data.load_mnist` (training runs on their device).
+        data: tensors from :func:`study.train.data.load_mnist` (training runs on their device).
         on_epoch: called after each epoch's evaluation; it may raise to stop the run (the
             study's pruning does), and the exception propagates.
         model: a model to train instead of a fresh ``MLP()`` seeded with ``config.seed``.

@@ -17,7 +17,7 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from study.registry import Registry
+from study.train.registry import Registry
 
 __all__ = [
     "SamplerInfo",

@@ -22,11 +22,10 @@ from typing import IO
 import optuna
 from tqdm.auto import tqdm
 
-from study import records
-from study.interrupts import STOP
-from study.progress import PlainProgress
-from study.runner import FINISHED
-from study.summary import trial_label, trial_line
+from study.search.interrupts import STOP
+from study.search.progress import PlainProgress, trial_label, trial_line
+from study.search.trial_loop import FINISHED
+from study.store import records
 
 __all__ = ["WorkerFailed", "run_workers", "default_workers", "cpu_cores"]
 

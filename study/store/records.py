@@ -1,10 +1,10 @@
 """What a study database holds: the names its writers and readers share (no torch).
 
-``study.objective`` and ``study.run`` write these records through Optuna's own API (trial and
-study user attributes, intermediate values); ``analysis`` and ``study.summary`` read them.
-Both sides take the names from here, so a record is named once. Importing this module loads
-neither torch nor the training code: a report runs where only the database, pandas and
-seaborn are.
+``study.search.objective`` and ``study.run`` write these records through Optuna's own API
+(trial and study user attributes, intermediate values); ``analysis`` and ``study.summary``
+read them. Both sides take the names from here, so a record is named once. Importing this
+module loads neither torch nor the training code: a report runs where only the database,
+pandas and seaborn are.
 
 Per trial (user attributes):
 
@@ -116,7 +116,7 @@ SEED_CHECKPOINTS = "seed_checkpoints"
 #: The confirmation study of study S is named S + CONFIRM_SUFFIX, in the same storage.
 CONFIRM_SUFFIX = ".confirm"
 
-#: Per-epoch lists: user attribute -> the ``study.train.EpochStats`` field it records.
+#: Per-epoch lists: user attribute -> the ``study.train.loop.EpochStats`` field it records.
 #: ``lr_min``, ``lr_max`` and ``momentum`` are newer: trials of older studies lack them, so
 #: a reader takes a missing list as missing values.
 CURVES: Mapping[str, str] = {

@@ -20,7 +20,7 @@ from matplotlib.lines import Line2D
 from analysis.load import load_studies
 from analysis.plots import LABELS, optimizer_palette
 from analysis.tables import counted_accuracy, is_complete, sensitivity_metrics
-from study import records
+from study.store import records
 
 __all__ = [
     "newest_tests",
@@ -64,7 +64,7 @@ def load_lr_range(
 
     Raises:
         analysis.load.StudyNotFoundError: no such study; the message lists those there are.
-        study.storage.StorageError: the URL or database cannot be read.
+        study.store.storage.StorageError: the URL or database cannot be read.
     """
     (optuna_study,) = load_studies(storage, study_name)
     curves, suggestions = [], []

@@ -55,7 +55,7 @@ from typing import Any, Protocol
 
 import torch
 
-from study.registry import Registry
+from study.train.registry import Registry
 
 __all__ = [
     "batch_factor",

@@ -15,7 +15,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from study.registry import Registry
+from study.train.registry import Registry
 
 __all__ = [
     "PrunerInfo",

@@ -1,7 +1,7 @@
 """``TrialConfig``: the one currency between a search space and training.
 
 It belongs to training and validates against the optimizer and schedule registries beside
-it; a search space builds one, ``study.train.fit`` consumes one. Importing it loads torch
+it; a search space builds one, ``study.train.loop.fit`` consumes one. Importing it loads torch
 (through the registries) but never Optuna.
 """
 
@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from study.optim import HPARAMS, get_optimizer_info
-from study.schedules import validate_schedule_params
+from study.train.optim import HPARAMS, get_optimizer_info
+from study.train.schedules import validate_schedule_params
 
 __all__ = ["TrialConfig", "ConfigError", "PRECISIONS"]
 
@@ -44,7 +44,7 @@ class TrialConfig:
     Adam, betas for SGD); ``None`` also means "the optimizer's own default".
 
     Args:
-        optimizer: a name from ``study.optim.list_optimizers()``.
+        optimizer: a name from ``study.train.optim.list_optimizers()``.
         lr: base learning rate (> 0).
         momentum: momentum in [0, 1) (SGD, RMSprop, the lab's SGD).
         nesterov: Nesterov momentum (SGD, needs momentum > 0).
@@ -60,12 +60,12 @@ class TrialConfig:
             lab's second param group, ``model.layers[6:]``); ``None``: the same as the body.
             Schedules scale both rates by the same factor.
         head_weight_decay: the output layer's weight decay (>= 0); ``None``: ``weight_decay``.
-        schedule: a name from ``study.schedules.list_schedules()``.
+        schedule: a name from ``study.train.schedules.list_schedules()``.
         schedule_params: that schedule's parameters (durations in epochs); defaults filled in.
             Milestones (``multistep``) and ``step_epochs`` count epochs from the start of
             training, warm-up included, and must not fall inside the warm-up.
         warmup_epochs: linear warm-up length in epochs, in [0, epochs); composed onto the
-            schedule (see ``study.schedules`` for how each one counts its epochs).
+            schedule (see ``study.train.schedules`` for how each one counts its epochs).
         batch_size: examples per optimizer update (>= 1).
         epochs: passes over the training set (>= 1).
         seed: seeds weight initialisation, dropout and the batch order (>= 0).
@@ -139,7 +139,7 @@ class TrialConfig:
         )
 
     def optimizer_hparams(self) -> dict[str, Any]:
-        """The keyword arguments of ``study.optim.create_optimizer`` this config sets."""
+        """The keyword arguments of ``study.train.optim.create_optimizer`` this config sets."""
         return {name: getattr(self, name) for name in HPARAMS}
 
     def to_dict(self) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from study.storage import storage_failure
+from study.store.storage import storage_failure
 
 __all__ = ["Interrupts", "STOP", "SIGNALS"]
 

@@ -42,7 +42,7 @@ __all__ = [
 
 MEAN, STD = 0.1307, 0.3081
 #: The four files as installed with the package (11 MB of package data).
-PACKAGED_ROOT = Path(__file__).resolve().parent / "mnist"
+PACKAGED_ROOT = Path(__file__).resolve().parent.parent / "mnist"
 #: Training images in MNIST (before any validation split).
 MNIST_TRAIN = 60_000
 #: Environment variable naming another folder with the four files.

@@ -1,6 +1,6 @@
 """Running trials until a study reaches its target, with progress bars and clean stops.
 
-Ctrl-C and SIGTERM stop the run where nothing is lost (:mod:`study.interrupts`): the trial
+Ctrl-C and SIGTERM stop the run where nothing is lost (:mod:`study.search.interrupts`): the trial
 being trained is marked failed, a trial whose training has finished is stored, none of this
 worker's trials is left RUNNING, and the caller prints the summary.
 """
@@ -25,14 +25,13 @@ try:
 except ImportError:  # pragma: no cover - not POSIX
     fcntl = None
 
-from study.config import TrialConfig
-from study.data import Dataset
-from study.interrupts import STOP
-from study.objective import Objective, keep_best_checkpoints
-from study.progress import PlainProgress
-from study.storage import storage_failure
-from study.summary import trial_label, trial_line
-from study.train import EpochStats
+from study.search.interrupts import STOP
+from study.search.objective import Objective, keep_best_checkpoints
+from study.search.progress import PlainProgress, trial_label, trial_line
+from study.store.storage import storage_failure
+from study.train.config import TrialConfig
+from study.train.data import Dataset
+from study.train.loop import EpochStats
 
 __all__ = ["FINISHED", "run_trials", "waiting_retries"]
 
@@ -124,10 +123,10 @@ def run_trials(
     """Run trials until ``target`` are finished; returns (interrupted, wall seconds).
 
     Each trial trains ``propose(trial)`` with ``repeats`` seeds (see
-    :class:`study.objective.Objective`). Shows a bar over trials (best accuracy so far) and
+    :class:`study.search.objective.Objective`). Shows a bar over trials (best accuracy so far) and
     one over the running trial's epochs, and one line per finished trial on stderr (where
     stderr is not a terminal, a plain progress line every few seconds instead of the bars;
-    see :mod:`study.progress`); nothing when ``quiet`` (a worker of ``--workers``, whose
+    see :mod:`study.search.progress`); nothing when ``quiet`` (a worker of ``--workers``, whose
     parent shows the progress).
     ``done(study)`` counts what the target counts (default: finished trials; a grid counts
     its distinct points). With ``checkpoints`` (a folder) each trial that completes or is

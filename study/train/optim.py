@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from study.registry import Registry
+from study.train.registry import Registry
 
 __all__ = [
     "HPARAMS",

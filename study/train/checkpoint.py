@@ -21,11 +21,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from study.config import TrialConfig
-from study.data import Dataset
-from study.model import MLP
-from study.optim import create_optimizer
-from study.train import EpochStats, TrainingRun
+from study.train.config import TrialConfig
+from study.train.data import Dataset
+from study.train.loop import EpochStats, TrainingRun
+from study.train.model import MLP
+from study.train.optim import create_optimizer
 
 __all__ = ["FORMAT", "Checkpoint", "save_checkpoint", "load_checkpoint"]
 

@@ -1,6 +1,6 @@
 """The thin glue between a search space, training and Optuna.
 
-Per trial the objective records what :mod:`study.records` lists, through Optuna's own API
+Per trial the objective records what :mod:`study.store.records` lists, through Optuna's own API
 (user attributes and one intermediate value per epoch), so any Optuna tool reads it. With
 ``repeats`` K it trains the trial's configuration with K seeds, interleaved epoch by epoch:
 the value reported each epoch (what the pruner sees) is the mean over the seeds, a diverged
@@ -16,12 +16,12 @@ from pathlib import Path
 
 import optuna
 
-from study import records
-from study.checkpoint import save_checkpoint
-from study.config import TrialConfig
-from study.data import Dataset
-from study.interrupts import STOP
-from study.train import EpochStats, FitResult, TrainingRun
+from study.search.interrupts import STOP
+from study.store import records
+from study.train.checkpoint import save_checkpoint
+from study.train.config import TrialConfig
+from study.train.data import Dataset
+from study.train.loop import EpochStats, FitResult, TrainingRun
 
 __all__ = ["Objective", "checkpoint_folder", "keep_best_checkpoints"]
 
@@ -40,11 +40,11 @@ class Objective:
         repeats: seeds per trial: ``config.seed``, ``config.seed + 1``, ...
         on_epoch: also called after each epoch with the trial and the first seed's stats
             (progress display).
-        make_run: ``(config, data) -> run`` with :class:`~study.train.TrainingRun`'s
+        make_run: ``(config, data) -> run`` with :class:`~study.train.loop.TrainingRun`'s
             interface (``train_epoch``, ``finished``, ``result``); the benchmark swaps in
             one that does not train, to time the study's own overhead.
         checkpoints: a folder: each trial that completes or is pruned writes a checkpoint
-            per seed there (:func:`study.checkpoint.save_checkpoint`, the state at the end
+            per seed there (:func:`study.train.checkpoint.save_checkpoint`, the state at the end
             of the trial), its path recorded as the trial's ``checkpoint`` attribute.
     """
 
@@ -86,7 +86,7 @@ class Objective:
 
         for epoch in range(1, config.epochs + 1):
             # Ctrl-C or SIGTERM interrupts training at once; anywhere else (storage writes)
-            # it waits for the next epoch (study.interrupts).
+            # it waits for the next epoch (study.search.interrupts).
             with STOP.interruptible():
                 stats = [run.train_epoch() if not run.finished else None for run in runs]
             alive = [s for s in stats if s is not None]
