@@ -37,7 +37,7 @@ lint: install
 	$(PY) -m ruff check .
 
 bench: install
-	$(PY) bench/epoch_speed.py $(ARGS)
+	$(PY) -m bench.epoch_speed $(ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

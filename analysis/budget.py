@@ -25,7 +25,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.axes import Axes
 
-from analysis.plots import ERROR_FLOOR, optimizer_palette, readable_log_ticks
+from analysis.plots import ERROR_FLOOR, eval_set_name, optimizer_palette, readable_log_ticks
 from analysis.tables import CHANCE, counted_accuracy
 from study.store.records import INDEPENDENT_SAMPLERS
 
@@ -51,9 +51,10 @@ NOT_INDEPENDENT = (
     "TPE chose each trial from the ones before: the trials are not independent draws, so the "
     "curve is optimistic or pessimistic in unknown ways"
 )
+#: The ``note`` of a group with trials that do not record their sampler.
 _UNRECORDED = (
-    "the sampler was not recorded (a study made before it was): the trials may not be "
-    "independent draws, so the curve may be optimistic or pessimistic in unknown ways"
+    "the sampler was not recorded with the trials: they may not be independent draws, so "
+    "the curve may be optimistic or pessimistic in unknown ways"
 )
 _CURVE_COLUMNS = ("n", "expected_best", "lo", "hi", "n_trials", "n_pruned", "n_diverged",
                   "extrapolated", "valid", "note", "interval")
@@ -141,12 +142,6 @@ def _counts(group: pd.DataFrame) -> dict[str, object]:
     }
 
 
-def _eval_set(trials: pd.DataFrame) -> str:
-    if "eval_set" in trials and trials["eval_set"].nunique() == 1:
-        return str(trials["eval_set"].iloc[0])
-    return "evaluation"
-
-
 def tuning_curve(
     trials: pd.DataFrame,
     *,
@@ -178,48 +173,60 @@ def tuning_curve(
     Raises:
         ValueError: ``pruned``, ``n_max``, ``n_boot`` or ``confidence`` out of range.
     """
+    _check_curve_options(n_max=n_max, n_boot=n_boot, confidence=confidence)
+    used = budget_values(trials, pruned=pruned, chance=chance)
+    keys = _keys(trials, by)
+    rng = np.random.default_rng(seed)
+    parts = [
+        pd.DataFrame({
+            **dict(zip(keys, key, strict=True)),
+            **_expected_best(group["budget_value"].to_numpy(dtype=float), n_max=n_max,
+                             n_boot=n_boot, confidence=confidence, rng=rng),
+            **_counts(group),
+        })
+        for key, group in used.groupby(keys, sort=True)
+    ]
+    columns = [*keys, *_CURVE_COLUMNS]
+    table = pd.concat(parts, ignore_index=True)[columns] if parts else (
+        pd.DataFrame(columns=columns))
+    table.attrs.update(pruned=pruned, eval_set=eval_set_name(trials))
+    return table
+
+
+def _check_curve_options(*, n_max: int | None, n_boot: int, confidence: float) -> None:
     if n_max is not None and n_max < 1:
         raise ValueError(f"n_max must be a budget of 1 trial or more, or None, but got {n_max=}.")
     if n_boot < 1:
         raise ValueError(f"n_boot must be 1 or more, but got {n_boot=}.")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be between 0 and 1, but got {confidence=}.")
-    used = budget_values(trials, pruned=pruned, chance=chance)
-    keys = _keys(trials, by)
-    alpha = (1 - confidence) / 2
-    level = f"{confidence:.0%}".replace("%", " %")
-    rng = np.random.default_rng(seed)
-    parts = []
-    for key, group in used.groupby(keys, sort=True):
-        values = group["budget_value"].to_numpy(dtype=float)
-        size = len(values)
-        top = n_max or size
-        weights = _max_weights(size, top)
-        curve = weights @ np.sort(values)
-        if size >= 2:
-            resampled = np.sort(values[rng.integers(0, size, size=(n_boot, size))], axis=1)
-            lo, hi = np.quantile(resampled @ weights.T, [alpha, 1 - alpha], axis=0)
-            interval = (f"{level} percentile bootstrap over the {size} trials "
-                        f"({n_boot} resamples)")
-        else:
-            lo = hi = np.full(top, math.nan)
-            interval = "none: fewer than 2 trials"
-        n = np.arange(1, top + 1)
-        parts.append(pd.DataFrame({
-            **dict(zip(keys, key, strict=True)),
-            "n": n,
-            "expected_best": curve,
-            "lo": lo,
-            "hi": hi,
-            **_counts(group),
-            "extrapolated": n > size,
-            "interval": interval,
-        }))
-    columns = [*keys, *_CURVE_COLUMNS]
-    table = pd.concat(parts, ignore_index=True)[columns] if parts else (
-        pd.DataFrame(columns=columns))
-    table.attrs.update(pruned=pruned, eval_set=_eval_set(trials))
-    return table
+
+
+def _expected_best(
+    values: np.ndarray,
+    *,
+    n_max: int | None,
+    n_boot: int,
+    confidence: float,
+    rng: np.random.Generator,
+) -> dict[str, object]:
+    """One group's curve columns of :func:`tuning_curve` from its trials' ``values``: ``n``,
+    ``expected_best``, ``lo``, ``hi``, ``extrapolated`` and ``interval``."""
+    size = len(values)
+    top = n_max or size
+    weights = _max_weights(size, top)
+    if size >= 2:
+        alpha = (1 - confidence) / 2
+        resampled = np.sort(values[rng.integers(0, size, size=(n_boot, size))], axis=1)
+        lo, hi = np.quantile(resampled @ weights.T, [alpha, 1 - alpha], axis=0)
+        level = f"{confidence:.0%}".replace("%", " %")
+        interval = f"{level} percentile bootstrap over the {size} trials ({n_boot} resamples)"
+    else:
+        lo = hi = np.full(top, math.nan)
+        interval = "none: fewer than 2 trials"
+    n = np.arange(1, top + 1)
+    return {"n": n, "expected_best": weights @ np.sort(values), "lo": lo, "hi": hi,
+            "extrapolated": n > size, "interval": interval}
 
 
 def _smallest_n(below: float, p: float) -> float:

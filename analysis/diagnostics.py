@@ -22,7 +22,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from optuna.distributions import FloatDistribution, IntDistribution
 
-from analysis.plots import axis_label, optimizer_palette
+from analysis.plots import axis_label, eval_set_name, optimizer_palette
 from analysis.tables import best_trials
 from study.store import records
 
@@ -162,7 +162,7 @@ def time_to_target_plot(
         ax.step(xs, ys, where="post", color=palette.get(name),
                 label=f"{name} ({len(values)}/{n} reached)", **kwargs)
     target = per_trial["target"].iloc[0] if len(per_trial) else math.nan
-    eval_set = _eval_set(per_trial)
+    eval_set = eval_set_name(per_trial)
     ax.set_xlim(left=0)
     ax.set_ylim(0, 1.02)
     if x == "epoch":
@@ -175,12 +175,6 @@ def time_to_target_plot(
     if legend and ax.get_lines():
         ax.legend(title=axis_label(hue), fontsize="small", loc="lower right")
     return ax
-
-
-def _eval_set(frame: pd.DataFrame) -> str:
-    if "eval_set" in frame and frame["eval_set"].nunique() == 1:
-        return str(frame["eval_set"].iloc[0])
-    return "evaluation"
 
 
 # --- search-range warnings ------------------------------------------------------------------
@@ -319,43 +313,56 @@ def range_warnings(
         raise ValueError(f"edge is the share of a range at either end, between 0 and 0.5 "
                          f"(0.1 for the outer 10 %), but got {edge=}.")
     empty = pd.DataFrame(columns=RANGE_WARNING_COLUMNS)
-    definition = optuna_study.user_attrs.get("space_definition")
+    definition = optuna_study.user_attrs.get(records.SPACE_DEFINITION)
     if not definition or "configs" in definition or "grid" in definition:
         return empty
     name = optuna_study.study_name
     mine = trials[trials["study"] == name] if "study" in trials else trials
     if mine.empty:
         return empty
-    best = best_trials(mine, by=("optimizer",))
     frozen = {t.number: t for t in optuna_study.get_trials(deepcopy=False)}
-    epochs = optuna_study.user_attrs.get("epochs")
+    epochs = optuna_study.user_attrs.get(records.EPOCHS)
     rows = []
-    for row in best.itertuples(index=False):
+    for row in best_trials(mine, by=("optimizer",)).itertuples(index=False):
         trial = frozen.get(int(row.number))
         if trial is None or row.optimizer not in (definition.get("optimizers") or {}):
             continue
-        config = trial.user_attrs.get(records.CONFIG) or {}
-        schedule = config.get("schedule") or trial.params.get("schedule", "")
-        for param, field, spec in _ranges(definition, row.optimizer, schedule):
-            dist = _numeric(spec)
-            value = trial.params.get(param)
-            if dist is None or value is None or dist.high <= dist.low:
-                continue
-            if isinstance(dist, IntDistribution) and (dist.high - dist.low) / dist.step < 2:
-                continue  # two values have no middle: one of them is always at an edge
-            position = _position(float(value), dist)
-            if edge < position < 1 - edge:
-                continue
-            side = "low" if position <= edge else "high"
-            wider = _wider(dist, side, field, epochs)
-            shown = field if param == f"{row.optimizer}_{field}" else param
-            rows.append({
-                "study": name, "optimizer": row.optimizer, "number": int(row.number),
-                "parameter": param, "value": float(value), "low": float(dist.low),
-                "high": float(dist.high), "edge": side, "suggested_low": wider[0],
-                "suggested_high": wider[1],
-                "message": _message(row.optimizer, shown, float(value), dist, side, wider),
-            })
+        rows += [{"study": name, "optimizer": row.optimizer, "number": int(row.number), **warning}
+                 for warning in _edge_warnings(trial, row.optimizer, definition, edge=edge,
+                                               epochs=epochs)]
     if not rows:
         return empty
     return pd.DataFrame(rows, columns=RANGE_WARNING_COLUMNS)
+
+
+def _edge_warnings(
+    trial: optuna.trial.FrozenTrial,
+    optimizer: str,
+    definition: Mapping[str, Any],
+    *,
+    edge: float,
+    epochs: int | None,
+) -> Iterator[dict[str, Any]]:
+    """The columns from ``parameter`` on of each numeric parameter ``trial`` sampled in the
+    outer ``edge`` of its range (see :func:`range_warnings`)."""
+    config = trial.user_attrs.get(records.CONFIG) or {}
+    schedule = config.get("schedule") or trial.params.get("schedule", "")
+    for param, field, spec in _ranges(definition, optimizer, schedule):
+        dist = _numeric(spec)
+        value = trial.params.get(param)
+        if dist is None or value is None or dist.high <= dist.low:
+            continue
+        if isinstance(dist, IntDistribution) and (dist.high - dist.low) / dist.step < 2:
+            continue  # two values have no middle: one of them is always at an edge
+        position = _position(float(value), dist)
+        if edge < position < 1 - edge:
+            continue
+        side = "low" if position <= edge else "high"
+        wider = _wider(dist, side, field, epochs)
+        shown = field if param == f"{optimizer}_{field}" else param
+        yield {
+            "parameter": param, "value": float(value), "low": float(dist.low),
+            "high": float(dist.high), "edge": side, "suggested_low": wider[0],
+            "suggested_high": wider[1],
+            "message": _message(optimizer, shown, float(value), dist, side, wider),
+        }

@@ -45,6 +45,26 @@ def _split(pairs: pd.DataFrame) -> tuple[list[str], list[str]]:
     return apart, close
 
 
+def _interval(row: pd.Series, metric: str, digits: int) -> str:
+    """The end of a finding's first sentence: ``row``'s interval of ``metric`` and what was
+    resampled for it."""
+    return (f", 95 % interval {row[f'{metric}_lo']:.{digits}f} to "
+            f"{row[f'{metric}_hi']:.{digits}f}, {row['interval']}).")
+
+
+def _compared(head: str, pairs: pd.DataFrame, *, apart: str, close: str) -> str:
+    """``head``, then ``apart`` naming the optimizers whose intervals are apart from the
+    leader's and ``close`` naming those that overlap it (each left out where it names none;
+    ``{names}`` marks where the names go)."""
+    apart_names, close_names = _split(pairs)
+    parts = [head]
+    if apart_names:
+        parts.append(apart.format(names=", ".join(apart_names)))
+    if close_names:
+        parts.append(close.format(names=", ".join(close_names)))
+    return " ".join(parts)
+
+
 def best_finding(best: pd.DataFrame, trials: pd.DataFrame) -> Finding | None:
     """The best configuration of each optimizer, with how many trials it was chosen from."""
     if best.empty:
@@ -70,17 +90,12 @@ def accuracy_finding(sensitivity: pd.DataFrame, separation: pd.DataFrame) -> Fin
         return Finding(head + "), but the study has too few runs per optimizer for "
                        "confidence intervals; whether the differences are real cannot be "
                        "told yet.", "Learning-rate sensitivity")
-    head += (f", 95 % interval {top['best_accuracy_lo']:.4f} to {top['best_accuracy_hi']:.4f},"
-             f" {top['interval']}).")
-    beaten, close = _split(pairs)
-    parts = [head]
-    if beaten:
-        parts.append(f"Its interval lies above those of {', '.join(beaten)}: that difference "
-                     "is real at this sample size.")
-    if close:
-        parts.append(f"It overlaps those of {', '.join(close)}: those differences are within "
-                     "the noise.")
-    return Finding(" ".join(parts), "Do the differences exceed the intervals?")
+    text = _compared(
+        head + _interval(top, "best_accuracy", 4), pairs,
+        apart="Its interval lies above those of {names}: that difference is real at this "
+        "sample size.",
+        close="It overlaps those of {names}: those differences are within the noise.")
+    return Finding(text, "Do the differences exceed the intervals?")
 
 
 def sensitivity_finding(sensitivity: pd.DataFrame, separation: pd.DataFrame) -> Finding | None:
@@ -97,16 +112,11 @@ def sensitivity_finding(sensitivity: pd.DataFrame, separation: pd.DataFrame) -> 
                        "whether that exceeds the noise.", "Learning-rate sensitivity")
     noise = "seed noise" if str(least["interval"]).startswith("over seeds") else (
         "the noise of the sampled runs")
-    head += (f", 95 % interval {least['sensitivity_lo']:.3f} to "
-             f"{least['sensitivity_hi']:.3f}, {least['interval']}).")
-    apart, close = _split(pairs)
-    parts = [head]
-    if apart:
-        parts.append(f"Against {', '.join(apart)} the difference exceeds {noise}: the "
-                     "intervals do not overlap.")
-    if close:
-        parts.append(f"Against {', '.join(close)} it does not: the intervals overlap.")
-    return Finding(" ".join(parts), "Learning-rate sensitivity")
+    text = _compared(
+        head + _interval(least, "sensitivity", 3), pairs,
+        apart=f"Against {{names}} the difference exceeds {noise}: the intervals do not overlap.",
+        close="Against {names} it does not: the intervals overlap.")
+    return Finding(text, "Learning-rate sensitivity")
 
 
 def budget_finding(reach: pd.DataFrame) -> Finding | None:

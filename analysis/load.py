@@ -99,9 +99,9 @@ def _state(trial: optuna.trial.FrozenTrial) -> str:
 
 
 def _chosen_by(optuna_study: optuna.Study) -> str:
-    """How a study made before trials recorded their sampler chose them, where its stored
-    space tells: ``grid`` (an LR grid), ``fixed`` (fixed runs); else unknown (``""``)."""
-    definition = optuna_study.user_attrs.get("space_definition") or {}
+    """How the study chose trials that do not record their sampler, where its stored space
+    tells: ``grid`` (an LR grid), ``fixed`` (fixed runs); else unknown (``""``)."""
+    definition = optuna_study.user_attrs.get(records.SPACE_DEFINITION) or {}
     return "grid" if "grid" in definition else "fixed" if "configs" in definition else ""
 
 
@@ -126,7 +126,7 @@ def _trial_row(
     row["optimizer"] = config.get("optimizer") or trial.params.get("optimizer") or ""
     row["schedule"] = config.get("schedule") or ""
     row["schedule_params"] = records.format_schedule_params(config.get("schedule_params"))
-    row["seed"] = _nan_if_none(attrs.get(records.SEED, config.get("seed")))
+    row["seed"] = _nan_if_none(attrs.get(records.SEED, row["seed"]))  # else the config's
     row.update({
         "final_accuracy": curve[-1] if curve and not diverged else math.nan,
         "best_accuracy": max(curve) if curve else math.nan,
@@ -168,8 +168,8 @@ def load_trials(
     Columns: ``study``, ``number``, ``state`` (complete / pruned / failed / running /
     waiting), ``outcome`` (the state, except ``diverged`` for a complete trial that
     diverged: the one counting rule of the summary, the tables and the report),
-    ``value`` (what Optuna holds: the last evaluation accuracy; chance, 0.1, for a diverged
-    trial, 0.0 in studies made before that),
+    ``value`` (what Optuna holds: the last evaluation accuracy; for a diverged trial chance,
+    0.1, or 0.0 in some studies: read ``diverged``, never the value, to tell),
     the hyperparameters ``optimizer``, ``lr``, ``momentum``, ``nesterov``, ``beta1``,
     ``beta2``, ``alpha``, ``weight_decay``, ``schedule``, ``schedule_params`` (text),
     ``warmup_epochs``, ``batch_size``, ``epochs``, ``seed`` (NaN where one does not apply),
@@ -181,8 +181,8 @@ def load_trials(
     final accuracy of each seed the trial trained, chance for a diverged one; with
     ``--repeats K`` there are K), ``source_trial`` (in a confirmation study, the trial
     whose configuration the run repeats) and ``sampler`` (how the configuration was chosen:
-    ``tpe``, ``random``, ``qmc``, ``grid`` or ``fixed``; empty in studies made before it was
-    recorded).
+    ``tpe``, ``random``, ``qmc``, ``grid`` or ``fixed``; empty where the trial does not
+    record it and the study's space does not tell).
 
     Args:
         storage: a storage URL (``sqlite:///studies/default.db``) or Optuna storage.

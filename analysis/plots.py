@@ -24,6 +24,7 @@ from analysis.tables import CHANCE, counted_accuracy, is_complete, lr_bins
 __all__ = [
     "LABELS",
     "axis_label",
+    "eval_set_name",
     "optimizer_palette",
     "binned_error",
     "colour_range",
@@ -82,6 +83,14 @@ def optimizer_palette(names: Sequence[str]) -> dict[str, tuple[float, float, flo
     """One colour per optimizer, the same in every plot of a report."""
     ordered = sorted(set(names))
     return dict(zip(ordered, sns.color_palette("tab10", len(ordered)), strict=True))
+
+
+def eval_set_name(frame: pd.DataFrame) -> str:
+    """The set ``frame``'s accuracies were measured on (``test`` or ``validation``), or
+    ``evaluation`` where its rows mix sets or do not say: the word the plots and the report
+    put before "accuracy" and "error"."""
+    sets = frame["eval_set"].dropna().unique() if "eval_set" in frame else ()
+    return str(sets[0]) if len(sets) == 1 else "evaluation"
 
 
 def _ax(ax: Axes | None) -> Axes:
@@ -202,73 +211,105 @@ def lr_sensitivity_plot(
     one, ``""`` for none. ``kwargs`` go to ``Axes.scatter`` for the runs' markers.
     """
     ax = _ax(ax)
-    runs = trials[trials["lr"].notna() & trials["outcome"].isin(["complete", "pruned",
-                                                                  "diverged"])]
+    runs = _plotted_runs(trials, chance)
     palette = palette or optimizer_palette(runs[hue].dropna())
-    error = np.maximum(1.0 - counted_accuracy(runs["final_accuracy"], runs["diverged"], chance),
-                       ERROR_FLOOR)
-    runs = runs.assign(error=error)
-    ceiling = 1.0 - chance
     names = sorted(runs[hue].dropna().unique())
     counted_states = ["complete", "diverged", *(["pruned"] if include_pruned else [])]
     bottoms = list(runs.loc[~runs["diverged"], "error"])
     style = {"s": 28, "zorder": 3, **kwargs}
     for name, group in runs.groupby(hue, sort=True):
         colour = palette.get(name, "grey")
-        complete = group[group["outcome"] == "complete"]
-        pruned = group[group["outcome"] == "pruned"]
-        diverged = group[group["outcome"] == "diverged"]
-        ax.scatter(complete["lr"], complete["error"], color=colour, label=f"{name}", **style)
-        ax.scatter(pruned["lr"], pruned["error"], facecolors="none", edgecolors=colour,
-                   linewidths=1.2, label=f"{name} pruned", **style)
-        # Each hue value its own row in the strip, so crosses at one learning rate stay apart.
-        row_y = ceiling * _STRIP ** ((names.index(name) + 1) / (len(names) + 1))
-        ax.scatter(diverged["lr"], np.full(len(diverged), row_y), marker="x", color=colour,
-                   label=f"{name} diverged", **{**style, "s": 40})
-        if not trend:
-            continue
-        per_run = _runs(group[group["outcome"].isin(counted_states)], chance)
-        bottoms += list(per_run["error"])
-        line = binned_error(per_run, bins_per_decade=bins_per_decade, min_runs=min_runs)
-        if line.empty:
-            continue
-        x, y = _stairs(line)
-        ax.plot(x, y, color=colour, linewidth=1.8, label=f"{name} mean", gid="trend")
-        for row in line.itertuples(index=False):
-            ax.fill_between([row.lr_lo, row.lr_hi], row.error_lo, row.error_hi, color=colour,
-                            alpha=0.18, linewidth=0, zorder=1)
-    ax.axhspan(ceiling, ceiling * _STRIP * 10, color="0.93", zorder=0)
-    ax.axhline(ceiling, color="0.6", linewidth=0.8, linestyle=":", zorder=1)
-    ax.text(0.01, ceiling * np.sqrt(_STRIP), "diverged", transform=ax.get_yaxis_transform(),
-            va="center", ha="left", fontsize="small", color="0.4")
+        _scatter_runs(ax, group, name, colour, style,
+                      row=(names.index(name) + 1) / (len(names) + 1), chance=chance)
+        if trend:
+            per_run = _runs(group[group["outcome"].isin(counted_states)], chance)
+            bottoms += list(per_run["error"])
+            _draw_trend(ax, per_run, name, colour, bins_per_decade=bins_per_decade,
+                        min_runs=min_runs)
+    _diverged_strip(ax, chance)
     _error_ticks(ax, _error_bottom(bottoms), chance)
     ax.set_xscale("log")
     ax.set_xlabel(axis_label("lr"))
     ax.set_ylabel(_error_label(trials))
     if title is None:
-        title = f"Final {_eval_set(trials)} error against learning rate"
+        title = f"Final {eval_set_name(trials)} error against learning rate"
     ax.set_title(title)
     if legend:
-        handles = [Line2D([], [], color=palette[n], marker="o", linestyle="", label=n)
-                   for n in names if n in palette]
-        handles += [
-            Line2D([], [], color="grey", marker="o", linestyle="", label="complete"),
-            Line2D([], [], color="grey", marker="o", markerfacecolor="none", linestyle="",
-                   label="pruned (where stopped)"),
-            Line2D([], [], color="grey", marker="x", linestyle="",
-                   label=f"diverged (counted at {chance:g})"),
-        ]
-        if trend:
-            handles.append(Line2D([], [], color="grey", linewidth=1.8,
-                                  label=f"mean per {_bin_words(bins_per_decade)},\n"
-                                  f"bins of {min_runs}+ runs (95 % band)"))
-        ax.legend(handles=handles, fontsize="small", loc="upper left",
-                  bbox_to_anchor=(1.01, 1.0), frameon=False)
+        _sensitivity_legend(ax, [n for n in names if n in palette], palette, chance=chance,
+                            trend=trend, bins_per_decade=bins_per_decade, min_runs=min_runs)
     return ax
 
 
+def _plotted_runs(trials: pd.DataFrame, chance: float) -> pd.DataFrame:
+    """The finished trials with a learning rate, with ``error`` as the metric counts it
+    (diverged at chance), floored where a log axis can show it."""
+    runs = trials[trials["lr"].notna() & trials["outcome"].isin(["complete", "pruned",
+                                                                  "diverged"])]
+    error = np.maximum(1.0 - counted_accuracy(runs["final_accuracy"], runs["diverged"], chance),
+                       ERROR_FLOOR)
+    return runs.assign(error=error)
+
+
+def _scatter_runs(ax: Axes, group: pd.DataFrame, name: object, colour: object, style: dict,
+                  *, row: float, chance: float) -> None:
+    """One hue value's runs: complete filled, pruned hollow, diverged crosses in the strip
+    above chance error at height ``row`` (0 to 1) of it."""
+    complete = group[group["outcome"] == "complete"]
+    pruned = group[group["outcome"] == "pruned"]
+    diverged = group[group["outcome"] == "diverged"]
+    ax.scatter(complete["lr"], complete["error"], color=colour, label=f"{name}", **style)
+    ax.scatter(pruned["lr"], pruned["error"], facecolors="none", edgecolors=colour,
+               linewidths=1.2, label=f"{name} pruned", **style)
+    # Each hue value its own row in the strip, so crosses at one learning rate stay apart.
+    row_y = (1.0 - chance) * _STRIP**row
+    ax.scatter(diverged["lr"], np.full(len(diverged), row_y), marker="x", color=colour,
+               label=f"{name} diverged", **{**style, "s": 40})
+
+
+def _draw_trend(ax: Axes, per_run: pd.DataFrame, name: object, colour: object, *,
+                bins_per_decade: int, min_runs: int) -> None:
+    """The mean error per log-LR bin of ``per_run`` as steps, each with its bootstrap band."""
+    line = binned_error(per_run, bins_per_decade=bins_per_decade, min_runs=min_runs)
+    if line.empty:
+        return
+    x, y = _stairs(line)
+    ax.plot(x, y, color=colour, linewidth=1.8, label=f"{name} mean", gid="trend")
+    for row in line.itertuples(index=False):
+        ax.fill_between([row.lr_lo, row.lr_hi], row.error_lo, row.error_hi, color=colour,
+                        alpha=0.18, linewidth=0, zorder=1)
+
+
+def _diverged_strip(ax: Axes, chance: float) -> None:
+    """The grey strip above chance error where diverged runs are drawn, and its label."""
+    ceiling = 1.0 - chance
+    ax.axhspan(ceiling, ceiling * _STRIP * 10, color="0.93", zorder=0)
+    ax.axhline(ceiling, color="0.6", linewidth=0.8, linestyle=":", zorder=1)
+    ax.text(0.01, ceiling * np.sqrt(_STRIP), "diverged", transform=ax.get_yaxis_transform(),
+            va="center", ha="left", fontsize="small", color="0.4")
+
+
+def _sensitivity_legend(ax: Axes, names: Sequence[str], palette: dict, *, chance: float,
+                        trend: bool, bins_per_decade: int, min_runs: int) -> None:
+    """One entry per hue value, then what the marker shapes (and the trend line) mean."""
+    handles = [Line2D([], [], color=palette[n], marker="o", linestyle="", label=n)
+               for n in names]
+    handles += [
+        Line2D([], [], color="grey", marker="o", linestyle="", label="complete"),
+        Line2D([], [], color="grey", marker="o", markerfacecolor="none", linestyle="",
+               label="pruned (where stopped)"),
+        Line2D([], [], color="grey", marker="x", linestyle="",
+               label=f"diverged (counted at {chance:g})"),
+    ]
+    if trend:
+        handles.append(Line2D([], [], color="grey", linewidth=1.8,
+                              label=f"mean per {_bin_words(bins_per_decade)},\n"
+                              f"bins of {min_runs}+ runs (95 % band)"))
+    ax.legend(handles=handles, fontsize="small", loc="upper left",
+              bbox_to_anchor=(1.01, 1.0), frameon=False)
+
+
 def _error_label(trials: pd.DataFrame) -> str:
-    return f"final {_eval_set(trials)} error (1 - accuracy)"
+    return f"final {eval_set_name(trials)} error (1 - accuracy)"
 
 
 def seed_frame(trials: pd.DataFrame, *, chance: float = CHANCE) -> pd.DataFrame:
@@ -317,12 +358,6 @@ def lr_seed_plot(
     return ax
 
 
-def _eval_set(frame: pd.DataFrame) -> str:
-    if "eval_set" in frame and frame["eval_set"].nunique() == 1:
-        return str(frame["eval_set"].iloc[0])
-    return "evaluation"
-
-
 def _facets(frame: pd.DataFrame, col: str, col_wrap: int | None, height: float,
             ) -> sns.FacetGrid:
     order = sorted(frame[col].dropna().unique())
@@ -353,7 +388,7 @@ def lr_sensitivity_grid(
     bottom = min((ax.get_ylim()[0] for ax in grid.axes.flat if ax.has_data()), default=0.005)
     for ax in grid.axes.flat:
         _error_ticks(ax, bottom, chance)
-    grid.figure.suptitle(f"Final {_eval_set(trials)} error against learning rate, "
+    grid.figure.suptitle(f"Final {eval_set_name(trials)} error against learning rate, "
                          f"by {axis_label(col)}", y=1.0, va="bottom")
     return grid
 
@@ -478,7 +513,7 @@ def hparam_scatter(
                                   label=n) for n in names], title=axis_label(style),
                   fontsize="small", loc="best")
         if cbar:
-            label = f"final {_eval_set(trials)} accuracy" if hue == "final_accuracy" else (
+            label = f"final {eval_set_name(trials)} accuracy" if hue == "final_accuracy" else (
                 axis_label(hue))
             if below:
                 runs = f"{below} run{'' if below == 1 else 's'}"
@@ -520,6 +555,6 @@ def best_so_far_plot(trials: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
     ax.step(ordered["number"], accuracy.cummax().ffill(), where="post", color="black",
             linewidth=2, label="any optimizer")
     ax.set_xlabel(axis_label("number"))
-    ax.set_ylabel(f"best final {_eval_set(trials)} accuracy so far")
+    ax.set_ylabel(f"best final {eval_set_name(trials)} accuracy so far")
     ax.legend(fontsize="small")
     return ax

@@ -132,24 +132,10 @@ def lr_range_plot(
     ax.set_xlabel(LABELS.get(x, x))
     ax.set_ylabel("smoothed training loss" if y == "smoothed" else LABELS.get(y, y))
     if clip and not curves.empty:
-        before_min = [curve[y].iloc[: int(np.argmin(curve[y].to_numpy())) + 1]
-                      for _, curve in curves.groupby(hue, sort=False)]
-        low = min(float(part.min()) for part in before_min)
-        high = max(float(part.max()) for part in before_min)
-        pad = 0.1 * (high - low) or 0.1 * abs(high) or 1.0
-        ax.set_ylim(low - pad, high + pad)
+        ax.set_ylim(*_descent_limits(curves, y, hue))
     handles, labels = ax.get_legend_handles_labels()
-    rules: list[str] = []
-    if suggestions is not None:
-        for row in suggestions.itertuples(index=False):
-            if row.optimizer not in names or not np.isfinite(row.lr):
-                continue
-            curve = curves[curves[hue] == row.optimizer]
-            ax.plot([row.lr], [_on_curve(curve, x, y, row.lr)],
-                    marker=markers.get(row.rule, "D"), linestyle="none", markersize=8,
-                    color=palette[row.optimizer], markeredgecolor="black", zorder=3)
-            if row.rule not in rules:
-                rules.append(row.rule)
+    rules = [] if suggestions is None else _mark_suggestions(
+        ax, curves, suggestions, x=x, y=y, hue=hue, markers=markers, palette=palette)
     for rule in rules:
         handles.append(Line2D([], [], marker=markers.get(rule, "D"), linestyle="none",
                               color="grey", markeredgecolor="black", markersize=8))
@@ -157,6 +143,44 @@ def lr_range_plot(
     if handles:
         ax.legend(handles, labels, title=None, fontsize="small")
     return ax
+
+
+def _descent_limits(curves: pd.DataFrame, y: str, hue: str) -> tuple[float, float]:
+    """y limits from just below the lowest loss to a little above the highest loss any curve
+    has up to its minimum (the blow-ups after it are left above)."""
+    before_min = [curve[y].iloc[: int(np.argmin(curve[y].to_numpy())) + 1]
+                  for _, curve in curves.groupby(hue, sort=False)]
+    low = min(float(part.min()) for part in before_min)
+    high = max(float(part.max()) for part in before_min)
+    pad = 0.1 * (high - low) or 0.1 * abs(high) or 1.0
+    return low - pad, high + pad
+
+
+def _mark_suggestions(
+    ax: Axes,
+    curves: pd.DataFrame,
+    suggestions: pd.DataFrame,
+    *,
+    x: str,
+    y: str,
+    hue: str,
+    markers: dict[str, str],
+    palette: dict,
+) -> list[str]:
+    """Each finite suggestion of a plotted optimizer as a marker on its curve; returns the
+    rules marked, in the order first seen."""
+    names = set(curves[hue])
+    rules: list[str] = []
+    for row in suggestions.itertuples(index=False):
+        if row.optimizer not in names or not np.isfinite(row.lr):
+            continue
+        curve = curves[curves[hue] == row.optimizer]
+        ax.plot([row.lr], [_on_curve(curve, x, y, row.lr)],
+                marker=markers.get(row.rule, "D"), linestyle="none", markersize=8,
+                color=palette[row.optimizer], markeredgecolor="black", zorder=3)
+        if row.rule not in rules:
+            rules.append(row.rule)
+    return rules
 
 
 def compare_with_study(

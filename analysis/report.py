@@ -27,7 +27,7 @@ from analysis.diagnostics import (
     time_to_target_plot,
     time_to_target_summary,
 )
-from analysis.findings import accuracy_finding, findings, sensitivity_finding
+from analysis.findings import Finding, accuracy_finding, findings, sensitivity_finding
 from analysis.load import (
     StudyNotFoundError,
     list_study_names,
@@ -47,7 +47,7 @@ from analysis.tables import (
     param_importance,
     seed_noise_verdicts,
 )
-from study.store.records import CONFIRM_SUFFIX, LR_RANGE_STUDY, SETTINGS
+from study.store.records import CONFIRM_SUFFIX, LR_RANGE_STUDY, SETTINGS, SPACE_DEFINITION
 from study.store.storage import StorageError, default_storage_url, display_url
 
 __all__ = ["main", "write_report", "ReportError", "ForeignStudyError"]
@@ -105,6 +105,42 @@ def write_report(
         analysis.load.StudyNotFoundError, study.store.storage.StorageError: as from loading.
     """
     backend = open_readonly(storage)  # one storage for every read below
+    studies, trials = _load_ours(backend, study_names)
+    curves = load_curves(backend, study_names)
+    out.mkdir(parents=True, exist_ok=True)
+    tables = _sensitivity_tables(trials)
+    tables.update(_confirmation_tables(backend, study_names))
+    tables["importance"] = pd.concat(
+        [param_importance(s).assign(study=s.study_name) for s in studies], ignore_index=True)
+    tables["outcomes"] = outcome_counts(trials)
+    tables.update(_budget_tables(trials, tables["lr_sensitivity"]))
+    ranges = _range_test(storage, range_test)
+    if ranges is not None:
+        tables["lr_range"] = compare_with_study(ranges[1], trials)
+    tables.update(_diagnostic_tables(studies, trials, curves))
+    tables["trials"] = trials
+    tables["curves"] = curves
+    for name, frame in tables.items():
+        frame.to_csv(out / f"{name}.csv", index=False)
+        logger.info("table %s.csv (%d rows)", name, len(frame))
+    images = _draw(_figures(trials, curves, tables, ranges), out)
+    found = _findings(trials, tables)
+    (out / "findings.txt").write_text("".join(f"- {f.text}\n" for f in found), encoding="utf-8")
+    index = out / "index.html"
+    index.write_text(_html(storage, study_names, trials, tables, images, found),
+                     encoding="utf-8")
+    return index
+
+
+def _load_ours(
+    backend: optuna.storages.BaseStorage, study_names: Sequence[str]
+) -> tuple[list[optuna.Study], pd.DataFrame]:
+    """The studies and their trials, once it is sure there is something to report.
+
+    Raises:
+        ReportError: no trial, or no complete one.
+        ForeignStudyError: a study was not written by ``python -m study.run``.
+    """
     studies = load_studies(backend, study_names)
     trials = load_trials(backend, study_names)
     label = ", ".join(repr(n) for n in study_names)
@@ -112,64 +148,84 @@ def write_report(
         raise ReportError(f"study {label} has no trials yet; run `python -m study.run` first.")
     for optuna_study in studies:
         _check_ours(optuna_study, trials[trials["study"] == optuna_study.study_name])
-    complete = trials[is_complete(trials)]
-    if complete.empty:
+    if not is_complete(trials).any():
         counts = trials["outcome"].value_counts().to_dict()
         raise ReportError(
             f"study {label} has no complete, non-diverged trial yet ({counts}); nothing to "
             "compare. Let the study run longer."
         )
-    curves = load_curves(backend, study_names)
-    out.mkdir(parents=True, exist_ok=True)
+    return studies, trials
 
-    tables: dict[str, pd.DataFrame] = {
-        "lr_sensitivity": lr_sensitivity(trials),
+
+def _sensitivity_tables(trials: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Learning-rate sensitivity, the best trials, and which intervals are apart."""
+    sensitivity = lr_sensitivity(trials)
+    return {
+        "lr_sensitivity": sensitivity,
         "best_per_optimizer": best_trials(trials),
         "best_per_optimizer_schedule": best_trials(trials, by=("optimizer", "schedule")),
+        "ci_separation": ci_separation(sensitivity),
+        "sensitivity_separation": ci_separation(sensitivity, "sensitivity",
+                                                higher_is_better=False),
     }
-    tables["ci_separation"] = ci_separation(tables["lr_sensitivity"])
-    tables["sensitivity_separation"] = ci_separation(
-        tables["lr_sensitivity"], "sensitivity", higher_is_better=False
-    )
+
+
+def _confirmation_tables(
+    backend: optuna.storages.BaseStorage, study_names: Sequence[str]
+) -> dict[str, pd.DataFrame]:
+    """The confirmation studies' tables (``python -m study.confirm``), where there are any."""
     available = list_study_names(backend)
     confirms = [n + CONFIRM_SUFFIX for n in study_names if n + CONFIRM_SUFFIX in available]
-    if confirms:
-        confirm_trials = load_trials(backend, confirms)
-        tables["confirmation"] = confirmation(confirm_trials)
-        tables["seed_noise"] = seed_noise_verdicts(confirm_trials)
-    importance = []
-    for optuna_study in studies:
-        frame = param_importance(optuna_study)
-        importance.append(frame.assign(study=optuna_study.study_name))
-    tables["importance"] = pd.concat(importance, ignore_index=True)
-    tables["outcomes"] = outcome_counts(trials)
-    # tuning budget: valid only for independently chosen trials (marked otherwise)
-    tables["tuning_curve"] = tuning_curve(trials)
-    uniform = tunability(tables["tuning_curve"])
+    if not confirms:
+        return {}
+    confirm_trials = load_trials(backend, confirms)
+    return {"confirmation": confirmation(confirm_trials),
+            "seed_noise": seed_noise_verdicts(confirm_trials)}
+
+
+def _budget_tables(trials: pd.DataFrame, sensitivity: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Tuning curves, tunability (uniform and early weights) and the trials needed to reach
+    the best accuracy less a point and the optimizers' median best. The curves say where
+    the trials were not independent draws."""
+    curve = tuning_curve(trials)
+    uniform = tunability(curve)
     keys = [c for c in ("study", "optimizer") if c in uniform.columns]
-    tables["tunability"] = uniform.merge(
-        tunability(tables["tuning_curve"], weights="early")[[*keys, "tunability"]],
-        on=keys, suffixes=("", "_early"))
-    best_by_optimizer = tables["lr_sensitivity"]["best_accuracy"]
-    reach_targets = sorted({round(float(best_by_optimizer.max()) - 0.01, 4),
-                            round(float(best_by_optimizer.median()), 4)})
-    tables["trials_to_reach"] = trials_to_reach(trials, reach_targets)
-    ranges = _range_test(storage, range_test)
-    if ranges is not None:
-        tables["lr_range"] = compare_with_study(ranges[1], trials)
-    tables["time_to_target_trials"] = time_to_target(curves, trials, target=TIME_TARGET)
-    tables["time_to_target"] = time_to_target_summary(tables["time_to_target_trials"])
-    if any(s.user_attrs.get("space_definition") for s in studies):  # ranges to check
+    early = tunability(curve, weights="early")[[*keys, "tunability"]]
+    best = sensitivity["best_accuracy"]
+    targets = sorted({round(float(best.max()) - 0.01, 4), round(float(best.median()), 4)})
+    return {
+        "tuning_curve": curve,
+        "tunability": uniform.merge(early, on=keys, suffixes=("", "_early")),
+        "trials_to_reach": trials_to_reach(trials, targets),
+    }
+
+
+def _diagnostic_tables(
+    studies: Sequence[optuna.Study], trials: pd.DataFrame, curves: pd.DataFrame
+) -> dict[str, pd.DataFrame]:
+    """Time to :data:`TIME_TARGET`, per trial and per optimizer, and the search-range
+    warnings of the studies that stored their ranges."""
+    per_trial = time_to_target(curves, trials, target=TIME_TARGET)
+    tables = {"time_to_target_trials": per_trial,
+              "time_to_target": time_to_target_summary(per_trial)}
+    if any(s.user_attrs.get(SPACE_DEFINITION) for s in studies):
         tables["range_warnings"] = pd.concat(
             [range_warnings(s, trials[trials["study"] == s.study_name]) for s in studies],
             ignore_index=True)
-    tables["trials"] = trials
-    tables["curves"] = curves
-    for name, frame in tables.items():
-        frame.to_csv(out / f"{name}.csv", index=False)
-        logger.info("table %s.csv (%d rows)", name, len(frame))
+    return tables
 
-    figures: list[tuple[str, str, Callable[[], object]]] = [
+
+def _figures(
+    trials: pd.DataFrame,
+    curves: pd.DataFrame,
+    tables: dict[str, pd.DataFrame],
+    ranges: tuple[pd.DataFrame, pd.DataFrame] | None,
+) -> list[tuple[str, str, Callable[[], object]]]:
+    """(file name, title, draw) of each plot the report shows, in page order; a plot whose
+    data would say nothing (one seed per trial, one study, a parameter never varied, no
+    range test) is left out."""
+    complete = trials[is_complete(trials)]
+    return [
         ("lr_sensitivity", "Final error against learning rate (log scales)",
          lambda: _axes(lambda ax: plots.lr_sensitivity_plot(trials, ax=ax), (8, 5))),
         *([("lr_seeds", "Error against learning rate, with the band over seeds",
@@ -181,7 +237,8 @@ def write_report(
             lambda: plots.lr_sensitivity_grid(trials, col="study"))]
           if trials["study"].nunique() > 1 else []),
         ("learning_curves", "Accuracy per epoch (pruned trials dashed and faded)",
-         lambda: plots.learning_curves(curves, ylabel=f"{_eval_set(trials)} accuracy")),
+         lambda: plots.learning_curves(curves,
+                                       ylabel=f"{plots.eval_set_name(trials)} accuracy")),
         ("lr_schedules", "Learning rate in effect, best trial of each schedule",
          lambda: _axes(lambda ax: plots.lr_schedule_plot(curves, trials, ax=ax))),
         *([("lr_weight_decay", "Learning rate x weight decay",
@@ -205,6 +262,12 @@ def write_report(
         ("tuning_curves", "Tuning-budget curves: expected best after n trials",
          lambda: _axes(lambda ax: tuning_curve_plot(tables["tuning_curve"], ax=ax), (8, 5))),
     ]
+
+
+def _draw(figures: list[tuple[str, str, Callable[[], object]]], out: Path,
+          ) -> list[tuple[str, str]]:
+    """Draw each figure to ``out/<name>.png``, logging one line per plot; returns
+    (name, title) of each."""
     images = []
     for i, (name, title, draw) in enumerate(figures, start=1):
         logger.info("plot %d/%d: %s.png", i, len(figures), name)
@@ -212,30 +275,29 @@ def write_report(
         figure.savefig(out / f"{name}.png", dpi=100, bbox_inches="tight")
         plt.close(figure.figure if hasattr(figure, "figure") else figure)
         images.append((name, title))
+    return images
 
-    index = out / "index.html"
-    found = findings(
+
+def _findings(trials: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> list[Finding]:
+    """The findings the report's tables support (the trials to reach the higher target)."""
+    reach = tables["trials_to_reach"]
+    return findings(
         trials=trials,
         best=tables["best_per_optimizer"],
         sensitivity=tables["lr_sensitivity"],
         accuracy_separation=tables["ci_separation"],
         sensitivity_separation=tables["sensitivity_separation"],
         seed_noise=list(tables["seed_noise"]["verdict"]) if "seed_noise" in tables else None,
-        reach=tables["trials_to_reach"][
-            tables["trials_to_reach"]["target"] == tables["trials_to_reach"]["target"].max()],
+        reach=reach[reach["target"] == reach["target"].max()],
         range_warnings=tables.get("range_warnings"),
         range_test=tables.get("lr_range"),
     )
-    (out / "findings.txt").write_text("".join(f"- {f.text}\n" for f in found), encoding="utf-8")
-    index.write_text(_html(storage, study_names, trials, tables, images, found),
-                     encoding="utf-8")
-    return index
 
 
 def _check_ours(optuna_study: optuna.Study, trials: pd.DataFrame) -> None:
     """Raise ForeignStudyError unless ``python -m study.run`` wrote the study: it stores its
-    settings with the study and each trial's optimizer and learning rate (older studies have
-    only the latter)."""
+    settings with the study and each trial's optimizer and learning rate; either is enough
+    (a study may lack the stored settings)."""
     settings = set(optuna_study.user_attrs) & set(SETTINGS)
     ours = trials["optimizer"].ne("") & trials["lr"].notna()
     if settings or ours.any() or trials.empty:
@@ -259,11 +321,6 @@ def _axes(draw: Callable[[plt.Axes], object], size: tuple[float, float] = (7, 4.
     draw(ax)
     figure.tight_layout()
     return figure
-
-
-def _eval_set(trials: pd.DataFrame) -> str:
-    sets = trials["eval_set"].dropna().unique()
-    return str(sets[0]) if len(sets) == 1 else "evaluation"
 
 
 def _with_interval(value: float, lo: float, hi: float, digits: int) -> str:
@@ -306,20 +363,67 @@ def _separation_view(separation: pd.DataFrame) -> pd.DataFrame:
     return separation.drop(columns=["note"]).assign(separated=said)
 
 
-def _html(storage, study_names, trials, tables, images, found) -> str:
-    def table(frame: pd.DataFrame, classes: str = "t") -> str:
-        return '<div class="scroll">' + frame.to_html(
-            index=False, float_format=lambda v: f"{v:.4g}", na_rep="", border=0, classes=classes
-        ) + "</div>"
+def _table(frame: pd.DataFrame, classes: str = "t") -> str:
+    """``frame`` as an HTML table in a box that scrolls sideways when it is wider than the
+    page."""
+    return '<div class="scroll">' + frame.to_html(
+        index=False, float_format=lambda v: f"{v:.4g}", na_rep="", border=0, classes=classes
+    ) + "</div>"
 
-    eval_sets = ", ".join(sorted(trials["eval_set"].dropna().unique()))
-    accuracy = accuracy_finding(tables["lr_sensitivity"], tables["ci_separation"])
-    sensitivity = sensitivity_finding(tables["lr_sensitivity"],
-                                      tables["sensitivity_separation"])
-    pruned = int((trials["outcome"] == "pruned").sum())
-    counted = tables["lr_sensitivity"].attrs.get("pruned", "")
+
+def _html(
+    storage: str,
+    study_names: Sequence[str],
+    trials: pd.DataFrame,
+    tables: dict[str, pd.DataFrame],
+    images: list[tuple[str, str]],
+    found: list[Finding],
+) -> str:
+    """The report page: the study and its findings, the tables, then each plot with the
+    tables that go with it, and the search-range warnings."""
+    body = [*_head(storage, study_names, trials, found), _table(tables["outcomes"]),
+            *_sensitivity_section(trials, tables)]
+    if "confirmation" in tables:
+        body += [
+            "<h2>Confirmation over fresh seeds</h2>",
+            "<p>Each optimizer's best configurations re-run with new seeds, to the last epoch "
+            "(python -m study.confirm). mean_lo / mean_hi: 95 % bootstrap interval of the "
+            "mean over seeds.</p>",
+            _table(tables["confirmation"]),
+            *[f"<p><b>{html.escape(v)}</b></p>" for v in tables["seed_noise"]["verdict"]],
+        ]
+    for name, title in images:
+        body.append(f'<h2>{html.escape(title)}</h2><img src="{name}.png" '
+                    f'alt="{html.escape(title)}">')
+        body += _beside_plot(name, tables)
+    if "range_warnings" in tables:
+        warned = tables["range_warnings"]
+        body.append("<h2>Search-range warnings</h2>")
+        body.append("<ul>" + "".join(f"<li>{html.escape(m)}</li>" for m in warned["message"])
+                    + "</ul>" if len(warned) else
+                    "<p>No best trial sits at the edge of a searched range.</p>")
+    body.append("<p>All tables are also in this folder as CSV (trials.csv, curves.csv, "
+                "lr_sensitivity.csv, ...).</p>")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>Study report</title>"
+            f"<style>{_STYLE}</style></head><body>{''.join(body)}</body></html>\n")
+
+
+_STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+          "div.scroll{max-width:100%;overflow-x:auto}"
+          "table.t{border-collapse:collapse;font-size:0.85em;margin:0.5em 0}"
+          "table.t td,table.t th{padding:2px 8px;border-bottom:1px solid #ddd;"
+          "text-align:right;vertical-align:top}"
+          "table.t th{white-space:normal}"
+          "table.notes td:last-child{text-align:left;min-width:12em}"
+          "img{max-width:100%}")
+
+
+def _head(storage: str, study_names: Sequence[str], trials: pd.DataFrame,
+          found: list[Finding]) -> list[str]:
+    """The title, where the accuracies come from, the findings and the trials per outcome."""
     esc = html.escape
-    body = [
+    eval_sets = ", ".join(sorted(trials["eval_set"].dropna().unique()))
+    return [
         f"<h1>Study {esc(', '.join(study_names))}</h1>",
         f"<p>Storage <code>{esc(display_url(storage))}</code>. {len(trials)} trials. "
         f"Accuracies are measured on the <b>{esc(eval_sets)}</b> set"
@@ -332,7 +436,19 @@ def _html(storage, study_names, trials, tables, images, found) -> str:
         "<p>By outcome, counted as the command-line summary counts them: a trial that "
         "diverged is <i>diverged</i>, not <i>complete</i>; complete, pruned and diverged "
         "trials are finished.</p>",
-        table(tables["outcomes"]),
+    ]
+
+
+def _sensitivity_section(trials: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> list[str]:
+    """Learning-rate sensitivity: its two findings, what the columns mean, the table, and
+    which optimizers' intervals are apart."""
+    esc = html.escape
+    accuracy = accuracy_finding(tables["lr_sensitivity"], tables["ci_separation"])
+    sensitivity = sensitivity_finding(tables["lr_sensitivity"],
+                                      tables["sensitivity_separation"])
+    pruned = int((trials["outcome"] == "pruned").sum())
+    counted = tables["lr_sensitivity"].attrs.get("pruned", "")
+    return [
         "<h2>Learning-rate sensitivity</h2>",
         f"<p><b>{esc(accuracy.text)}</b></p>" if accuracy else "",
         f"<p><b>{esc(sensitivity.text)}</b></p>" if sensitivity else "",
@@ -345,80 +461,63 @@ def _html(storage, study_names, trials, tables, images, found) -> str:
         "runs, from 5 runs on) or why there is none. "
         f"{pruned} pruned run{'' if pruned == 1 else 's'}: {esc(counted)}. Every column, "
         "with the counts per outcome, is in lr_sensitivity.csv.</p>",
-        table(_sensitivity_view(tables["lr_sensitivity"]), "t notes"),
+        _table(_sensitivity_view(tables["lr_sensitivity"]), "t notes"),
         "<h3>Do the differences exceed the intervals?</h3>",
         "<p>Separated: whether the two optimizers' 95 % intervals above do not overlap.</p>",
         "<p>Best accuracy (higher first):</p>",
-        table(_separation_view(tables["ci_separation"]), "t notes"),
+        _table(_separation_view(tables["ci_separation"]), "t notes"),
         "<p>Sensitivity (lower first):</p>",
-        table(_separation_view(tables["sensitivity_separation"]), "t notes"),
+        _table(_separation_view(tables["sensitivity_separation"]), "t notes"),
     ]
-    if "confirmation" in tables:
-        body += [
-            "<h2>Confirmation over fresh seeds</h2>",
-            "<p>Each optimizer's best configurations re-run with new seeds, to the last epoch "
-            "(python -m study.confirm). mean_lo / mean_hi: 95 % bootstrap interval of the "
-            "mean over seeds.</p>",
-            table(tables["confirmation"]),
-            *[f"<p><b>{esc(v)}</b></p>" for v in tables["seed_noise"]["verdict"]],
+
+
+def _beside_plot(name: str, tables: dict[str, pd.DataFrame]) -> list[str]:
+    """What the page shows under the plot ``name``: the tables that go with it."""
+    if name == "lr_sensitivity":
+        return ["<h2>Best trial per optimizer</h2>", _table(tables["best_per_optimizer"]),
+                "<h2>Best trial per optimizer and schedule</h2>",
+                _table(tables["best_per_optimizer_schedule"])]
+    if name == "importance":
+        return [_table(tables["importance"])]
+    if name == "lr_range":
+        return [
+            "<p>Each optimizer's range-test suggestions (python -m study.lr_range) beside "
+            "this study's best learning rate and its good-LR band (runs within 1 "
+            "percentage point of the best): inside the band or not, and by how many "
+            "decades a suggestion misses it (negative: below).</p>",
+            _table(tables["lr_range"]),
         ]
-    for name, title in images:
-        body.append(f'<h2>{esc(title)}</h2><img src="{name}.png" alt="{esc(title)}">')
-        if name == "lr_sensitivity":
-            body += ["<h2>Best trial per optimizer</h2>", table(tables["best_per_optimizer"]),
-                     "<h2>Best trial per optimizer and schedule</h2>",
-                     table(tables["best_per_optimizer_schedule"])]
-        if name == "importance":
-            body.append(table(tables["importance"]))
-        if name == "lr_range":
-            body += [
-                "<p>Each optimizer's range-test suggestions (python -m study.lr_range) beside "
-                "this study's best learning rate and its good-LR band (runs within 1 "
-                "percentage point of the best): inside the band or not, and by how many "
-                "decades a suggestion misses it (negative: below).</p>",
-                table(tables["lr_range"]),
-            ]
-        if name == "time_to_target":
-            body += [
-                "<p>Per optimizer: finished trials (n), how many reached the target, the "
-                "median epoch and seconds of those that did. Pruned trials count with the "
-                "epochs they ran, so the share is a lower bound; diverged ones never reach "
-                "it.</p>",
-                table(tables["time_to_target"]),
-            ]
-        if name == "tuning_curves":
-            curve = tables["tuning_curve"]
-            if not curve["valid"].all():
-                body.append(f"<p><b>Not independent draws:</b> "
-                            f"{esc(str(curve.loc[~curve['valid'], 'note'].iloc[0]))}</p>")
-            body += [
-                "<p>Expected best accuracy after n trials of each optimizer (Dodge et al. "
-                "2019), from its trials by the with-replacement estimator; band: "
-                f"{esc(str(curve['interval'].iloc[0]))}. Tunability: the mean of the curve "
-                "over n = 1 .. N (Sivaprasad et al. 2020), uniform weights, and weights 1/n "
-                "(early) favouring small budgets.</p>",
-                table(tables["tunability"]),
-                "<p>Trials needed to reach a target accuracy with probability 90 %:</p>",
-                table(tables["trials_to_reach"]),
-            ]
-    if "range_warnings" in tables:
-        warned = tables["range_warnings"]
-        body.append("<h2>Search-range warnings</h2>")
-        body.append("<ul>" + "".join(f"<li>{esc(m)}</li>" for m in warned["message"]) + "</ul>"
-                    if len(warned) else
-                    "<p>No best trial sits at the edge of a searched range.</p>")
-    body.append("<p>All tables are also in this folder as CSV (trials.csv, curves.csv, "
-                "lr_sensitivity.csv, ...).</p>")
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
-             "div.scroll{max-width:100%;overflow-x:auto}"
-             "table.t{border-collapse:collapse;font-size:0.85em;margin:0.5em 0}"
-             "table.t td,table.t th{padding:2px 8px;border-bottom:1px solid #ddd;"
-             "text-align:right;vertical-align:top}"
-             "table.t th{white-space:normal}"
-             "table.notes td:last-child{text-align:left;min-width:12em}"
-             "img{max-width:100%}")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>Study report</title>"
-            f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
+    if name == "time_to_target":
+        return [
+            "<p>Per optimizer: finished trials (n), how many reached the target, the "
+            "median epoch and seconds of those that did. Pruned trials count with the "
+            "epochs they ran, so the share is a lower bound; diverged ones never reach "
+            "it.</p>",
+            _table(tables["time_to_target"]),
+        ]
+    if name == "tuning_curves":
+        return _budget_section(tables)
+    return []
+
+
+def _budget_section(tables: dict[str, pd.DataFrame]) -> list[str]:
+    """Under the tuning curves: whether they are valid, what they are, tunability and the
+    trials needed to reach a target."""
+    curve = tables["tuning_curve"]
+    body = []
+    if not curve["valid"].all():
+        body.append(f"<p><b>Not independent draws:</b> "
+                    f"{html.escape(str(curve.loc[~curve['valid'], 'note'].iloc[0]))}</p>")
+    return body + [
+        "<p>Expected best accuracy after n trials of each optimizer (Dodge et al. "
+        "2019), from its trials by the with-replacement estimator; band: "
+        f"{html.escape(str(curve['interval'].iloc[0]))}. Tunability: the mean of the curve "
+        "over n = 1 .. N (Sivaprasad et al. 2020), uniform weights, and weights 1/n "
+        "(early) favouring small budgets.</p>",
+        _table(tables["tunability"]),
+        "<p>Trials needed to reach a target accuracy with probability 90 %:</p>",
+        _table(tables["trials_to_reach"]),
+    ]
 
 
 def build_parser() -> argparse.ArgumentParser:

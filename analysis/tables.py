@@ -204,61 +204,94 @@ def lr_sensitivity(
         raise ValueError(f"interval must be auto, seeds or trials, but got {interval=}.")
     keys = _groups(trials, ("optimizer",))
     rng = np.random.default_rng(seed)
-    alpha = (1 - confidence) / 2
-    kwargs = {"tolerance": tolerance, "bins_per_decade": bins_per_decade, "chance": chance}
-    metrics = ("best_accuracy", "good_lr_width", "sensitivity")
+    options = {"tolerance": tolerance, "bins_per_decade": bins_per_decade, "chance": chance}
+    used_states = ["complete", "pruned"] if include_pruned else ["complete"]
     rows = []
     for key, group in trials.groupby(keys, sort=True):
         key = key if isinstance(key, tuple) else (key,)
-        states = group["state"]
-        used_states = ["complete", "pruned"] if include_pruned else ["complete"]
-        used = group[states.isin(used_states) & group["lr"].notna()]
+        used = group[group["state"].isin(used_states) & group["lr"].notna()]
         accuracy = counted_accuracy(used["final_accuracy"], used["diverged"], chance)
         lr = used["lr"].to_numpy(dtype=float)
-        row = dict(zip(keys, key, strict=True))
-        row["n"] = len(used)
-        row.update(sensitivity_metrics(lr, accuracy, **kwargs))
-        diverged_lrs = group.loc[group["diverged"], "lr"]
-        row["min_diverged_lr"] = diverged_lrs.min() if len(diverged_lrs) else math.nan
-        counts = group["outcome"].value_counts()
-        for name in ("complete", "pruned", "diverged", "failed"):
-            row[f"n_{name}"] = int(counts.get(name, 0))
-        seeds = _seed_matrix(used, chance)
-        by_seeds = interval == "seeds" or (interval == "auto" and seeds is not None)
-        boot = None
-        if by_seeds and seeds is not None and len(used) >= 2:
-            # Resample each trial's seeds: the learning rates stay where they were run.
-            idx = rng.integers(0, seeds.shape[1], size=(n_boot, *seeds.shape))
-            means = np.take_along_axis(seeds[None, :, :], idx, axis=2).mean(axis=2)
-            boot = np.array([[m[k] for k in metrics] for m in (
-                sensitivity_metrics(lr, mean, **kwargs) for mean in means)])
-            row["interval"] = f"over seeds ({seeds.shape[1]} per run)"
-            row["note"] = ""
-        elif by_seeds:
-            row["interval"] = ""
-            row["note"] = "fewer than 2 seeds per run" if seeds is None else "fewer than 2 runs"
-        elif len(used) >= min_trials:
-            boot = np.array([[m[k] for k in metrics] for m in (
-                sensitivity_metrics(lr[idx], accuracy[idx], **kwargs)
-                for idx in rng.integers(0, len(used), size=(n_boot, len(used))))])
-            row["interval"] = "over sampled runs"
-            row["note"] = ""
-        else:
-            row["interval"] = ""
-            row["note"] = f"n too small ({len(used)} < {min_trials})"
-        for j, name in enumerate(metrics):
-            if boot is None:
-                row[f"{name}_lo"] = row[f"{name}_hi"] = math.nan
-            else:
-                row[f"{name}_lo"], row[f"{name}_hi"] = np.quantile(boot[:, j], [alpha, 1 - alpha])
+        row = {**dict(zip(keys, key, strict=True)), "n": len(used),
+               **sensitivity_metrics(lr, accuracy, **options), **_outcome_columns(group)}
+        boot, row["interval"], row["note"] = _sensitivity_draws(
+            lr, accuracy, _seed_matrix(used, chance), interval=interval, min_trials=min_trials,
+            n_boot=n_boot, rng=rng, options=options)
+        row.update(_interval_columns(boot, confidence))
         rows.append(row)
-    table = pd.DataFrame(rows)
-    if not table.empty:
-        table = table.sort_values([*keys[:-1], "best_accuracy"],
-                                  ascending=[True] * (len(keys) - 1) + [False])
-        table = table.reset_index(drop=True)
+    table = _best_first(pd.DataFrame(rows), keys)
     table.attrs["pruned"] = PRUNED_AS_LOWER_BOUNDS if include_pruned else PRUNED_LEFT_OUT
     return table
+
+
+def _best_first(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Per study (where there are several), the optimizers by ``best_accuracy``, best first."""
+    if table.empty:
+        return table
+    table = table.sort_values([*keys[:-1], "best_accuracy"],
+                              ascending=[True] * (len(keys) - 1) + [False])
+    return table.reset_index(drop=True)
+
+
+#: The metrics of :func:`sensitivity_metrics` that :func:`lr_sensitivity` gives intervals.
+_INTERVAL_METRICS = ("best_accuracy", "good_lr_width", "sensitivity")
+
+
+def _outcome_columns(group: pd.DataFrame) -> dict[str, float | int]:
+    """``min_diverged_lr`` and the trials per outcome of one optimizer's trials."""
+    diverged_lrs = group.loc[group["diverged"], "lr"]
+    row: dict[str, float | int] = {
+        "min_diverged_lr": diverged_lrs.min() if len(diverged_lrs) else math.nan}
+    counts = group["outcome"].value_counts()
+    for name in ("complete", "pruned", "diverged", "failed"):
+        row[f"n_{name}"] = int(counts.get(name, 0))
+    return row
+
+
+def _sensitivity_draws(
+    lr: np.ndarray,
+    accuracy: np.ndarray,
+    seeds: np.ndarray | None,
+    *,
+    interval: str,
+    min_trials: int,
+    n_boot: int,
+    rng: np.random.Generator,
+    options: dict,
+) -> tuple[np.ndarray | None, str, str]:
+    """The bootstrap draws (resamples x :data:`_INTERVAL_METRICS`) of one optimizer's runs,
+    what was resampled, and why there are none (``None``) where there are none."""
+    by_seeds = interval == "seeds" or (interval == "auto" and seeds is not None)
+    if by_seeds and seeds is not None and lr.size >= 2:
+        # Resample each trial's seeds: the learning rates stay where they were run.
+        idx = rng.integers(0, seeds.shape[1], size=(n_boot, *seeds.shape))
+        means = np.take_along_axis(seeds[None, :, :], idx, axis=2).mean(axis=2)
+        draws = ((lr, mean) for mean in means)
+        resampled = f"over seeds ({seeds.shape[1]} per run)"
+    elif by_seeds:
+        return None, "", "fewer than 2 seeds per run" if seeds is None else "fewer than 2 runs"
+    elif lr.size >= min_trials:
+        draws = ((lr[idx], accuracy[idx])
+                 for idx in rng.integers(0, lr.size, size=(n_boot, lr.size)))
+        resampled = "over sampled runs"
+    else:
+        return None, "", f"n too small ({lr.size} < {min_trials})"
+    boot = np.array([[m[k] for k in _INTERVAL_METRICS] for m in (
+        sensitivity_metrics(x, y, **options) for x, y in draws)])
+    return boot, resampled, ""
+
+
+def _interval_columns(boot: np.ndarray | None, confidence: float) -> dict[str, float]:
+    """``<metric>_lo`` / ``<metric>_hi``: the ``confidence`` percentile interval of each
+    metric's draws (NaN without draws)."""
+    alpha = (1 - confidence) / 2
+    row = {}
+    for j, name in enumerate(_INTERVAL_METRICS):
+        if boot is None:
+            row[f"{name}_lo"] = row[f"{name}_hi"] = math.nan
+        else:
+            row[f"{name}_lo"], row[f"{name}_hi"] = np.quantile(boot[:, j], [alpha, 1 - alpha])
+    return row
 
 
 def _seed_matrix(used: pd.DataFrame, chance: float) -> np.ndarray | None:
@@ -332,7 +365,7 @@ def confirmation(
     test set's: where the study evaluated on a validation split (which chose these
     configurations), the test accuracy measured at the end of each run.
     """
-    done = trials[trials["outcome"].isin(["complete", "diverged"])]
+    done = _finished(trials)
     keys = _groups(done, ("optimizer", "source_trial"))
     columns = [*keys, "lr", "n", "mean", "std", "mean_lo", "mean_hi", "n_diverged"]
     if done.empty:
@@ -355,6 +388,11 @@ def confirmation(
         })
     table = pd.DataFrame(rows, columns=columns).astype({"source_trial": int})
     return table.sort_values("mean", ascending=False).reset_index(drop=True)
+
+
+def _finished(trials: pd.DataFrame) -> pd.DataFrame:
+    """The runs of a confirmation study that ran to the end (diverged ones included)."""
+    return trials[trials["outcome"].isin(["complete", "diverged"])]
 
 
 def _test_accuracy(runs: pd.DataFrame, chance: float) -> np.ndarray:
@@ -389,44 +427,56 @@ def seed_noise_verdicts(
         frame = pd.concat(parts, ignore_index=True)
         return frame[["study", *frame.columns.drop("study")]]
     table = confirmation(trials, chance=chance, confidence=confidence, n_boot=10, seed=seed)
-    columns = ["a", "b", "difference", "difference_lo", "difference_hi", "exceeds_noise",
-               "verdict"]
     if table.empty:
-        return pd.DataFrame(columns=columns)
+        return pd.DataFrame(columns=_VERDICT_COLUMNS)
     best = table.drop_duplicates("optimizer")  # sorted by mean: each optimizer's best
-    done = trials[trials["outcome"].isin(["complete", "diverged"])]
+    done = _finished(trials)
     values = {
         row.optimizer: _test_accuracy(done[done["source_trial"] == row.source_trial], chance)
         for row in best.itertuples()
     }
     rng = np.random.default_rng(seed)
-    alpha = (1 - confidence) / 2
-    level = f"{confidence:.0%}".replace("%", " %")
-    rows = []
-    leaders = best.to_dict("records")
-    for i, a in enumerate(leaders):
-        for b in leaders[i + 1:]:
-            va, vb = values[a["optimizer"]], values[b["optimizer"]]
-            diff = va.mean() - vb.mean()
-            if min(len(va), len(vb)) < 2:
-                lo = hi = math.nan
-                exceeds = math.nan
-                verdict = (f"{a['optimizer']} leads {b['optimizer']} by {diff:+.4f}, but with "
-                           "fewer than 2 seeds each the seed noise cannot be told.")
-            else:
-                boot = _bootstrap_mean(va, rng, n_boot) - _bootstrap_mean(vb, rng, n_boot)
-                lo, hi = np.quantile(boot, [alpha, 1 - alpha])
-                exceeds = bool(lo > 0)
-                said = "exceeds" if exceeds else "is within"
-                verdict = (
-                    f"{a['optimizer']} leads {b['optimizer']} by {diff:+.4f} (mean over "
-                    f"{len(va)} and {len(vb)} seeds; {level} interval {lo:+.4f} to "
-                    f"{hi:+.4f}, bootstrap over seeds): the margin {said} seed noise."
-                )
-            rows.append({"a": a["optimizer"], "b": b["optimizer"], "difference": diff,
-                         "difference_lo": lo, "difference_hi": hi, "exceeds_noise": exceeds,
-                         "verdict": verdict})
-    return pd.DataFrame(rows, columns=columns)
+    leaders = list(best["optimizer"])
+    rows = [_verdict(a, b, values[a], values[b], rng=rng, n_boot=n_boot, confidence=confidence)
+            for i, a in enumerate(leaders) for b in leaders[i + 1:]]
+    return pd.DataFrame(rows, columns=_VERDICT_COLUMNS)
+
+
+_VERDICT_COLUMNS = ["a", "b", "difference", "difference_lo", "difference_hi", "exceeds_noise",
+                    "verdict"]
+
+
+def _verdict(
+    a: str,
+    b: str,
+    va: np.ndarray,
+    vb: np.ndarray,
+    *,
+    rng: np.random.Generator,
+    n_boot: int,
+    confidence: float,
+) -> dict[str, object]:
+    """One row of :func:`seed_noise_verdicts`: ``a`` (seeds' accuracies ``va``) against ``b``
+    (``vb``), by a bootstrap over each one's seeds."""
+    diff = va.mean() - vb.mean()
+    if min(len(va), len(vb)) < 2:
+        lo = hi = exceeds = math.nan
+        verdict = (f"{a} leads {b} by {diff:+.4f}, but with fewer than 2 seeds each the seed "
+                   "noise cannot be told.")
+    else:
+        alpha = (1 - confidence) / 2
+        boot = _bootstrap_mean(va, rng, n_boot) - _bootstrap_mean(vb, rng, n_boot)
+        lo, hi = np.quantile(boot, [alpha, 1 - alpha])
+        exceeds = bool(lo > 0)
+        said = "exceeds" if exceeds else "is within"
+        level = f"{confidence:.0%}".replace("%", " %")
+        verdict = (
+            f"{a} leads {b} by {diff:+.4f} (mean over {len(va)} and {len(vb)} seeds; {level} "
+            f"interval {lo:+.4f} to {hi:+.4f}, bootstrap over seeds): the margin {said} seed "
+            "noise."
+        )
+    return {"a": a, "b": b, "difference": diff, "difference_lo": lo, "difference_hi": hi,
+            "exceeds_noise": exceeds, "verdict": verdict}
 
 
 def param_importance(optuna_study: optuna.Study) -> pd.DataFrame:

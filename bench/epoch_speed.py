@@ -1,7 +1,8 @@
 """Speed of one training epoch against the lab's loop and against the machine's own ceiling.
 
-``make bench`` (or ``python bench/epoch_speed.py``) measures, in one process, medians over
-``--repeats`` (the three loops alternate, so a busy machine slows them alike):
+``make bench`` (or ``python -m bench.epoch_speed`` from the repository root) measures, in
+one process, medians over ``--repeats`` (the three loops alternate, so a busy machine slows
+them alike):
 
 - seconds per epoch (60,000 training images, then the 10,000 test images) of the lab's loop
   (torchvision ``MNIST`` with per-item ``ToTensor``/``Normalize``, a ``DataLoader``,
@@ -15,7 +16,7 @@
   50-trial study process.
 
 It prints a table and writes the figures as JSON (``bench/results/epoch_speed.json``,
-git-ignored). ``--quick`` does the same with fewer repeats, in under two minutes here.
+git-ignored). ``--quick`` does the same with fewer repeats and trials, for a first look.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
@@ -37,18 +39,16 @@ import torch
 import torch.nn.functional as F
 from torchvision import datasets, transforms
 
+from search_spaces import LAB_CONFIGS, get_space
+from study.search.objective import Objective
+from study.search.pruners import create_pruner
+from study.search.samplers import BalancedSampler, create_sampler
+from study.train.config import TrialConfig
+from study.train.data import MEAN, MNIST_FILES, PACKAGED_ROOT, STD, load_mnist
+from study.train.loop import EpochStats, FitResult, TrainingRun, evaluate, fast_bf16_available
+from study.train.model import MLP
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from search_spaces import LAB_CONFIGS, get_space  # noqa: E402
-from study.search.objective import Objective  # noqa: E402
-from study.search.pruners import create_pruner  # noqa: E402
-from study.search.samplers import BalancedSampler, create_sampler  # noqa: E402
-from study.train.config import TrialConfig  # noqa: E402
-from study.train.data import MEAN, MNIST_FILES, PACKAGED_ROOT, STD, load_mnist  # noqa: E402
-from study.train.loop import EpochStats, FitResult, TrainingRun, evaluate, fast_bf16_available  # noqa: E402
-from study.train.model import MLP  # noqa: E402
-
 RESULTS = REPO / "bench" / "results" / "epoch_speed.json"
 
 
@@ -201,11 +201,30 @@ def peak_rss_of_a_study(n_trials: int, threads: int) -> float:
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB on Linux
 
 
-def main(argv: list[str] | None = None) -> int:
+@dataclass
+class _Measured:
+    """What :func:`main` measured, for the JSON figures and the table."""
+
+    seconds: dict[str, list[float]]  # per loop, one epoch per repeat
+    accuracy: dict[str, list[float]]
+    ceiling: dict[str, float | None]  # the matmuls alone, per precision
+    starts: list[float]
+    evals: list[float]
+    overhead: float
+    overhead_trials: int
+    rss: float
+    rss_trials: int
+
+    @property
+    def median(self) -> dict[str, float]:
+        return {k: statistics.median(v) for k, v in self.seconds.items()}
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="epochs timed per loop")
     parser.add_argument("--quick", action="store_true",
-                        help="fewer repeats and trials: the same figures in under 2 minutes")
+                        help="fewer repeats and trials: the same figures, less precise")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=None,
@@ -217,17 +236,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.threads < 1:
             parser.error(f"--threads must be at least 1, but got {args.threads}")
         torch.set_num_threads(args.threads)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    repeats = 2 if args.quick else args.repeats
-    overhead_trials = 20 if args.quick else 50
-    rss_trials = 20 if args.quick else 50
+    return args
 
-    data = load_mnist(device=args.device)
-    steps = -(-data.num_train // args.batch_size)
-    config = TrialConfig(**LAB_CONFIGS["sgd"], epochs=1, batch_size=args.batch_size)
-    bf16 = fast_bf16_available(args.device)
-    loops = {"fit_fp32": config, **({"fit_bf16": config.replace(precision="bf16")} if bf16
-                                     else {})}
+
+def _time_epochs(
+    loops: dict[str, TrialConfig], data, args: argparse.Namespace, repeats: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Seconds and test accuracy of one epoch per repeat: the lab's loop, then each of
+    ``loops`` (alternating, so a busy machine slows them alike)."""
     seconds: dict[str, list[float]] = {"lab": [], **{k: [] for k in loops}}
     acc: dict[str, list[float]] = {"lab": [], **{k: [] for k in loops}}
     with tempfile.TemporaryDirectory() as tmp:
@@ -244,35 +260,49 @@ def main(argv: list[str] | None = None) -> int:
                 acc[name].append(stats.eval_accuracy)
             print(f"repeat {r + 1}/{repeats}: " + ", ".join(
                 f"{k} {v[-1]:.2f} s" for k, v in seconds.items()), file=sys.stderr)
-    med = {k: statistics.median(v) for k, v in seconds.items()}
-    ceilings = {"fp32": [], "bf16": []}
+    return seconds, acc
+
+
+def _time_ceilings(
+    args: argparse.Namespace, steps: int, repeats: int, bf16: bool
+) -> dict[str, float | None]:
+    """The median :func:`ceiling_epoch` per precision (``None`` where not measured)."""
+    ceilings: dict[str, list[float]] = {"fp32": [], "bf16": []}
     for _ in range(repeats):
         ceilings["fp32"].append(ceiling_epoch(args.batch_size, steps, args.device, torch.float32))
         if bf16:
             ceilings["bf16"].append(
                 ceiling_epoch(args.batch_size, steps, args.device, torch.bfloat16))
-    ceiling = {k: statistics.median(v) if v else None for k, v in ceilings.items()}
+    return {k: statistics.median(v) if v else None for k, v in ceilings.items()}
 
+
+def _time_start_and_eval(
+    config: TrialConfig, data, device: str, repeats: int
+) -> tuple[list[float], list[float]]:
+    """Seconds to start a trial (data loaded) and to evaluate a model."""
     starts = []
     for r in range(10):
         start = time.perf_counter()
         TrainingRun(config.replace(seed=r), data)
         starts.append(time.perf_counter() - start)
-    model = MLP().to(args.device)
+    model = MLP().to(device)
     evals = []
     for _ in range(max(3, repeats)):
-        _sync(args.device)
+        _sync(device)
         start = time.perf_counter()
         evaluate(model, data.eval_x, data.eval_y)
         evals.append(time.perf_counter() - start)
-    print("timing the study's own overhead and a study's memory ...", file=sys.stderr)
-    overhead = study_overhead(overhead_trials, data)
-    rss = peak_rss_of_a_study(rss_trials, torch.get_num_threads())
+    return starts, evals
 
-    def ratio(a: float | None, b: float | None) -> float | None:
-        return round(a / b, 3) if a and b else None
 
-    figures = {
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a and b else None
+
+
+def _figures(args: argparse.Namespace, repeats: int, bf16: bool, m: _Measured) -> dict:
+    """The JSON record of one benchmark run."""
+    med, ceiling, acc = m.median, m.ceiling, m.accuracy
+    return {
         "device": args.device,
         "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None,
         "cpu_threads": torch.get_num_threads(),
@@ -285,46 +315,78 @@ def main(argv: list[str] | None = None) -> int:
         "fit_bf16_epoch_s": round(med["fit_bf16"], 3) if bf16 else None,
         "ceiling_fp32_epoch_s": round(ceiling["fp32"], 3),
         "ceiling_bf16_epoch_s": round(ceiling["bf16"], 3) if bf16 else None,
-        "speedup_fp32": ratio(med["lab"], med["fit_fp32"]),
-        "speedup_bf16": ratio(med["fit_fp32"], med.get("fit_bf16")),
-        "speedup_bf16_vs_lab": ratio(med["lab"], med.get("fit_bf16")),
-        "ceiling_share_fp32": ratio(ceiling["fp32"], med["fit_fp32"]),
-        "ceiling_share_bf16": ratio(ceiling["bf16"], med.get("fit_bf16")),
+        "speedup_fp32": _ratio(med["lab"], med["fit_fp32"]),
+        "speedup_bf16": _ratio(med["fit_fp32"], med.get("fit_bf16")),
+        "speedup_bf16_vs_lab": _ratio(med["lab"], med.get("fit_bf16")),
+        "ceiling_share_fp32": _ratio(ceiling["fp32"], med["fit_fp32"]),
+        "ceiling_share_bf16": _ratio(ceiling["bf16"], med.get("fit_bf16")),
         "accuracy_lab": round(statistics.median(acc["lab"]), 4),
         "accuracy_fp32": round(statistics.median(acc["fit_fp32"]), 4),
         "accuracy_bf16": round(statistics.median(acc["fit_bf16"]), 4) if bf16 else None,
-        "trial_startup_s": round(statistics.median(starts), 4),
-        "eval_share_of_epoch": ratio(statistics.median(evals), med["fit_fp32"]),
-        "study_overhead_per_trial_s": round(overhead, 4),
-        "study_overhead_trials": overhead_trials,
-        "peak_rss_mib_50_trial_study" if rss_trials == 50 else
-        f"peak_rss_mib_{rss_trials}_trial_study": round(rss, 1),
-        "samples": {k: [round(x, 3) for x in v] for k, v in seconds.items()},
+        "trial_startup_s": round(statistics.median(m.starts), 4),
+        "eval_share_of_epoch": _ratio(statistics.median(m.evals), med["fit_fp32"]),
+        "study_overhead_per_trial_s": round(m.overhead, 4),
+        "study_overhead_trials": m.overhead_trials,
+        "peak_rss_mib_50_trial_study" if m.rss_trials == 50 else
+        f"peak_rss_mib_{m.rss_trials}_trial_study": round(m.rss, 1),
+        "samples": {k: [round(x, 3) for x in v] for k, v in m.seconds.items()},
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(figures, indent=2))
 
-    def row(label: str, value: float | None, unit: str = "s") -> str:
-        shown = "n/a" if value is None else (f"{value:.3f} {unit}" if unit else f"{value:.2f}")
-        return f"  {label:<44} {shown}"
 
+def _row(label: str, value: float | None, unit: str = "s") -> str:
+    shown = "n/a" if value is None else (f"{value:.3f} {unit}" if unit else f"{value:.2f}")
+    return f"  {label:<44} {shown}"
+
+
+def _print_table(
+    args: argparse.Namespace, repeats: int, bf16: bool, m: _Measured, figures: dict
+) -> None:
+    med = m.median
     print(f"one epoch (train 60k + test 10k), median of {repeats}, {args.device}, "
           f"batch {args.batch_size}, {torch.get_num_threads()} threads:")
-    print(row("lab loop", med["lab"]) + f"   (accuracy {figures['accuracy_lab']:.4f})")
-    print(row("fit, float32", med["fit_fp32"]) + f"   (accuracy {figures['accuracy_fp32']:.4f})")
-    print(row("fit, bf16 autocast", med.get("fit_bf16"))
+    print(_row("lab loop", med["lab"]) + f"   (accuracy {figures['accuracy_lab']:.4f})")
+    print(_row("fit, float32", med["fit_fp32"])
+          + f"   (accuracy {figures['accuracy_fp32']:.4f})")
+    print(_row("fit, bf16 autocast", med.get("fit_bf16"))
           + (f"   (accuracy {figures['accuracy_bf16']:.4f})" if bf16 else ""))
-    print(row("ceiling: the MLP's matmuls alone, float32", ceiling["fp32"]))
-    print(row("ceiling: the MLP's matmuls alone, bf16", ceiling["bf16"]))
-    print(row("speed-up fp32 over the lab loop", figures["speedup_fp32"], "") + " x")
-    print(row("speed-up bf16 over fp32", figures["speedup_bf16"], "") + " x")
-    print(row("ceiling share fp32 (ceiling / fit)", figures["ceiling_share_fp32"], "") )
-    print(row("ceiling share bf16", figures["ceiling_share_bf16"], ""))
-    print(row("trial start-up (data loaded)", figures["trial_startup_s"]))
-    print(row("evaluation share of an epoch", figures["eval_share_of_epoch"], ""))
-    print(row(f"study overhead per trial (SQLite, {overhead_trials} trials)", overhead))
-    print(row(f"peak RSS of a {rss_trials}-trial study", rss, "MiB"))
+    print(_row("ceiling: the MLP's matmuls alone, float32", m.ceiling["fp32"]))
+    print(_row("ceiling: the MLP's matmuls alone, bf16", m.ceiling["bf16"]))
+    print(_row("speed-up fp32 over the lab loop", figures["speedup_fp32"], "") + " x")
+    print(_row("speed-up bf16 over fp32", figures["speedup_bf16"], "") + " x")
+    print(_row("ceiling share fp32 (ceiling / fit)", figures["ceiling_share_fp32"], ""))
+    print(_row("ceiling share bf16", figures["ceiling_share_bf16"], ""))
+    print(_row("trial start-up (data loaded)", figures["trial_startup_s"]))
+    print(_row("evaluation share of an epoch", figures["eval_share_of_epoch"], ""))
+    print(_row(f"study overhead per trial (SQLite, {m.overhead_trials} trials)", m.overhead))
+    print(_row(f"peak RSS of a {m.rss_trials}-trial study", m.rss, "MiB"))
     print(f"wrote {args.json.relative_to(REPO) if args.json.is_relative_to(REPO) else args.json}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    repeats = 2 if args.quick else args.repeats
+    overhead_trials = 20 if args.quick else 50
+    rss_trials = 20 if args.quick else 50
+
+    data = load_mnist(device=args.device)
+    steps = -(-data.num_train // args.batch_size)
+    config = TrialConfig(**LAB_CONFIGS["sgd"], epochs=1, batch_size=args.batch_size)
+    bf16 = fast_bf16_available(args.device)
+    loops = {"fit_fp32": config, **({"fit_bf16": config.replace(precision="bf16")} if bf16
+                                     else {})}
+    seconds, acc = _time_epochs(loops, data, args, repeats)
+    ceiling = _time_ceilings(args, steps, repeats, bf16)
+    starts, evals = _time_start_and_eval(config, data, args.device, repeats)
+    print("timing the study's own overhead and a study's memory ...", file=sys.stderr)
+    overhead = study_overhead(overhead_trials, data)
+    rss = peak_rss_of_a_study(rss_trials, torch.get_num_threads())
+    measured = _Measured(seconds, acc, ceiling, starts, evals, overhead, overhead_trials, rss,
+                         rss_trials)
+    figures = _figures(args, repeats, bf16, measured)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(figures, indent=2))
+    _print_table(args, repeats, bf16, measured, figures)
     return 0
 
 

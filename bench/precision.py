@@ -1,6 +1,6 @@
 """bf16 against float32: final accuracy and seconds per epoch of the lab's SGD and Adam runs.
 
-``python bench/precision.py`` trains each of the lab's SGD and Adam configurations for 5
+``python -m bench.precision`` trains each of the lab's SGD and Adam configurations for 5
 epochs with 3 seeds in float32 and in bf16 autocast (runs alternate, so a busy machine slows
 both alike) and prints the median final test accuracy and epoch time of each, with the
 difference in accuracy points: the check that bf16's speed hides no quality loss.
@@ -11,15 +11,11 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from search_spaces import LAB_CONFIGS  # noqa: E402
-from study.train.config import TrialConfig  # noqa: E402
-from study.train.data import load_mnist  # noqa: E402
-from study.train.loop import fast_bf16_available, fit  # noqa: E402
+from search_spaces import LAB_CONFIGS
+from study.train.config import TrialConfig
+from study.train.data import load_mnist
+from study.train.loop import fast_bf16_available, fit
 
 
 def main(argv: list[str] | None = None) -> int:

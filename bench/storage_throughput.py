@@ -1,6 +1,6 @@
 """Trials per second a study database sustains with many workers and a near-zero objective.
 
-    python bench/storage_throughput.py [--workers 8] [--trials 25] [--postgres URL]
+    python -m bench.storage_throughput [--workers 8] [--trials 25] [--postgres URL]
 
 W processes (started first, then released together) each run ``--trials`` trials on one
 study through :func:`study.store.storage.open_storage` (heartbeat on, as ``study.run`` opens it).
@@ -14,17 +14,13 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import sys
 import tempfile
 import time
 import uuid
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import optuna
 
-import optuna  # noqa: E402
-
-from study.store.storage import open_storage  # noqa: E402
+from study.store.storage import open_storage
 
 
 def objective(trial: optuna.Trial) -> float:

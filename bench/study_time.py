@@ -1,6 +1,6 @@
 """Wall time of a whole study, for several worker counts: is ``--workers`` worth it here?
 
-``python bench/study_time.py --workers 1,4 --trials 50`` runs ``python -m study.run --trials
+``python -m bench.study_time --workers 1,4 --trials 50`` runs ``python -m study.run --trials
 N --workers W`` once per W, each from an empty folder (a fresh study), one after another,
 and prints a table: wall time, trials per minute, the outcome counts and the best accuracy,
 so speed never hides a worse answer. Extra options after ``--`` go to ``study.run``
@@ -22,11 +22,9 @@ from pathlib import Path
 
 import optuna
 
+from analysis.load import load_trials
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from analysis.load import load_trials  # noqa: E402
-
 RESULTS = REPO / "bench" / "results" / "study_time.json"
 
 

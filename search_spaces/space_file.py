@@ -44,6 +44,9 @@ is one the toolkit knows, and every combination of optimizer and schedule builds
 ``TrialConfig`` at the ends of every range; each error names the key, the bad value and what
 is allowed. :func:`space_to_toml` writes any space (a built-in one as a starting point) in
 this form.
+
+Example files ship inside the package (:data:`EXAMPLES`, ``search_spaces/examples/``);
+``--space lab-multistep.toml`` names one from any folder where no file of that name is.
 """
 
 from __future__ import annotations
@@ -75,7 +78,19 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["SpaceFileError", "load_space", "space_to_toml", "is_space_file", "file_epochs"]
+__all__ = [
+    "EXAMPLES",
+    "SpaceFileError",
+    "load_space",
+    "space_to_toml",
+    "is_space_file",
+    "example_spaces",
+    "resolve_space_file",
+    "file_epochs",
+]
+
+#: The example space files shipped in the package; ``--space NAME.toml`` finds one by name.
+EXAMPLES = Path(__file__).resolve().parent / "examples"
 
 _TOP = ("name", "description", "pruner", "epochs", "custom_optimizers", "optimizers",
         "schedules", "shared", "configs", "lr_grid")
@@ -95,10 +110,25 @@ def is_space_file(value: str) -> bool:
     return value.endswith(".toml")
 
 
+def example_spaces() -> list[str]:
+    """The names of the example space files shipped in the package (``lab-multistep.toml``)."""
+    return sorted(p.name for p in EXAMPLES.glob("*.toml"))
+
+
+def resolve_space_file(path: str | Path) -> Path:
+    """The file ``--space`` reads: ``path`` itself, or, where ``path`` is a bare file name
+    with no such file in the current folder, the shipped example of that name (so
+    ``--space lab-multistep.toml`` works from any folder)."""
+    path = Path(path)
+    if not path.is_file() and path.parent == Path(".") and (EXAMPLES / path.name).is_file():
+        return EXAMPLES / path.name
+    return path
+
+
 def file_epochs(path: str | Path) -> int | None:
     """The ``epochs`` a space file declares, if any (call :func:`load_space` first: it
     checks the file)."""
-    return tomllib.loads(Path(path).read_text()).get("epochs")
+    return tomllib.loads(resolve_space_file(path).read_text()).get("epochs")
 
 
 def _where(path: Path, key: str) -> str:
@@ -239,7 +269,8 @@ def load_space(path: str | Path, *, epochs: int | None = None) -> SearchSpace:
     """Read and check a TOML search space (the module docstring shows the form).
 
     Args:
-        path: the ``.toml`` file.
+        path: the ``.toml`` file, or the name of a shipped example
+            (:func:`resolve_space_file`).
         epochs: the study's epochs, for the check of epoch-dependent values (default: the
             file's ``epochs``, else 5).
 
@@ -247,82 +278,20 @@ def load_space(path: str | Path, *, epochs: int | None = None) -> SearchSpace:
         SpaceFileError: the file is missing, not TOML, or declares something the toolkit
             cannot run; the message names the key, the value and what is allowed.
     """
-    path = Path(path).absolute()
-    if not path.is_file():
-        raise SpaceFileError(f"space file {path} does not exist.")
-    try:
-        data = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise SpaceFileError(f"{path} is not valid TOML: {exc}.") from None
-    unknown = [k for k in data if k not in _TOP]
-    if unknown:
-        raise SpaceFileError(
-            f"{_where(path, unknown[0])}: unknown key; a space file has: {', '.join(_TOP)}."
-        )
+    path = resolve_space_file(path).absolute()
+    data = _read(path)
     name = data.get("name", path.stem)
     if not isinstance(name, str) or not name.strip():
         raise SpaceFileError(f"{_where(path, 'name')} = {name!r}: give a non-empty string.")
-    file_epochs = data.get("epochs")
-    if file_epochs is not None and (not isinstance(file_epochs, int) or file_epochs < 1):
-        raise SpaceFileError(f"{_where(path, 'epochs')} = {file_epochs!r}: give an integer >= 1.")
-    epochs = epochs or file_epochs or 5
-
-    for name_, fields in _table(path, "custom_optimizers",
-                                data.get("custom_optimizers", {})).items():
-        _register_custom(path, name_, _table(path, f"custom_optimizers.{name_}", fields))
-
-    optimizers = {}
-    for optimizer, fields in _table(path, "optimizers", data.get("optimizers", {})).items():
-        try:
-            get_optimizer_info(optimizer)
-        except ValueError:
-            raise SpaceFileError(
-                f"{_where(path, 'optimizers.' + optimizer)}: unknown optimizer; choose among: "
-                f"{', '.join(list_optimizers())}."
-            ) from None
-        fields = _table(path, f"optimizers.{optimizer}", fields)
-        for field in fields:
-            if field not in _TRIAL_FIELDS or field in ("optimizer", "schedule",
-                                                      "schedule_params", *_RUN_FIELDS):
-                allowed = [f for f in _TRIAL_FIELDS if f not in (
-                    "optimizer", "schedule", "schedule_params", "warmup_epochs", *_RUN_FIELDS)]
-                raise SpaceFileError(
-                    f"{_where(path, f'optimizers.{optimizer}.{field}')}: not an optimizer "
-                    f"setting; use: {', '.join(allowed)}."
-                )
-        optimizers[optimizer] = {
-            k: _distribution(path, f"optimizers.{optimizer}.{k}", v) for k, v in fields.items()}
-
-    schedules = {}
-    for schedule, params in _table(path, "schedules", data.get("schedules", {})).items():
-        if schedule not in list_schedules():
-            raise SpaceFileError(
-                f"{_where(path, 'schedules.' + schedule)}: unknown schedule; choose among: "
-                f"{', '.join(list_schedules())}."
-            )
-        params = _table(path, f"schedules.{schedule}", params)
-        schedules[schedule] = {
-            k: _distribution(path, f"schedules.{schedule}.{k}", v) for k, v in params.items()}
-
-    shared = {}
-    for field, value in _table(path, "shared", data.get("shared", {})).items():
-        if field not in _TRIAL_FIELDS or field in ("optimizer", "epochs", "seed", "precision"):
-            raise SpaceFileError(
-                f"{_where(path, 'shared.' + field)}: not a setting every trial shares; use "
-                f"TrialConfig fields such as warmup_epochs, no_decay_1d or batch_size (which "
-                f"then overrides --batch-size)."
-            )
-        shared[field] = _distribution(path, f"shared.{field}", value)
-
-    configs = {}
-    for config_name, fields in _table(path, "configs", data.get("configs", {})).items():
-        fields = _table(path, f"configs.{config_name}", fields)
-        try:
-            TrialConfig(**{"epochs": epochs, **fields})
-        except (ConfigError, TypeError, ValueError) as exc:
-            raise SpaceFileError(f"{_where(path, 'configs.' + config_name)}: {exc}") from None
-        configs[config_name] = fields
-
+    declared = data.get("epochs")
+    if declared is not None and (not isinstance(declared, int) or declared < 1):
+        raise SpaceFileError(f"{_where(path, 'epochs')} = {declared!r}: give an integer >= 1.")
+    epochs = epochs or declared or 5
+    for optimizer, fields in _table(path, "custom_optimizers",
+                                    data.get("custom_optimizers", {})).items():
+        _register_custom(path, optimizer, _table(path, f"custom_optimizers.{optimizer}", fields))
+    optimizers, schedules = _optimizers(path, data), _schedules(path, data)
+    shared, configs = _shared(path, data), _configs(path, data, epochs)
     if configs and (optimizers or schedules or shared):
         raise SpaceFileError(
             f"{path}: [configs] (fixed runs) cannot be mixed with [optimizers], [schedules] "
@@ -333,12 +302,7 @@ def load_space(path: str | Path, *, epochs: int | None = None) -> SearchSpace:
             f"{path}: declare at least one [optimizers.NAME] table (ranges) or one "
             f"[configs.NAME] table (fixed runs)."
         )
-    lr_grid = data.get("lr_grid")
-    if lr_grid is not None:
-        if not (isinstance(lr_grid, list) and len(lr_grid) == 3):
-            raise SpaceFileError(
-                f"{_where(path, 'lr_grid')} = {lr_grid!r}: give [low, high, points per decade].")
-        lr_grid = tuple(lr_grid)
+    lr_grid = _lr_grid(path, data)
     pruner = data.get("pruner", "none" if configs or lr_grid else "median")
     if not isinstance(pruner, str):
         raise SpaceFileError(f"{_where(path, 'pruner')} = {pruner!r}: give a pruner's name.")
@@ -353,6 +317,104 @@ def load_space(path: str | Path, *, epochs: int | None = None) -> SearchSpace:
     if optimizers:
         _check_combinations(path, space, epochs)
     return space
+
+
+def _read(path: Path) -> dict[str, Any]:
+    """The file's TOML, once it exists, parses and has only the keys a space file has."""
+    if not path.is_file():
+        raise SpaceFileError(
+            f"space file {path} does not exist; give the path of a .toml file, or the name of "
+            f"a shipped example: {', '.join(example_spaces())}."
+        )
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SpaceFileError(f"{path} is not valid TOML: {exc}.") from None
+    unknown = [k for k in data if k not in _TOP]
+    if unknown:
+        raise SpaceFileError(
+            f"{_where(path, unknown[0])}: unknown key; a space file has: {', '.join(_TOP)}."
+        )
+    return data
+
+
+def _optimizers(path: Path, data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """``[optimizers.NAME]``: registered optimizers, each with optimizer settings only."""
+    not_settings = ("optimizer", "schedule", "schedule_params", *_RUN_FIELDS)
+    allowed = [f for f in _TRIAL_FIELDS if f not in (*not_settings, "warmup_epochs")]
+    optimizers = {}
+    for optimizer, fields in _table(path, "optimizers", data.get("optimizers", {})).items():
+        try:
+            get_optimizer_info(optimizer)
+        except ValueError:
+            raise SpaceFileError(
+                f"{_where(path, 'optimizers.' + optimizer)}: unknown optimizer; choose among: "
+                f"{', '.join(list_optimizers())}."
+            ) from None
+        fields = _table(path, f"optimizers.{optimizer}", fields)
+        for field in fields:
+            if field not in _TRIAL_FIELDS or field in not_settings:
+                raise SpaceFileError(
+                    f"{_where(path, f'optimizers.{optimizer}.{field}')}: not an optimizer "
+                    f"setting; use: {', '.join(allowed)}."
+                )
+        optimizers[optimizer] = {
+            k: _distribution(path, f"optimizers.{optimizer}.{k}", v) for k, v in fields.items()}
+    return optimizers
+
+
+def _schedules(path: Path, data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """``[schedules.NAME]``: registered schedules and their parameters."""
+    schedules = {}
+    for schedule, params in _table(path, "schedules", data.get("schedules", {})).items():
+        if schedule not in list_schedules():
+            raise SpaceFileError(
+                f"{_where(path, 'schedules.' + schedule)}: unknown schedule; choose among: "
+                f"{', '.join(list_schedules())}."
+            )
+        params = _table(path, f"schedules.{schedule}", params)
+        schedules[schedule] = {
+            k: _distribution(path, f"schedules.{schedule}.{k}", v) for k, v in params.items()}
+    return schedules
+
+
+def _shared(path: Path, data: Mapping[str, Any]) -> dict[str, Any]:
+    """``[shared]``: ``TrialConfig`` fields every trial shares."""
+    shared = {}
+    for field, value in _table(path, "shared", data.get("shared", {})).items():
+        if field not in _TRIAL_FIELDS or field in ("optimizer", "epochs", "seed", "precision"):
+            raise SpaceFileError(
+                f"{_where(path, 'shared.' + field)}: not a setting every trial shares; use "
+                f"TrialConfig fields such as warmup_epochs, no_decay_1d or batch_size (which "
+                f"then overrides --batch-size)."
+            )
+        shared[field] = _distribution(path, f"shared.{field}", value)
+    return shared
+
+
+def _configs(path: Path, data: Mapping[str, Any], epochs: int) -> dict[str, dict[str, Any]]:
+    """``[configs.NAME]``: fixed runs, each a valid ``TrialConfig`` of ``epochs``."""
+    configs = {}
+    for config_name, fields in _table(path, "configs", data.get("configs", {})).items():
+        fields = _table(path, f"configs.{config_name}", fields)
+        try:
+            TrialConfig(**{"epochs": epochs, **fields})
+        except (ConfigError, TypeError, ValueError) as exc:
+            raise SpaceFileError(f"{_where(path, 'configs.' + config_name)}: {exc}") from None
+        configs[config_name] = fields
+    return configs
+
+
+def _lr_grid(path: Path, data: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    """``lr_grid = [low, high, points per decade]`` as a tuple (its values are checked by
+    ``SearchSpace``)."""
+    lr_grid = data.get("lr_grid")
+    if lr_grid is None:
+        return None
+    if not (isinstance(lr_grid, list) and len(lr_grid) == 3):
+        raise SpaceFileError(
+            f"{_where(path, 'lr_grid')} = {lr_grid!r}: give [low, high, points per decade].")
+    return tuple(lr_grid)
 
 
 # --- writing -------------------------------------------------------------------------------

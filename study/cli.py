@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -24,6 +25,11 @@ __all__ = [
     "Parser",
     "registry_name",
     "positive_int",
+    "int_in",
+    "float_in",
+    "int_at_least",
+    "positive_float",
+    "number",
     "resolve_device",
     "toolkit_version",
 ]
@@ -66,6 +72,75 @@ def positive_int(value: str) -> int:
     if number < 1:
         raise argparse.ArgumentTypeError(f"must be an integer >= 1, but got {value!r}")
     return number
+
+
+def int_in(low: int, high: int, *, why: str = "") -> Callable[[str], int]:
+    """An argument type: an integer from ``low`` to ``high``; ``why``, when given, follows
+    the range in brackets in the error (the reason for the bounds)."""
+    reason = f" ({why})" if why else ""
+
+    def convert(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = low - 1
+        if not low <= number <= high:
+            raise argparse.ArgumentTypeError(
+                f"must be an integer in [{low}, {high}]{reason}, but got {value!r}")
+        return number
+
+    return convert
+
+
+def float_in(low: float, high: float) -> Callable[[str], float]:
+    """An argument type: a number from ``low`` to ``high`` (finite bounds: NaN and infinities
+    are refused)."""
+
+    def convert(value: str) -> float:
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if not low <= number <= high:
+            raise argparse.ArgumentTypeError(
+                f"must be a number in [{low:g}, {high:g}], but got {value!r}")
+        return number
+
+    return convert
+
+
+def int_at_least(low: int) -> Callable[[str], int]:
+    """An argument type: an integer >= ``low``."""
+
+    def convert(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = low - 1
+        if number < low:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, but got {value!r}")
+        return number
+
+    return convert
+
+
+def positive_float(value: str) -> float:
+    """An argument type: a finite number > 0."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not (math.isfinite(number) and number > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, but got {value!r}")
+    return number
+
+
+def number(value: str) -> float:
+    """An argument type: any number (the command checks its range, naming the setting)."""
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, but got {value!r}") from None
 
 
 def resolve_device(name: str) -> str:

@@ -13,10 +13,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import optuna
+import pandas as pd
 import torch
 
 from analysis.load import StudyNotFoundError, load_studies, load_trials
@@ -34,15 +35,23 @@ from study.cli import (
 )
 from study.search.trial_loop import FINISHED, run_trials
 from study.store import records
-from study.store.storage import default_storage_url, display_url, open_storage
+from study.store.storage import default_storage_url, display_url, open_storage, open_study
 from study.train.config import TrialConfig
-from study.train.data import load_mnist
+from study.train.data import Dataset, load_mnist
 
 __all__ = ["main", "build_parser", "confirm_study_name"]
 
 logger = logging.getLogger(__name__)
 PROG = "python -m study.confirm"
 CONFIRM_SUFFIX = records.CONFIRM_SUFFIX
+#: How a source study that does not store one of these settings trained: it is read as this.
+_UNSTORED: dict[str, Any] = {
+    records.BATCH_SIZE: 64,
+    records.VALIDATION: 0.0,
+    records.TRAIN_SIZE: None,
+    records.PRECISION: "fp32",
+    records.EVAL_SET: "test",
+}
 
 
 def confirm_study_name(study_name: str) -> str:
@@ -75,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_command(PROG, build_parser(), _confirm, argv, errors=(StudyNotFoundError,))
 
 
-def _used_seeds(trials: Sequence[optuna.trial.FrozenTrial]) -> set[int]:
+def _used_seeds(trials: Iterable[optuna.trial.FrozenTrial]) -> set[int]:
     used: set[int] = set()
     for trial in trials:
         attrs = trial.user_attrs
@@ -85,11 +94,12 @@ def _used_seeds(trials: Sequence[optuna.trial.FrozenTrial]) -> set[int]:
     return used
 
 
-def _study_seed(settings: dict[str, Any], trials: Any) -> int:
-    """The source study's seed (its validation split's): stored, or for a study made before
-    it was kept, trial k's seed less k (what ``study.run`` used then)."""
-    if settings.get("seed") is not None:
-        return int(settings["seed"])
+def _study_seed(settings: Mapping[str, Any], trials: Iterable[optuna.trial.FrozenTrial]) -> int:
+    """The source study's seed (its validation split's): the stored setting, or, for a study
+    that does not store it, trial k's seed less k (such a study ran one seed per trial, trial
+    k's being the study's seed + k)."""
+    if settings.get(records.STUDY_SEED) is not None:
+        return int(settings[records.STUDY_SEED])
     for trial in trials:
         if records.SEED in trial.user_attrs:
             return int(trial.user_attrs[records.SEED]) - trial.number
@@ -100,82 +110,135 @@ def _confirm(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
-    name = args.study_name
+    name = _source_name(args.study_name)
+    url = args.storage or default_storage_url(name)
+    storage = open_storage(url, create=False)
+    source, chosen = _source_and_best(storage, name, top=args.top)
+    source_trials = {t.number: t for t in source.get_trials(deepcopy=False)}
+    settings = _confirm_settings(name, source.user_attrs)
+    confirm_study = _open_confirm_study(storage, confirm_study_name(name), settings)
+    seeds = _seeds(confirm_study, source_trials.values(), count=args.seeds)
+    wanted = [(int(number), seed) for number in chosen["number"] for seed in seeds]
+    queued = _enqueue_missing(confirm_study, wanted, source_trials)
+    shown = display_url(url)
+    if not queued:
+        print(f"Study {confirm_study.study_name!r} already has all {len(wanted)} runs; nothing "
+              "to run. Raise --seeds or --top for more.")
+        print(_summary(storage, confirm_study.study_name, shown, args.storage))
+        return 0
+    data = load_mnist(args.data_dir, device=device,
+                      validation_fraction=settings[records.VALIDATION],
+                      split_seed=_study_seed(source.user_attrs, source_trials.values()),
+                      train_size=settings[records.TRAIN_SIZE])
+    logger.info("study %r: %d configurations x %d seeds, %d runs to go; training on %s",
+                confirm_study.study_name, len(chosen), len(seeds), queued, device)
+    interrupted = _run_queued(confirm_study, source_trials, data,
+                              epochs=settings[records.EPOCHS], queued=queued)
+    print(_summary(storage, confirm_study.study_name, shown, args.storage))
+    if interrupted:
+        print("Interrupted: the running trial was marked failed. Run the same command to "
+              "continue.")
+        return 130
+    return 0
+
+
+def _source_name(name: str) -> str:
+    """``name``, refused when it names a confirmation study itself."""
     if name.endswith(CONFIRM_SUFFIX):
         raise UsageError(f"{name!r} is a confirmation study already; pass the study it "
                          f"confirms, {name.removesuffix(CONFIRM_SUFFIX)!r}.")
-    url = args.storage or default_storage_url(name)
-    storage = open_storage(url, create=False)
+    return name
+
+
+def _source_and_best(
+    storage: optuna.storages.BaseStorage, name: str, *, top: int
+) -> tuple[optuna.Study, pd.DataFrame]:
+    """The source study and the rows of its best ``top`` trials per optimizer (a
+    :func:`analysis.tables.best_trials` frame).
+
+    Raises:
+        StudyNotFoundError: no such study.
+        UsageError: it was not made by ``python -m study.run``, or has no trial to confirm.
+    """
     (source,) = load_studies(storage, name)
-    settings = source.user_attrs
-    if "epochs" not in settings:
+    if records.EPOCHS not in source.user_attrs:
         raise UsageError(f"study {name!r} was not made by python -m study.run (no settings); "
                          "there is nothing to confirm.")
-    trials = load_trials(storage, name)
-    chosen = best_trials(trials, n=args.top)
+    chosen = best_trials(load_trials(storage, name), n=top)
     if chosen.empty:
         raise UsageError(f"study {name!r} has no complete, non-diverged trial yet; let it run "
                          "longer before confirming.")
-    source_trials = {t.number: t for t in source.get_trials(deepcopy=False)}
+    return source, chosen
 
-    target_name = confirm_study_name(name)
-    confirm_settings = {
-        "source_study": name,
-        "epochs": settings["epochs"],
-        "batch_size": settings.get("batch_size", 64),
-        "validation": settings.get("validation", 0.0),
-        "train_size": settings.get("train_size"),
-        "precision": settings.get("precision", "fp32"),
-        "eval_set": settings.get("eval_set", "test"),
-        "toolkit_version": toolkit_version(),
+
+def _confirm_settings(name: str, source: Mapping[str, Any]) -> dict[str, Any]:
+    """The confirmation study's settings: how its source study ``name`` trained (a setting
+    the source does not store read as :data:`_UNSTORED` says) and this toolkit's version."""
+    return {
+        records.SOURCE_STUDY: name,
+        records.EPOCHS: source[records.EPOCHS],
+        **{key: source.get(key, default) for key, default in _UNSTORED.items()},
+        records.TOOLKIT_VERSION: toolkit_version(),
     }
-    if target_name in optuna.study.get_all_study_names(storage):
-        confirm_study = optuna.load_study(study_name=target_name, storage=storage,
-                                          sampler=optuna.samplers.RandomSampler(seed=0),
-                                          pruner=optuna.pruners.NopPruner())
-    else:
-        # Every run is enqueued with its parameters: the sampler never chooses anything.
-        confirm_study = optuna.create_study(study_name=target_name, storage=storage,
-                                            direction="maximize",
-                                            sampler=optuna.samplers.RandomSampler(seed=0),
-                                            pruner=optuna.pruners.NopPruner())
-        confirm_study.set_metric_names(list(records.METRIC_NAMES))
-        for key, value in confirm_settings.items():
-            confirm_study.set_user_attr(key, value)
-    seeds = list(confirm_study.user_attrs.get(records.SEEDS, []))
-    if len(seeds) < args.seeds:
-        used = _used_seeds(source_trials.values()) | set(seeds)
-        fresh = max(used, default=-1) + 1
-        seeds += list(range(fresh, fresh + args.seeds - len(seeds)))
-        confirm_study.set_user_attr(records.SEEDS, seeds)
-    seeds = seeds[: args.seeds]
 
+
+def _open_confirm_study(
+    storage: optuna.storages.BaseStorage, target_name: str, settings: Mapping[str, Any]
+) -> optuna.Study:
+    """Create the confirmation study with ``settings``, or open it (its stored settings
+    kept)."""
+    # Every run is enqueued with its parameters: the sampler never chooses anything.
+    confirm_study = open_study(storage, target_name, settings=settings,
+                               sampler=optuna.samplers.RandomSampler(seed=0),
+                               pruner=optuna.pruners.NopPruner())
+    if confirm_study.metric_names is None:
+        confirm_study.set_metric_names(list(records.METRIC_NAMES))
+    return confirm_study
+
+
+def _seeds(
+    confirm_study: optuna.Study, source_trials: Iterable[optuna.trial.FrozenTrial], *,
+    count: int
+) -> list[int]:
+    """The confirmation's first ``count`` seeds: those it stores, and as many fresh ones as
+    it lacks (above every seed the source study or the confirmation used), stored."""
+    seeds = list(confirm_study.user_attrs.get(records.SEEDS, []))
+    if len(seeds) < count:
+        used = _used_seeds(source_trials) | set(seeds)
+        fresh = max(used, default=-1) + 1
+        seeds += list(range(fresh, fresh + count - len(seeds)))
+        confirm_study.set_user_attr(records.SEEDS, seeds)
+    return seeds[:count]
+
+
+def _enqueue_missing(
+    confirm_study: optuna.Study,
+    wanted: Sequence[tuple[int, int]],
+    source_trials: Mapping[int, optuna.trial.FrozenTrial],
+) -> int:
+    """Enqueue each wanted (source trial, seed) run the study has neither finished, running
+    nor queued; the number of runs queued, those an interrupted run left queued included
+    (they run first)."""
     optuna.storages.fail_stale_trials(confirm_study)
     have = {(t.user_attrs.get(records.SOURCE_TRIAL), t.user_attrs.get(records.SEED))
             for t in confirm_study.get_trials(
                 deepcopy=False, states=(*FINISHED, optuna.trial.TrialState.RUNNING,
                                         optuna.trial.TrialState.WAITING))}
-    wanted = [(int(number), seed) for number in chosen["number"] for seed in seeds]
-    missing = [run for run in wanted if run not in have]
-    shown = display_url(url)
-    for number, seed in missing:
-        confirm_study.enqueue_trial(
-            dict(source_trials[number].params),
-            user_attrs={records.SOURCE_TRIAL: number, records.SEED: seed},
-            skip_if_exists=False,
-        )
-    # Queued runs an interrupted run left behind count too: they run first.
-    queued = len(confirm_study.get_trials(deepcopy=False,
-                                          states=(optuna.trial.TrialState.WAITING,)))
-    if not queued:
-        print(f"Study {target_name!r} already has all {len(wanted)} runs; nothing to run. "
-              "Raise --seeds or --top for more.")
-        print(_summary(storage, target_name, shown, args.storage))
-        return 0
-    data = load_mnist(args.data_dir, device=device,
-                      validation_fraction=confirm_settings["validation"],
-                      split_seed=_study_seed(settings, source_trials.values()),
-                      train_size=confirm_settings["train_size"])
+    for number, seed in wanted:
+        if (number, seed) not in have:
+            confirm_study.enqueue_trial(
+                dict(source_trials[number].params),
+                user_attrs={records.SOURCE_TRIAL: number, records.SEED: seed},
+                skip_if_exists=False,
+            )
+    return len(confirm_study.get_trials(deepcopy=False,
+                                        states=(optuna.trial.TrialState.WAITING,)))
+
+
+def _proposer(
+    source_trials: Mapping[int, optuna.trial.FrozenTrial],
+) -> Callable[[optuna.Trial], TrialConfig]:
+    """What a confirmation trial trains: its source trial's configuration with its seed."""
 
     def propose(trial: optuna.Trial) -> TrialConfig:
         number = trial.user_attrs[records.SOURCE_TRIAL]
@@ -185,18 +248,22 @@ def _confirm(args: argparse.Namespace) -> int:
         config = TrialConfig.from_dict(original.user_attrs[records.CONFIG])
         return config.replace(seed=trial.user_attrs[records.SEED])
 
+    return propose
+
+
+def _run_queued(
+    confirm_study: optuna.Study,
+    source_trials: Mapping[int, optuna.trial.FrozenTrial],
+    data: Dataset,
+    *,
+    epochs: int,
+    queued: int,
+) -> bool:
+    """Train the ``queued`` runs to the last epoch; whether Ctrl-C stopped them."""
     finished = len(confirm_study.get_trials(deepcopy=False, states=FINISHED))
-    logger.info("study %r: %d configurations x %d seeds, %d runs to go; training on %s",
-                target_name, len(chosen), len(seeds), queued, device)
-    interrupted, seconds = run_trials(confirm_study, propose, data,
-                                      epochs=confirm_settings["epochs"],
-                                      target=finished + queued, finished=finished)
-    print(_summary(storage, target_name, shown, args.storage))
-    if interrupted:
-        print("Interrupted: the running trial was marked failed. Run the same command to "
-              "continue.")
-        return 130
-    return 0
+    interrupted, _ = run_trials(confirm_study, _proposer(source_trials), data, epochs=epochs,
+                                target=finished + queued, finished=finished)
+    return interrupted
 
 
 def _summary(storage: Any, name: str, shown_url: str, storage_option: str | None) -> str:

@@ -15,16 +15,15 @@ import math
 import os
 import signal
 import sys
-import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 _STARTED = False
 
-if __name__ == "__main__":  # before the libraries load (seconds): nothing is written yet
+if __name__ == "__main__":  # while the libraries load nothing is written: a signal just exits
 
     def _stopped_while_starting(signum: int, frame: Any) -> None:
         if _STARTED:  # main() has run: its own handling is over, the process is exiting
@@ -50,6 +49,8 @@ from study.cli import (
     HelpFormatter,
     Parser,
     UsageError,
+    float_in,
+    int_in,
     positive_int,
     registry_name,
     resolve_device,
@@ -81,17 +82,29 @@ from study.store.storage import (
 )
 from study.summary import summarize
 from study.train.config import PRECISIONS, ConfigError, TrialConfig
-from study.train.data import DATA_DIR_ENV, MNIST_TRAIN, DataError, check_files, load_mnist
+from study.train.data import (
+    DATA_DIR_ENV,
+    MNIST_TRAIN,
+    DataError,
+    Dataset,
+    check_files,
+    load_mnist,
+)
 from study.train.loop import fast_bf16_available
 from study.train.optim import get_optimizer_info
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "RunOptions", "resolve_options"]
 
 logger = logging.getLogger(__name__)
 PROG = "python -m study.run"
 DEFAULT_TRIALS = 50
+#: The epochs per trial when neither --epochs nor a space file gives them: the lab's.
+DEFAULT_EPOCHS = 5
 #: --seed stays below 2**31 so that the seeds derived from it stay below 2**32.
 MAX_SEED = 2**31
+
+
+# --- the command line --------------------------------------------------------------------
 
 
 def _name_list(value: str) -> list[str]:
@@ -104,19 +117,6 @@ def _name_list(value: str) -> list[str]:
     if not names:
         raise argparse.ArgumentTypeError(f"expected names like sgd,adam, but got {value!r}")
     return names
-
-
-def _seed(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = -1
-    if not 0 <= number < MAX_SEED:
-        raise argparse.ArgumentTypeError(
-            f"must be an integer in [0, {MAX_SEED - 1}] (seeds derived from it must stay "
-            f"below 2**32), but got {value!r}"
-        )
-    return number
 
 
 def _lr_grid(value: str) -> tuple[float, float, int]:
@@ -134,19 +134,13 @@ def _lr_grid(value: str) -> tuple[float, float, int]:
     return low, high, per_decade
 
 
-def _fraction(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        number = math.nan
-    if not 0.0 <= number <= 0.5:
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 0.5], but got {value!r}")
-    return number
-
-
 def _space(value: str) -> str:
-    """A registered space's name, or the path of a TOML space file (read by ``_plan``)."""
+    """A registered space's name, or the path of a TOML space file (read by ``_load_space``)."""
     return value if is_space_file(value) else registry_name(get_space)(value)
+
+
+_seed = int_in(0, MAX_SEED - 1, why="seeds derived from it must stay below 2**32")
+_fraction = float_in(0.0, 0.5)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -158,6 +152,17 @@ def build_parser() -> argparse.ArgumentParser:
         "the lab's MLP on MNIST. Re-running the same command continues the study.",
         formatter_class=HelpFormatter,
     )
+    # --help lists the options in the order they are added here.
+    _add_study_options(parser)
+    _add_search_options(parser)
+    _add_training_options(parser)
+    _add_worker_options(parser)
+    _add_checkpoint_options(parser)
+    return parser
+
+
+def _add_study_options(parser: argparse.ArgumentParser) -> None:
+    """What to study and where it is kept."""
     parser.add_argument("--trials", type=positive_int, default=None,
                         help="target number of finished (complete or pruned) trials "
                         "(default: 50; the whole grid for the lr-grid space)")
@@ -179,6 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--storage", default=None, metavar="URL",
                         help="database URL, e.g. postgresql://user:pw@host/db "
                         "(default: sqlite:///studies/<study-name>.db)")
+
+
+def _add_search_options(parser: argparse.ArgumentParser) -> None:
+    """How trials are chosen, compared and seeded."""
     parser.add_argument("--sampler", type=registry_name(get_sampler_info), default=None,
                         help=f"sampler: {', '.join(list_samplers())} (default: tpe; the "
                         "lr-grid space visits its grid with Optuna's GridSampler)")
@@ -207,6 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "trial k's training seeds SEED + k*K ... SEED + k*K + K-1 (--repeats K) "
                         "derive from the study's seed, whatever the seed of a worker that "
                         "joins it later")
+
+
+def _add_training_options(parser: argparse.ArgumentParser) -> None:
+    """Where and on what each trial trains."""
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="where training runs; auto picks cuda when available")
     parser.add_argument("--batch-size", type=positive_int, default=64,
@@ -225,6 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
                         help="folder with the four MNIST .gz IDX files (default: "
                         f"${DATA_DIR_ENV} if set, else the copy installed with the package)")
+
+
+def _add_worker_options(parser: argparse.ArgumentParser) -> None:
+    """How many processes train, and how a crashed one is noticed."""
     parser.add_argument("--workers", type=positive_int, default=None, metavar="W",
                         help="local worker processes sharing the study, each with CORES/W "
                         "threads and its own sampler seed (SEED, SEED+1, ...) (default: 2 on "
@@ -238,6 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--grace", type=positive_int, default=GRACE_PERIOD, metavar="SECONDS",
                         help="seconds of silence after which a running trial counts as dead "
                         "(its worker crashed): failed, and retried on a server database")
+
+
+def _add_checkpoint_options(parser: argparse.ArgumentParser) -> None:
+    """The trained networks' files, and the hidden flag of a worker process."""
     parser.add_argument("--checkpoints", type=Path, default=None, metavar="DIR",
                         help="write each complete or pruned trial's checkpoint (the lab's "
                         "dict: parameters, optimizer, epoch, plus config and schedule state) "
@@ -247,7 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --checkpoints: keep only the best K trials' files "
                         "(default: keep all)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    return parser
+
+
+# --- the command -------------------------------------------------------------------------
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -261,25 +284,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help, or a bad option (already printed)
         return int(exc.code or 0)
-    logging.basicConfig(level=logging.WARNING if args.worker else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    _set_up_logging(worker=args.worker)
     # Ctrl-C and SIGTERM from here on are requests to stop, acted on where nothing is lost
     # (study.search.interrupts): the run ends with no RUNNING trial of its own, the summary, 130.
     with STOP.handling():
-        try:
-            code = _run(args, argv)
-        except (UsageError, ConfigError, DataError, StorageError, WorkerFailed) as exc:
-            print(f"{PROG}: error: {exc}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt:  # before any trial began: nothing to close
-            code = 0
-        except Exception as exc:  # the database failing outside a trial (progress, summary)
-            failure = storage_failure(exc, getattr(args, "url", None) or args.storage or "")
-            if failure is None:
-                raise
-            print(f"{PROG}: error: {failure}", file=sys.stderr)
-            return 2
+        code = _exit_code(args, argv)
         if STOP.requested and code == 0:  # the run had finished, or not begun
             if not args.worker:
                 print(f"{PROG}: stopped by {STOP.name or 'Ctrl-C'}; run the same command to "
@@ -288,41 +297,153 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
 
 
+def _set_up_logging(*, worker: bool) -> None:
+    """Log progress to stderr (a worker logs only warnings: its parent shows the progress);
+    keep Optuna's own chatter quiet."""
+    logging.basicConfig(level=logging.WARNING if worker else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _exit_code(args: argparse.Namespace, argv: list[str]) -> int:
+    """Resolve the options and run; a user's mistake, or the database failing outside a
+    trial, is one line on stderr and exit code 2, never a traceback."""
+    options: RunOptions | None = None
+    try:
+        options = resolve_options(args, argv=argv)
+        return _run(options)
+    except (UsageError, ConfigError, DataError, StorageError, WorkerFailed) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # before any trial began: nothing to close
+        return 0
+    except Exception as exc:  # the database failing outside a trial (progress, summary)
+        failure = storage_failure(exc, options.url if options else args.storage or "")
+        if failure is None:
+            raise
+        print(f"{PROG}: error: {failure}", file=sys.stderr)
+        return 2
+
+
+def _run(options: RunOptions) -> int:
+    """Open the study, run it to its target and print its summary; returns the exit code."""
+    if options.print_space:
+        print(space_to_toml(options.space, epochs=options.epochs), end="")
+        return 0
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    _check_data(options)
+    storage = open_storage(options.url, heartbeat=options.heartbeat, grace=options.grace)
+    optuna_study, options = _open_study(storage, options)
+    study_seed = _study_seed(optuna_study, options)
+    optuna.storages.fail_stale_trials(optuna_study)
+    finished, retries = _progress(optuna_study, options.space)
+    if finished >= options.target and not retries:
+        if not options.worker:
+            print(f"Study {options.study_name!r} already has {finished} finished trials "
+                  f"(target {options.target}); nothing to run. Raise --trials to run more.")
+            print(_summary(storage, options))
+        return 0
+    if not options.worker:
+        options.space.enqueue_missing(optuna_study, options.target)
+    # never more workers than trials left
+    workers = min(options.workers, max(options.target - finished, retries))
+    interrupted, wall_seconds = _train(optuna_study, options, workers=workers,
+                                       study_seed=study_seed, finished=finished)
+    return _report(storage, options, interrupted=interrupted, wall_seconds=wall_seconds)
+
+
+# --- resolving the options ---------------------------------------------------------------
+
+
 @dataclass(frozen=True)
-class _Plan:
-    """What the command line asks for, resolved and checked before anything is touched."""
+class RunOptions:
+    """The command line resolved and checked before anything is read or written: the space
+    narrowed by --optimizers and --lr-grid, and every default that depends on the space or
+    the machine filled in. An existing study's own settings replace the defaults of the
+    options it keeps (see :func:`_adopt`)."""
 
+    argv: tuple[str, ...]  # the command line, re-run by the workers
     space: SearchSpace
+    space_file: str | None  # --space, when it names a TOML file
+    epochs: int
     target: int
+    sampler: str
     allocation: str
-    prune_within: str
     pruner: str
-    precision: str
+    prune_within: str
     repeats: int
+    precision: str
+    seed: int
     device: str
+    batch_size: int
+    validation: float
+    train_size: int | None
+    data_dir: Path | None
     workers: int
-    threads: int | None
+    threads: int | None  # per worker; None leaves torch's choice
+    threads_given: bool
+    study_name: str
+    url: str
+    storage: str | None  # --storage, repeated in the summary's commands
+    heartbeat: int
+    grace: int
+    checkpoints: Path | None
+    keep_checkpoints: int | None
+    print_space: bool
+    worker: bool
+    given: frozenset[str]  # the options of _ADOPTED the command line gives
+
+    @property
+    def eval_set(self) -> str:
+        """What the trials are pruned on: the validation share, or the test set."""
+        return "validation" if self.validation > 0 else "test"
 
 
-def _load_space(args: argparse.Namespace) -> SearchSpace:
-    """The space ``--space`` names; a space file also gives ``--epochs`` its default."""
-    if not is_space_file(args.space):
-        args.epochs = args.epochs or 5
-        return get_space(args.space)
-    try:
-        space = load_space(args.space, epochs=args.epochs)
-    except SpaceFileError as exc:
-        raise UsageError(f"--space {args.space}: {exc}") from None
-    if args.epochs is None:
-        args.epochs = file_epochs(args.space) or 5
-    try:
-        get_pruner_info(space.pruner)
-    except ValueError as exc:
-        raise UsageError(f"--space {args.space}: pruner: {exc}") from None
-    return space
+#: Options whose default depends on the space or the machine: an existing study keeps its
+#: own value unless the option is given (then it must match, like every kept setting). Each
+#: is a field of :class:`RunOptions` and a setting of ``records.CHECKED_SETTINGS``.
+_ADOPTED = (records.ALLOCATION, records.PRUNE_WITHIN, records.REPEATS, records.PRECISION)
 
 
-def _plan(args: argparse.Namespace) -> _Plan:
+def resolve_options(args: argparse.Namespace, *, argv: Sequence[str]) -> RunOptions:
+    """``args`` (parsed from ``argv``) resolved and checked; raises ``UsageError``."""
+    _check_option_pairs(args)
+    device = resolve_device(args.device)
+    space, epochs = _load_space(args)
+    space = _narrow_space(space, args)
+    target = _target(space, args)
+    allocation = args.allocation or (
+        "balanced" if space.optimizers and space.grid() is None else "sampler")
+    if allocation == "balanced" and not space.optimizers:
+        raise UsageError(
+            f"--allocation balanced: the {space.name!r} space runs fixed configurations in "
+            f"turn; leave --allocation out."
+        )
+    precision = _precision(args.precision, device)
+    workers = _workers(args, device)
+    study_name = args.study_name or space.name
+    return RunOptions(
+        argv=tuple(argv), space=space, epochs=epochs, target=target,
+        space_file=args.space if is_space_file(args.space) else None,
+        sampler=args.sampler or "tpe", allocation=allocation,
+        pruner=args.pruner or space.pruner,
+        prune_within=args.prune_within or ("optimizer" if space.optimizers else "study"),
+        repeats=args.repeats or 1, precision=precision, seed=args.seed, device=device,
+        batch_size=args.batch_size, validation=args.validation, train_size=args.train_size,
+        data_dir=args.data_dir, workers=workers,
+        threads=args.threads or (max(1, cpu_cores() // workers) if workers > 1 else None),
+        threads_given=args.threads is not None, study_name=study_name,
+        url=args.storage or default_storage_url(study_name), storage=args.storage,
+        heartbeat=args.heartbeat, grace=args.grace, checkpoints=args.checkpoints,
+        keep_checkpoints=args.keep_checkpoints, print_space=args.print_space,
+        worker=args.worker,
+        given=frozenset(key for key in _ADOPTED if getattr(args, key) is not None),
+    )
+
+
+def _check_option_pairs(args: argparse.Namespace) -> None:
+    """Options that are only valid together with others, or within others' bounds."""
     held_out = max(1, round(args.validation * MNIST_TRAIN)) if args.validation > 0 else 0
     available = MNIST_TRAIN - held_out
     if args.train_size is not None and args.train_size > available:
@@ -337,8 +458,27 @@ def _plan(args: argparse.Namespace) -> _Plan:
     if args.keep_checkpoints is not None and args.checkpoints is None:
         raise UsageError(f"--keep-checkpoints {args.keep_checkpoints}: it keeps the best "
                          "trials' checkpoints; give --checkpoints DIR too.")
-    device = resolve_device(args.device)
-    space = _load_space(args)
+
+
+def _load_space(args: argparse.Namespace) -> tuple[SearchSpace, int]:
+    """The space ``--space`` names and the epochs per trial: ``--epochs``, else a space
+    file's own, else :data:`DEFAULT_EPOCHS`."""
+    if not is_space_file(args.space):
+        return get_space(args.space), args.epochs or DEFAULT_EPOCHS
+    try:
+        space = load_space(args.space, epochs=args.epochs)
+    except SpaceFileError as exc:
+        raise UsageError(f"--space {args.space}: {exc}") from None
+    epochs = args.epochs or file_epochs(args.space) or DEFAULT_EPOCHS
+    try:
+        get_pruner_info(space.pruner)
+    except ValueError as exc:
+        raise UsageError(f"--space {args.space}: pruner: {exc}") from None
+    return space, epochs
+
+
+def _narrow_space(space: SearchSpace, args: argparse.Namespace) -> SearchSpace:
+    """``space`` with --optimizers and --lr-grid applied."""
     if args.optimizers is not None:
         try:
             space = space.restrict(args.optimizers)
@@ -349,89 +489,197 @@ def _plan(args: argparse.Namespace) -> _Plan:
             space = space.with_lr_grid(*args.lr_grid)
         except ValueError as exc:
             raise UsageError(f"--lr-grid: {exc}") from None
+    return space
+
+
+def _target(space: SearchSpace, args: argparse.Namespace) -> int:
+    """The number of finished trials to run to: --trials, else the whole grid of a grid
+    space (whose sampler, pruner and allocation are fixed), else :data:`DEFAULT_TRIALS`."""
     grid = space.grid()
-    chooses = bool(space.optimizers)
-    if grid is not None:
-        size = len(grid["optimizer"]) * len(grid["lr"])
-        for option, value, allowed in (("--sampler", args.sampler, None),
-                                       ("--pruner", args.pruner, "none"),
-                                       ("--allocation", args.allocation, "sampler")):
-            if value is not None and value != allowed:
-                raise UsageError(
-                    f"{option} {value}: the {space.name!r} space visits each of its {size} "
-                    f"grid points once with Optuna's GridSampler, to the last epoch, which "
-                    f"is balanced already; leave {option} out."
-                )
-        target = args.trials or size
-        if target > size:
+    if grid is None:
+        return args.trials or DEFAULT_TRIALS
+    size = len(grid["optimizer"]) * len(grid["lr"])
+    for option, value, allowed in (("--sampler", args.sampler, None),
+                                   ("--pruner", args.pruner, "none"),
+                                   ("--allocation", args.allocation, "sampler")):
+        if value is not None and value != allowed:
             raise UsageError(
-                f"--trials {target}: the grid has {size} points ({len(grid['optimizer'])} "
-                f"optimizers x {len(grid['lr'])} learning rates); leave --trials out to run "
-                f"them all, or use --repeats for more seeds per point."
+                f"{option} {value}: the {space.name!r} space visits each of its {size} "
+                f"grid points once with Optuna's GridSampler, to the last epoch, which "
+                f"is balanced already; leave {option} out."
             )
-    else:
-        target = args.trials or DEFAULT_TRIALS
-    allocation = args.allocation or ("balanced" if chooses and grid is None else "sampler")
-    if allocation == "balanced" and not chooses:
+    target = args.trials or size
+    if target > size:
         raise UsageError(
-            f"--allocation balanced: the {space.name!r} space runs fixed configurations in "
-            f"turn; leave --allocation out."
+            f"--trials {target}: the grid has {size} points ({len(grid['optimizer'])} "
+            f"optimizers x {len(grid['lr'])} learning rates); leave --trials out to run "
+            f"them all, or use --repeats for more seeds per point."
         )
-    prune_within = args.prune_within or ("optimizer" if chooses else "study")
-    precision = args.precision or "auto"
+    return target
+
+
+def _precision(option: str | None, device: str) -> str:
+    """--precision resolved for ``device``: ``auto`` picks bf16 on a CPU with fast bfloat16
+    only. On a GPU a batch of 64 is bound by kernel launches, and autocast's casts add
+    launches, so fp32 is the faster choice there."""
+    precision = option or "auto"
     if precision == "auto":
-        # bf16 on a CPU with fast bfloat16 only: on a GPU, batch 64 is bound by kernel
-        # launches and autocast's casts add launches (1.99 s against 1.65 s per epoch in
-        # fp32 on an H200).
-        precision = "bf16" if device == "cpu" and fast_bf16_available(device) else "fp32"
-    elif precision == "bf16" and not fast_bf16_available(device):
+        return "bf16" if device == "cpu" and fast_bf16_available(device) else "fp32"
+    if precision == "bf16" and not fast_bf16_available(device):
         raise UsageError(
             f"--precision bf16: this {device.upper()} has no fast bfloat16 (no AVX-512 BF16 or "
             f"AMX on a CPU; bf16 support on a GPU), so it would run slower than fp32; use "
             f"--precision fp32 or auto."
         )
+    return precision
+
+
+def _workers(args: argparse.Namespace, device: str) -> int:
+    """--workers, else one for a worker process and the machine's default otherwise; each
+    seeds its sampler with --seed plus its index, which must stay below :data:`MAX_SEED`."""
     workers = args.workers or (1 if args.worker else default_workers(device))
     if args.seed + workers - 1 >= MAX_SEED:
         raise UsageError(f"--seed {args.seed}: its {workers} workers seed their samplers with "
                          f"SEED to SEED+{workers - 1}, which must stay below {MAX_SEED}; use a "
                          "smaller --seed.")
-    threads = args.threads or (max(1, cpu_cores() // workers) if workers > 1 else None)
-    return _Plan(space=space, target=target, allocation=allocation,
-                 prune_within=prune_within, pruner=args.pruner or space.pruner,
-                 precision=precision, repeats=args.repeats or 1, device=device,
-                 workers=workers, threads=threads)
+    return workers
 
 
-#: Options whose default depends on the space or the machine: an existing study keeps its
-#: own value unless the option is given (then it must match, like every kept setting).
-_ADOPTED = ("allocation", "prune_within", "repeats", "precision")
+# --- opening the study -------------------------------------------------------------------
 
 
-def _adopt(plan: _Plan, args: argparse.Namespace, stored: dict[str, Any] | None) -> _Plan:
-    """``plan`` with the settings of an existing study for the options not given."""
-    if stored is None:
-        return plan
-    changes = {key: stored[key] for key in _ADOPTED
-               if getattr(args, key) is None and key in stored}
-    if changes.get("precision") == "bf16" and not fast_bf16_available(plan.device):
-        logger.warning("this study trains in bf16, which this %s runs without fast bfloat16 "
-                       "(slower than usual, the same numbers)", plan.device)
-    return dataclasses.replace(plan, **changes)
+def _check_data(options: RunOptions) -> None:
+    """A missing or corrupt data file stops the run before any database is created. A run
+    that trains here reads the files now (``load_mnist`` keeps them for training); one that
+    starts workers trains nothing itself and only checks them."""
+    if options.workers > 1:
+        check_files(options.data_dir)
+    else:
+        _training_data(options, split_seed=options.seed)
 
 
-def _check_same_space(
-    path: str, space: SearchSpace, epochs: int, stored: dict[str, Any]
-) -> None:
+def _training_data(options: RunOptions, *, split_seed: int) -> Dataset:
+    """MNIST as this run trains on it, split with ``split_seed`` when there is a validation
+    share. ``load_mnist`` keeps the files it read and each split it made, so asking again
+    reads nothing; without a validation share the split seed plays no part, and the copy
+    the check made is the one trained on."""
+    return load_mnist(options.data_dir, device=options.device,
+                      validation_fraction=options.validation,
+                      split_seed=split_seed if options.validation > 0 else options.seed,
+                      train_size=options.train_size)
+
+
+def _open_study(
+    storage: optuna.storages.BaseStorage, options: RunOptions
+) -> tuple[optuna.Study, RunOptions]:
+    """The study, created with the settings of ``options`` or checked against its own; and
+    ``options`` with the study's own settings for the kept options left out."""
+    stored = stored_settings(storage, options.study_name, legacy=records.LEGACY_SETTINGS)
+    if stored is not None and options.space_file is not None:
+        _check_same_space(options, stored)
+    options = _adopt(options, stored)
+    pruner = create_pruner(options.pruner, epochs=options.epochs, within=options.prune_within)
+    optuna_study = open_study(storage, options.study_name, settings=_settings(options),
+                              checked=records.CHECKED_SETTINGS,
+                              legacy=records.LEGACY_SETTINGS, pruner=pruner)
+    if optuna_study.metric_names is None:
+        optuna_study.set_metric_names(list(records.METRIC_NAMES))
+    return optuna_study, options
+
+
+def _check_same_space(options: RunOptions, stored: dict[str, Any]) -> None:
     """A study keeps the ranges it was created with: a space file edited since is refused."""
-    kept = stored.get("space_definition")
-    now = json.loads(json.dumps(space.definition(epochs)))
+    space = options.space
+    kept = stored.get(records.SPACE_DEFINITION)
+    now = json.loads(json.dumps(space.definition(options.epochs)))
     if kept is not None and kept != now:
         changed = sorted(k for k in {*kept, *now} if kept.get(k) != now.get(k))
         raise UsageError(
-            f"--space {path}: the file's {', '.join(changed)} changed since study "
-            f"{stored.get('space', space.name)!r} was created (its trials are only comparable "
-            f"under the same ranges); restore the file, or pass a new --study-name."
+            f"--space {options.space_file}: the file's {', '.join(changed)} changed since "
+            f"study {stored.get(records.SPACE, space.name)!r} was created (its trials are only "
+            f"comparable under the same ranges); restore the file, or pass a new --study-name."
         )
+
+
+def _adopt(options: RunOptions, stored: dict[str, Any] | None) -> RunOptions:
+    """``options`` with the settings of an existing study for the options not given."""
+    if stored is None:
+        return options
+    changes = {key: stored[key] for key in _ADOPTED
+               if key not in options.given and key in stored}
+    if changes.get(records.PRECISION) == "bf16" and not fast_bf16_available(options.device):
+        logger.warning("this study trains in bf16, which this %s runs without fast bfloat16 "
+                       "(slower than usual, the same numbers)", options.device)
+    return dataclasses.replace(options, **changes)
+
+
+def _settings(options: RunOptions) -> dict[str, Any]:
+    """The settings a new study keeps (``records.SETTINGS``), and an existing one is checked
+    against."""
+    space = options.space
+    settings = {
+        "space": space.name,
+        "space_description": space.description,
+        "space_definition": space.definition(options.epochs),
+        "optimizers": list(space.optimizer_names),
+        "epochs": options.epochs,
+        "batch_size": options.batch_size,
+        "validation": options.validation,
+        "train_size": options.train_size,
+        "allocation": options.allocation,
+        "prune_within": options.prune_within,
+        "repeats": options.repeats,
+        "precision": options.precision,
+        "lr_grid": list(space.lr_grid) if space.lr_grid else None,
+        "seed": options.seed,
+        "eval_set": options.eval_set,
+        "toolkit_version": toolkit_version(),
+    }
+    assert set(settings) == set(records.SETTINGS)
+    return settings
+
+
+def _study_seed(optuna_study: optuna.Study, options: RunOptions) -> int:
+    """The study's seed, not this worker's: the validation split and every trial's training
+    seeds derive from it, the same for every worker and every resume; --seed of a worker
+    joining an existing study seeds only its sampler. A study with no seed recorded takes
+    this run's, so that the runs after it agree."""
+    study_seed = optuna_study.user_attrs.get(records.STUDY_SEED)
+    if study_seed is None:
+        study_seed = options.seed
+        optuna_study.set_user_attr(records.STUDY_SEED, study_seed)
+    return study_seed
+
+
+def _progress(optuna_study: optuna.Study, space: SearchSpace) -> tuple[int, int]:
+    """(finished trials, trials of dead workers queued again). A grid counts its points
+    done, each once."""
+    finished = len(optuna_study.get_trials(deepcopy=False, states=FINISHED))
+    if space.grid() is not None:
+        finished = space.grid_points_done(optuna_study)
+    return finished, len(waiting_retries(optuna_study))
+
+
+# --- training ----------------------------------------------------------------------------
+
+
+def _train(
+    optuna_study: optuna.Study, options: RunOptions, *, workers: int, study_seed: int,
+    finished: int,
+) -> tuple[bool, float]:
+    """Run trials to the target, here or in ``workers`` worker processes; returns
+    (interrupted, wall seconds)."""
+    threads = f"{options.threads} thread" + ("s" if options.threads != 1 else "")
+    logger.info("study %r in %s: %d of %d trials finished; %s on %s (%s, %s set)",
+                options.study_name, display_url(options.url), finished, options.target,
+                f"{workers} workers x {threads}" if workers > 1 else "training",
+                options.device, options.precision, options.eval_set)
+    if workers > 1:
+        return run_workers(
+            _without(list(options.argv), ("--workers", "--threads", "--seed")), optuna_study,
+            workers=workers, threads=options.threads or 1, seed=options.seed,
+            target=options.target, finished=finished)
+    return _train_here(optuna_study, options, study_seed=study_seed, finished=finished)
 
 
 def _without(argv: list[str], options: tuple[str, ...]) -> list[str]:
@@ -447,162 +695,91 @@ def _without(argv: list[str], options: tuple[str, ...]) -> list[str]:
     return out
 
 
-#: For tests of workers started at the same instant: with ``STUDY_TEST_START_FILE=PATH`` a
-#: process writes ``PATH.<pid>`` when ready to open the storage, then waits for ``PATH``.
-START_HOOK = "STUDY_TEST_START_FILE"
+def _train_here(
+    optuna_study: optuna.Study, options: RunOptions, *, study_seed: int, finished: int
+) -> tuple[bool, float]:
+    """Train the remaining trials in this process, one after another."""
+    if options.workers > 1 and not options.threads_given:
+        # A run meant for several workers with one trial left: every core trains it.
+        torch.set_num_threads(cpu_cores())
+    data = _training_data(options, split_seed=study_seed)
+    optuna_study.sampler = _sampler(optuna_study, options, study_seed=study_seed)
+    checkpoints = (checkpoint_folder(options.checkpoints, options.study_name)
+                   if options.checkpoints is not None else None)
+    propose = _proposer(options, study_seed=study_seed)
+    space = options.space
+    return run_trials(optuna_study, propose, data, epochs=options.epochs,
+                      repeats=options.repeats, target=options.target, finished=finished,
+                      show_progress=not options.worker, siblings=options.worker,
+                      done=space.grid_points_done if space.grid() else None,
+                      checkpoints=checkpoints, keep_checkpoints=options.keep_checkpoints,
+                      claim_key=f"{options.url}\n{options.study_name}", url=options.url)
 
 
-def _start_together() -> None:
-    path = os.environ.get(START_HOOK)
-    if not path:
-        return
-    Path(f"{path}.{os.getpid()}").touch()
-    while not Path(path).exists():
-        time.sleep(0.001)
-
-
-def _run(args: argparse.Namespace, argv: list[str]) -> int:
-    plan = _plan(args)
-    space, target = plan.space, plan.target
-    if args.print_space:
-        print(space_to_toml(space, epochs=args.epochs), end="")
-        return 0
-    if plan.threads:
-        torch.set_num_threads(plan.threads)
-    study_name = args.study_name or space.name
-    url = args.storage or default_storage_url(study_name)
-    args.url = url  # for messages about the database
-    # Data first: a missing or corrupt file stops the run before any database is created.
-    # With several workers this process trains nothing: it only checks the files.
-    data = None
-    if plan.workers > 1:
-        check_files(args.data_dir)
+def _sampler(
+    optuna_study: optuna.Study, options: RunOptions, *, study_seed: int
+) -> optuna.samplers.BaseSampler:
+    """The sampler this process proposes trials with."""
+    grid = options.space.grid()
+    if grid is not None:
+        # The study's seed, the same in every worker: GridSampler shuffles the grid with
+        # it and gives trial k the k-th point, so workers must agree on the order.
+        sampler: optuna.samplers.BaseSampler = optuna.samplers.GridSampler(
+            grid, seed=study_seed)
     else:
-        data = load_mnist(args.data_dir, device=plan.device,
-                          validation_fraction=args.validation, split_seed=args.seed,
-                          train_size=args.train_size)
-    _start_together()
-    storage = open_storage(url, heartbeat=args.heartbeat, grace=args.grace)
-    stored = stored_settings(storage, study_name, legacy=records.LEGACY_SETTINGS)
-    if stored is not None and is_space_file(args.space):
-        _check_same_space(args.space, space, args.epochs, stored)
-    plan = _adopt(plan, args, stored)
-    settings = {
-        "space": space.name,
-        "space_description": space.description,
-        "space_definition": space.definition(args.epochs),
-        "optimizers": list(space.optimizer_names),
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "validation": args.validation,
-        "train_size": args.train_size,
-        "allocation": plan.allocation,
-        "prune_within": plan.prune_within,
-        "repeats": plan.repeats,
-        "precision": plan.precision,
-        "lr_grid": list(space.lr_grid) if space.lr_grid else None,
-        "seed": args.seed,
-        "eval_set": "validation" if args.validation > 0 else "test",
-        "toolkit_version": toolkit_version(),
-    }
-    assert set(settings) == set(records.SETTINGS)
-    pruner = create_pruner(plan.pruner, epochs=args.epochs, within=plan.prune_within)
-    optuna_study = open_study(storage, study_name, settings=settings,
-                              checked=records.CHECKED_SETTINGS,
-                              legacy=records.LEGACY_SETTINGS, pruner=pruner)
-    if optuna_study.metric_names is None:
-        optuna_study.set_metric_names(list(records.METRIC_NAMES))
-    # The study's seed, not this worker's: the validation split and every trial's training
-    # seeds derive from it, the same for every worker and every resume. --seed of a worker
-    # joining an existing study seeds only its sampler.
-    study_seed = optuna_study.user_attrs.get("seed")
-    if study_seed is None:  # a study made before the seed was kept: this run's seed is it
-        study_seed = args.seed
-        optuna_study.set_user_attr("seed", study_seed)
-    if data is not None and args.validation > 0 and study_seed != args.seed:
-        data = load_mnist(args.data_dir, device=plan.device,
-                          validation_fraction=args.validation, split_seed=study_seed,
-                          train_size=args.train_size)
-    optuna.storages.fail_stale_trials(optuna_study)
-    shown_url = display_url(url)
+        sampler = create_sampler(options.sampler, seed=options.seed,
+                                 n_existing_trials=len(optuna_study.get_trials(deepcopy=False)))
+    if options.allocation == "balanced":
+        sampler = BalancedSampler(sampler)
+    return sampler
 
-    def summary(wall_seconds: float | None = None) -> str:
-        return summarize(storage, study_name, target=target, shown_url=shown_url,
-                         storage_option=args.storage and shown_url, wall_seconds=wall_seconds)
 
-    finished = len(optuna_study.get_trials(deepcopy=False, states=FINISHED))
-    if space.grid() is not None:  # a grid is done when each point is, once
-        finished = space.grid_points_done(optuna_study)
-    retries = len(waiting_retries(optuna_study))  # a dead worker's trial, queued again
-    if finished >= target and not retries:
-        if not args.worker:
-            print(f"Study {study_name!r} already has {finished} finished trials (target "
-                  f"{target}); nothing to run. Raise --trials to run more.")
-            print(summary())
-        return 0
-    if not args.worker:
-        space.enqueue_missing(optuna_study, target)
-    # never more workers than trials left
-    workers = min(plan.workers, max(target - finished, retries))
-    if workers == 1 and data is None:  # one trial left: train it here (files checked above)
-        if not args.threads:
-            torch.set_num_threads(cpu_cores())
-        data = load_mnist(args.data_dir, device=plan.device,
-                          validation_fraction=args.validation, split_seed=study_seed,
-                          train_size=args.train_size)
-    threads = f"{plan.threads} thread" + ("s" if plan.threads != 1 else "")
-    logger.info("study %r in %s: %d of %d trials finished; %s on %s (%s, %s set)",
-                study_name, shown_url, finished, target,
-                f"{workers} workers x {threads}" if workers > 1 else "training",
-                plan.device, plan.precision, settings["eval_set"])
-    if workers > 1:
-        interrupted, wall_seconds = run_workers(
-            _without(argv, ("--workers", "--threads", "--seed")), optuna_study,
-            workers=workers, threads=plan.threads or 1, seed=args.seed, target=target,
-            finished=finished)
-    else:
-        n_existing = len(optuna_study.get_trials(deepcopy=False))
-        grid = space.grid()
-        if grid is not None:
-            # The study's seed, the same in every worker: GridSampler shuffles the grid with
-            # it and gives trial k the k-th point, so workers must agree on the order.
-            sampler: optuna.samplers.BaseSampler = optuna.samplers.GridSampler(
-                grid, seed=study_seed)
-        else:
-            sampler = create_sampler(args.sampler or "tpe", seed=args.seed,
-                                     n_existing_trials=n_existing)
-        if plan.allocation == "balanced":
-            sampler = BalancedSampler(sampler)
-        optuna_study.sampler = sampler
-        checkpoints = (checkpoint_folder(args.checkpoints, study_name)
-                       if args.checkpoints is not None else None)
-        base = TrialConfig(epochs=args.epochs, batch_size=args.batch_size, seed=study_seed,
-                           precision=plan.precision)
+def _proposer(
+    options: RunOptions, *, study_seed: int
+) -> Callable[[optuna.Trial], TrialConfig]:
+    """Trial k's configuration: the space's choice, trained with the seeds from
+    ``study_seed + k * repeats``; the trial records how it was chosen."""
+    space = options.space
+    base = TrialConfig(epochs=options.epochs, batch_size=options.batch_size, seed=study_seed,
+                       precision=options.precision)
+    chosen_by = ("grid" if space.grid() is not None else "fixed" if space.configs
+                 else options.sampler)
 
-        chosen_by = ("grid" if grid is not None else "fixed" if space.configs
-                     else args.sampler or "tpe")
+    def propose(trial: optuna.Trial) -> TrialConfig:
+        seed = study_seed + trial.number * options.repeats
+        trial.set_user_attr(records.SAMPLER, chosen_by)
+        return space.config_for(trial, base.replace(seed=seed))
 
-        def propose(trial: optuna.Trial) -> TrialConfig:
-            seed = study_seed + trial.number * plan.repeats
-            trial.set_user_attr(records.SAMPLER, chosen_by)
-            return space.config_for(trial, base.replace(seed=seed))
+    return propose
 
-        interrupted, wall_seconds = run_trials(optuna_study, propose, data, epochs=args.epochs,
-                                               repeats=plan.repeats, target=target,
-                                               finished=finished, quiet=args.worker,
-                                               done=space.grid_points_done if grid else None,
-                                               checkpoints=checkpoints,
-                                               keep_checkpoints=args.keep_checkpoints,
-                                               claim_key=f"{url}\n{study_name}", url=url)
-    if args.worker:
+
+# --- the end of a run --------------------------------------------------------------------
+
+
+def _report(
+    storage: optuna.storages.BaseStorage, options: RunOptions, *, interrupted: bool,
+    wall_seconds: float,
+) -> int:
+    """Print the summary (a worker prints nothing: its parent does); returns the exit code,
+    130 when interrupted."""
+    if options.worker:
         return 130 if interrupted else 0
-    print(summary(wall_seconds))
+    print(_summary(storage, options, wall_seconds))
     if interrupted:
         print(f"Interrupted by {STOP.name or 'Ctrl-C'}: the trials in training were marked "
-              f"failed, finished ones are kept. Run the same command to continue to {target} "
-              "finished trials.")
+              f"failed, finished ones are kept. Run the same command to continue to "
+              f"{options.target} finished trials.")
         return 130
     return 0
+
+
+def _summary(
+    storage: optuna.storages.BaseStorage, options: RunOptions,
+    wall_seconds: float | None = None,
+) -> str:
+    shown_url = display_url(options.url)
+    return summarize(storage, options.study_name, target=options.target, shown_url=shown_url,
+                     storage_option=options.storage and shown_url, wall_seconds=wall_seconds)
 
 
 if __name__ == "__main__":

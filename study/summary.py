@@ -7,8 +7,10 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import optuna
+import pandas as pd
 
 from analysis.load import load_trials
 from analysis.tables import best_trials
@@ -43,10 +45,8 @@ def summarize(
         wall_seconds: this run's wall time, when it ran trials.
     """
     trials = load_trials(storage, study_name)
-    optuna_study = optuna.load_study(study_name=study_name, storage=storage)
-    counts = {name: int((trials["outcome"] == name).sum()) for name in records.OUTCOMES}
-    if not counts["waiting"]:
-        del counts["waiting"]
+    attrs = optuna.load_study(study_name=study_name, storage=storage).user_attrs
+    counts = _counts(trials)
     finished = counts["complete"] + counts["pruned"] + counts["diverged"]
     lines = [
         "",
@@ -54,36 +54,59 @@ def summarize(
         + (" (parallel workers can overshoot by at most workers - 1)"
            if finished > target else ""),
         "  " + ", ".join(f"{k} {v}" for k, v in counts.items()),
+        *_grid_lines(trials, attrs),
+        *_pruning_lines(trials, attrs, finished=finished),
     ]
-    grid = (optuna_study.user_attrs.get("space_definition") or {}).get("grid")
-    if grid:
-        size = len(grid["optimizer"]) * len(grid["lr"])
-        points = {records.grid_point(o, lr) for o in grid["optimizer"] for lr in grid["lr"]}
-        done = trials[trials["outcome"].isin(["complete", "pruned", "diverged"])]
-        visited = {records.grid_point(o, lr)
-                   for o, lr in zip(done["optimizer"], done["lr"], strict=True)}
-        lines.append(f"  {len(points - visited)} grid points left of {size}")
-    epochs = optuna_study.user_attrs.get("epochs")
-    pruned = trials[trials["outcome"] == "pruned"]
-    if epochs and len(pruned):
-        saved = int((epochs - pruned["epochs_run"]).sum())
-        lines.append(f"  pruning saved {saved} of {epochs * finished} trial-epochs")
     if wall_seconds is not None:
         lines.append(f"  wall time this run: {format_duration(wall_seconds)}")
-    best = best_trials(trials) if len(trials) else trials
-    if len(best):
-        top = best.iloc[0]
-        eval_set = optuna_study.user_attrs.get(records.EVAL_SET, "test")
-        lines.append(f"Best trial: #{top['number']} {top['optimizer']} accuracy "
-                     f"{top['final_accuracy']:.4f} at lr {top['lr']:.3g} ({eval_set} set)")
-        lines.append("Best trial per optimizer:")
-        table = best.rename(columns={"number": "trial", "final_accuracy": "accuracy"})
-        table = table.drop(columns=["test_accuracy"], errors="ignore")
-        lines.append(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    else:
-        lines.append("No complete trial yet.")
+    lines += _best_lines(trials, eval_set=attrs.get(records.EVAL_SET, "test"))
     lines += next_steps(study_name, shown_url, storage_option=storage_option)
     return "\n".join(lines)
+
+
+def _counts(trials: pd.DataFrame) -> dict[str, int]:
+    """Trials per outcome, in :data:`records.OUTCOMES` order; ``waiting`` only when some are."""
+    counts = {name: int((trials["outcome"] == name).sum()) for name in records.OUTCOMES}
+    if not counts["waiting"]:
+        del counts["waiting"]
+    return counts
+
+
+def _grid_lines(trials: pd.DataFrame, attrs: dict[str, Any]) -> list[str]:
+    """For a grid study: how many of its points no finished trial has visited yet."""
+    grid = (attrs.get(records.SPACE_DEFINITION) or {}).get("grid")
+    if not grid:
+        return []
+    size = len(grid["optimizer"]) * len(grid["lr"])
+    points = {records.grid_point(o, lr) for o in grid["optimizer"] for lr in grid["lr"]}
+    done = trials[trials["outcome"].isin(["complete", "pruned", "diverged"])]
+    visited = {records.grid_point(o, lr)
+               for o, lr in zip(done["optimizer"], done["lr"], strict=True)}
+    return [f"  {len(points - visited)} grid points left of {size}"]
+
+
+def _pruning_lines(trials: pd.DataFrame, attrs: dict[str, Any], *, finished: int) -> list[str]:
+    """The trial-epochs the pruned trials did not train, of all the finished ones'."""
+    epochs = attrs.get(records.EPOCHS)
+    pruned = trials[trials["outcome"] == "pruned"]
+    if not (epochs and len(pruned)):
+        return []
+    saved = int((epochs - pruned["epochs_run"]).sum())
+    return [f"  pruning saved {saved} of {epochs * finished} trial-epochs"]
+
+
+def _best_lines(trials: pd.DataFrame, *, eval_set: str) -> list[str]:
+    """The best trial, and the table of the best trial per optimizer."""
+    best = best_trials(trials) if len(trials) else trials
+    if not len(best):
+        return ["No complete trial yet."]
+    top = best.iloc[0]
+    table = best.rename(columns={"number": "trial", "final_accuracy": "accuracy"})
+    table = table.drop(columns=["test_accuracy"], errors="ignore")
+    return [f"Best trial: #{top['number']} {top['optimizer']} accuracy "
+            f"{top['final_accuracy']:.4f} at lr {top['lr']:.3g} ({eval_set} set)",
+            "Best trial per optimizer:",
+            table.to_string(index=False, float_format=lambda v: f"{v:.4g}")]
 
 
 def _program(name: str) -> str:

@@ -22,6 +22,7 @@ from analysis import (
     outcome_counts,
     param_importance,
 )
+from study.store import records
 from study.store.storage import StorageError
 
 # LRs in the middle of half-decade bins, so the binning below is exact.
@@ -266,13 +267,13 @@ def test_importance_is_a_table_summing_to_one(real_study):
     assert table["importance"].sum() == pytest.approx(1.0)
 
 
-def test_a_study_made_before_the_sampler_was_recorded_is_read_from_its_space(tmp_path):
+def test_trials_without_a_recorded_sampler_take_it_from_the_space(tmp_path):
     url = f"sqlite:///{tmp_path / 'old.db'}"
     grid = optuna.create_study(storage=url, study_name="grid", direction="maximize")
-    grid.set_user_attr("space_definition", {"grid": {"optimizer": ["sgd"], "lr": [0.1]}})
+    grid.set_user_attr(records.SPACE_DEFINITION, {"grid": {"optimizer": ["sgd"], "lr": [0.1]}})
     add_trial(grid, "sgd", 0.1, 0.9)
     tpe = optuna.create_study(storage=url, study_name="tpe", direction="maximize")
-    tpe.set_user_attr("space_definition", {"optimizers": {"sgd": {}}})
+    tpe.set_user_attr(records.SPACE_DEFINITION, {"optimizers": {"sgd": {}}})
     add_trial(tpe, "sgd", 0.1, 0.9)
     assert load_trials(url, "grid")["sampler"].tolist() == ["grid"]
     assert load_trials(url, "tpe")["sampler"].tolist() == [""]  # unknown: not assumed

@@ -42,6 +42,8 @@ def test_confirm_runs_each_best_config_with_fresh_seeds_and_resumes(source, caps
         for t in optuna.load_study(study_name="s", storage=source).get_trials()
     }
     confirm = optuna.load_study(study_name="s.confirm", storage=source)
+    assert confirm.user_attrs["source_study"] == "s" and confirm.user_attrs["epochs"] == 1
+    assert confirm.user_attrs["settings_complete"] and confirm.metric_names == ["accuracy"]
     runs = confirm.get_trials()
     assert len(runs) == 4  # 2 optimizers x 1 configuration x 2 seeds
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in runs)

@@ -124,8 +124,8 @@ def ranged(tmp_path):
     """A study with the default space's stored definition (adam lr 1e-5..1e-2)."""
     url = f"sqlite:///{tmp_path / 'r.db'}"
     optuna_study = optuna.create_study(storage=url, study_name="r", direction="maximize")
-    optuna_study.set_user_attr("space_definition", _definition("default"))
-    optuna_study.set_user_attr("epochs", 5)
+    optuna_study.set_user_attr(records.SPACE_DEFINITION, _definition("default"))
+    optuna_study.set_user_attr(records.EPOCHS, 5)
     return url, optuna_study
 
 
@@ -237,7 +237,7 @@ def test_studies_without_sampled_ranges_give_an_empty_table(tmp_path, space):
     url = f"sqlite:///{tmp_path / 'r.db'}"
     optuna_study = optuna.create_study(storage=url, study_name="r", direction="maximize")
     if space is not None:
-        optuna_study.set_user_attr("space_definition", _definition(space))
+        optuna_study.set_user_attr(records.SPACE_DEFINITION, _definition(space))
     add_trial(optuna_study, "adam", 9.6e-3, 0.985)
     table = _warnings(url)
     assert table.empty and list(table.columns) == RANGE_WARNING_COLUMNS

@@ -1,5 +1,6 @@
-"""The learning-rate range test: the test itself (``study.lr_range``), its command line and
-its reader, plot and comparison with a study (``analysis.range_test``)."""
+"""The learning-rate range test: the test itself (``study.train.range_test``), its storage
+(``study.store.range_tests``), its command line (``study.lr_range``) and its reader, plot and
+comparison with a study (``analysis.range_test``)."""
 
 from __future__ import annotations
 
@@ -18,19 +19,20 @@ from torch import nn
 from analysis import load_trials
 from analysis.range_test import compare_with_study, load_lr_range, lr_range_plot
 from analysis.tables import sensitivity_metrics
-from study.lr_range import (
+from study.lr_range import lr_range_config, main, store_result
+from study.store import records
+from study.store.range_tests import open_range_study, store_range_test
+from study.store.storage import SETTINGS_COMPLETE, StorageError, open_storage
+from study.train.config import TrialConfig
+from study.train.data import Dataset
+from study.train.range_test import (
     END_LR,
     RULES,
     check_range,
-    lr_range_config,
     lr_range_test,
-    main,
     smooth_losses,
     suggest_lrs,
 )
-from study.store import records
-from study.train.config import TrialConfig
-from study.train.data import Dataset
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -217,6 +219,9 @@ def test_cli_stores_one_trial_per_optimizer_and_skips_or_repeats(tmp_path, capsy
             "start_lr must be below end_lr",
         ),
         (["--optimizer", "sgd", "--smooth", "1"], "smooth must be in [0, 1)"),
+        (["--optimizer", "sgd", "--num-updates", "1"], "must be an integer >= 2, but got '1'"),
+        (["--optimizer", "sgd", "--start-lr", "0"], "must be a finite number > 0, but got '0'"),
+        (["--optimizer", "sgd", "--smooth", "x"], "must be a number, but got 'x'"),
     ],
 )
 def test_cli_user_mistakes_are_one_line_and_exit_2(tmp_path, capsys, argv, message):
@@ -232,6 +237,72 @@ def test_cli_refuses_a_study_that_is_not_a_range_test(tmp_path, capsys):
     optuna.create_study(study_name="grid", storage=url, direction="maximize")
     assert main(["--storage", url, "--study-name", "grid", "--optimizer", "sgd"]) == 2
     assert "is not a range-test study" in capsys.readouterr().err
+    assert optuna.load_study(study_name="grid", storage=url).user_attrs == {}  # untouched
+
+
+# --- the study database ----------------------------------------------------------------------
+
+
+def test_a_range_study_is_created_marked_and_opened_again(tmp_path):
+    storage = open_storage(f"sqlite:///{tmp_path / 'r.db'}")
+    created = open_range_study(storage, "r")
+    assert records.LR_RANGE_KIND in created.user_attrs and SETTINGS_COMPLETE in created.user_attrs
+    assert created.metric_names == [records.LR_RANGE_METRIC]
+    assert created.direction == optuna.study.StudyDirection.MINIMIZE
+    assert open_range_study(storage, "r").user_attrs == created.user_attrs
+
+
+def test_a_range_study_without_the_settings_mark_opens(tmp_path):
+    """A range-test study that holds the kind and trials but no settings mark, as
+    ``optuna.create_study`` and ``set_user_attr`` alone write it, opens and takes more tests."""
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    plain = optuna.create_study(study_name=records.LR_RANGE_STUDY, storage=url)
+    plain.set_user_attr(records.LR_RANGE_KIND, "learning-rate range test")
+    data, _ = logistic_problem(10.0)
+    config = TrialConfig(optimizer="sgd", lr=0.1, batch_size=512)
+    store_result(plain, lr_range_test(config, data, model=zero_linear()))
+    opened = open_range_study(open_storage(url), records.LR_RANGE_STUDY)
+    assert len(opened.get_trials()) == 1
+
+
+def test_a_study_of_another_kind_is_refused_with_its_url(tmp_path):
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    optuna.create_study(study_name="g", storage=url, direction="maximize").set_user_attr("x", 1)
+    with pytest.raises(StorageError, match=r"study 'g' in sqlite:///.*r\.db is not a range-test"):
+        open_range_study(open_storage(url), "g", url=url)
+
+
+def test_storing_takes_plain_values(tmp_path):
+    storage = open_storage(f"sqlite:///{tmp_path / 'r.db'}")
+    optuna_study = open_range_study(storage, "r")
+    trial = store_range_test(
+        optuna_study, config={"optimizer": "adam", "lr": 1e-7}, optimizer="adam",
+        lrs=(1e-3, 1e-2), losses=(2.3, 2.2), smoothed=(2.3, 2.25),
+        suggestions={"steepest": 1e-2, "valley": math.nan, "min_div_10": 1e-4},
+        stopped_at=1e-2, why="reached end_lr", settings={"smooth": 0.9}, seconds=1.23456)
+    attrs = trial.user_attrs
+    assert trial.value == 1e-4  # valley undefined: the next rule's
+    assert attrs[records.LR_RANGE_SUGGESTIONS]["valley"] is None
+    assert attrs[records.LR_RANGE_LRS] == [1e-3, 1e-2]
+    assert attrs[records.LR_RANGE_SETTINGS] == {"smooth": 0.9, "seconds": 1.235}
+    none = store_range_test(
+        optuna_study, config={}, optimizer="sgd", lrs=(), losses=(), smoothed=(),
+        suggestions=dict.fromkeys(RULES, math.nan), stopped_at=1e-7, why="non-finite loss",
+        settings={}, seconds=0.0)
+    assert none.state == optuna.trial.TrialState.FAIL and none.value is None
+
+
+@pytest.mark.parametrize(
+    ("code", "heavy"),
+    [("import study.train.range_test", "optuna"), ("import study.store.range_tests", "torch")],
+)
+def test_the_test_loads_no_optuna_and_its_storage_no_torch(code, heavy):
+    probe = f"import sys; {code}; print(any(m.startswith({heavy!r}) for m in sys.modules))"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
 
 
 # --- reading, plotting, comparing ----------------------------------------------------------
@@ -240,8 +311,6 @@ def test_cli_refuses_a_study_that_is_not_a_range_test(tmp_path, capsys):
 @pytest.fixture
 def stored(tmp_path):
     """A range-test study written through ``store_result`` from two tiny tests."""
-    from study.lr_range import store_result
-
     url = f"sqlite:///{tmp_path / 'r.db'}"
     optuna_study = optuna.create_study(study_name=records.LR_RANGE_STUDY, storage=url)
     data, _ = logistic_problem(10.0)

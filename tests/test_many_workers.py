@@ -16,37 +16,42 @@ import optuna
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+#: ``python -m study.run`` with test hooks (``--start-file``): see its docstring.
+HOOKED_RUN = Path(__file__).resolve().parent / "hooked_run.py"
 TINY = ["--epochs", "1", "--train-size", "500", "--batch-size", "100", "--threads", "1"]
 TRAINING = optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 
-def _env(**extra: str) -> dict[str, str]:
-    hooks = ("STUDY_TEST_SIGNAL", "STUDY_TEST_START_FILE")
-    env = {k: v for k, v in os.environ.items() if k not in hooks}
-    return {**env, "PYTHONPATH": str(REPO), **extra}
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO)}
+
+
+def _run_args(url: str, name: str, *options: str) -> list[str]:
+    return ["--storage", url, "--study-name", name, *options]
 
 
 def _run_cmd(url: str, name: str, *options: str) -> list[str]:
-    return [sys.executable, "-m", "study.run", "--storage", url, "--study-name", name, *options]
+    return [sys.executable, "-m", "study.run", *_run_args(url, name, *options)]
 
 
-def _started_together(cmds: list[list[str]], cwd: Path, barrier: Path) -> list[tuple[int, str]]:
-    """Run ``cmds`` so that all open the storage at the same instant; (exit code, output)."""
+def _started_together(runs: list[list[str]], cwd: Path, barrier: Path) -> list[tuple[int, str]]:
+    """Run ``python -m study.run`` with each of ``runs`` (its arguments) so that all open the
+    storage at the same instant (``tests/hooked_run.py --start-file``); (exit code, output)."""
     procs = [
         subprocess.Popen(
-            cmd,
+            [sys.executable, str(HOOKED_RUN), "--start-file", str(barrier), "--", *args],
             cwd=cwd,
-            env=_env(STUDY_TEST_START_FILE=str(barrier)),
+            env=_env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
         )
-        for cmd in cmds
+        for args in runs
     ]
     deadline = time.monotonic() + 120
-    while len(list(cwd.glob(f"{barrier.name}.*"))) < len(cmds):  # each is ready
+    while len(list(cwd.glob(f"{barrier.name}.*"))) < len(runs):  # each is ready
         assert time.monotonic() < deadline, "the workers never got ready"
         assert all(p.poll() is None for p in procs), [p.communicate()[0] for p in procs]
         time.sleep(0.01)
@@ -58,13 +63,13 @@ def test_four_workers_started_at_once_on_a_fresh_database_all_join(fresh_postgre
     target, overshoots = 6, []
     for attempt in range(10):
         url, barrier = fresh_postgres(), tmp_path / f"go-{attempt}"
-        cmds = [
-            _run_cmd(
+        runs = [
+            _run_args(
                 url, "pg4", "--trials", str(target), "--workers", "1", "--seed", str(k), *TINY
             )
             for k in range(4)
         ]
-        results = _started_together(cmds, tmp_path, barrier)
+        results = _started_together(runs, tmp_path, barrier)
         assert [code for code, _ in results] == [0, 0, 0, 0], "\n".join(o for _, o in results)
         trials = optuna.load_study(study_name="pg4", storage=url).get_trials()
         finished = [t for t in trials if t.state.is_finished()]

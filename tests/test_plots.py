@@ -235,7 +235,7 @@ def test_best_so_far_one_step_line_per_optimizer_and_one_overall(frames):
 def test_lr_schedule_plot_draws_the_rates_swept_within_each_epoch_where_recorded(frames):
     trials, curves, _ = frames
     ax = plots.lr_schedule_plot(curves, trials, ax=plt.subplots()[1])
-    assert not ax.collections  # a study recorded before lr_min / lr_max: lines only
+    assert not ax.collections  # curves without lr_min / lr_max: lines only
     swept = curves.assign(lr_min=curves["lr"] / 10, lr_max=curves["lr"])
     ax = plots.lr_schedule_plot(swept, trials, ax=plt.subplots()[1])
     assert len(ax.collections) == 2  # one band per schedule

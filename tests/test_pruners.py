@@ -12,19 +12,23 @@ OPTIMIZER = CategoricalDistribution(("sgd", "adam"))
 
 
 def _study(pruner):
-    """Six SGD trials at ~0.97 and six Adam trials at ~0.85 by epoch 2, all complete."""
-    optuna_study = optuna.create_study(direction="maximize", pruner=pruner)
+    """Six SGD trials at ~0.97 and six Adam trials at ~0.85 by epoch 2, all complete.
+
+    Each trial runs through ``pruner`` epoch by epoch, as in a study, so that ASHA and
+    Hyperband have the rungs they compare with. Hyperband picks a trial's bracket from the
+    study's name and the trial's number: under this name trial 12 (the first after these)
+    falls in a bracket that judges it at epoch 2."""
+    optuna_study = optuna.create_study(study_name="grouped", direction="maximize", pruner=pruner)
     for i in range(6):
         for optimizer, level in (("sgd", 0.97), ("adam", 0.85)):
             curve = {1: level - 0.05, 2: level + 0.001 * i, 3: level + 0.01}
-            optuna_study.add_trial(
-                optuna.trial.create_trial(
-                    params={"optimizer": optimizer},
-                    distributions={"optimizer": OPTIMIZER},
-                    value=curve[3],
-                    intermediate_values=curve,
-                )
-            )
+            optuna_study.enqueue_trial({"optimizer": optimizer})
+            trial = optuna_study.ask()
+            trial.suggest_categorical("optimizer", OPTIMIZER.choices)
+            for epoch, accuracy in curve.items():
+                trial.report(accuracy, epoch)
+                trial.should_prune()  # records the rungs; the trial completes all the same
+            optuna_study.tell(trial, curve[3])
     return optuna_study
 
 
@@ -65,13 +69,20 @@ def test_startup_trials_count_per_optimizer():
 
 
 @pytest.mark.parametrize("name", list_pruners())
-def test_every_registered_pruner_runs_within_each_optimizer(name):
-    optuna_study = _study(create_pruner(name, epochs=3, within="optimizer"))
-    assert _pruned(optuna_study, "adam", 0.86) in (True, False)
+def test_every_registered_pruner_judges_a_trial_within_its_optimizer(name):
+    def pruned(within, optimizer, accuracy_at_2):  # each the first trial after the twelve
+        return _pruned(_study(create_pruner(name, epochs=3, within=within)), optimizer,
+                       accuracy_at_2)
+
+    assert not pruned("optimizer", "adam", 0.86)  # ahead of every Adam trial
     if name == "none":
-        assert isinstance(optuna_study.pruner, optuna.pruners.NopPruner)
+        assert not pruned("optimizer", "adam", 0.5)
+        assert isinstance(create_pruner(name, epochs=3, within="optimizer"),
+                          optuna.pruners.NopPruner)
     else:
-        assert isinstance(optuna_study.pruner, GroupedPruner)
+        assert pruned("optimizer", "adam", 0.5)  # far behind every Adam trial
+        assert pruned(None, "adam", 0.86)  # behind SGD's, when compared with the whole study
+        assert isinstance(create_pruner(name, epochs=3, within="optimizer"), GroupedPruner)
 
 
 def test_within_must_be_a_known_grouping():

@@ -183,7 +183,7 @@ def test_report_sensitivity_table_fits_the_page_and_says_what_is_separated(mixed
     assert report_main(["--storage", mixed, "--study-name", "m", "--out", str(out)]) == 0
     page = (out / "index.html").read_text()
     ((header, *rows),) = _tables(page, "optimizer", "trials used")
-    assert len(header) <= 9  # was 19: the counts are in the trials table, intervals inline
+    assert len(header) <= 9  # the counts are in the trials table, intervals inline
     cells = {row[0]: dict(zip(header, row, strict=True)) for row in rows}
     assert cells["adam"]["interval"] == "none: n too small (3 < 5)"
     assert cells["sgd"]["interval"] == "over sampled runs"

@@ -15,10 +15,9 @@ import optuna
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-RUN = [
-    sys.executable,
-    "-m",
-    "study.run",
+#: ``python -m study.run`` with test hooks (``--signal-at``): see its docstring.
+HOOKED_RUN = Path(__file__).resolve().parent / "hooked_run.py"
+ARGS = [
     "--trials",
     "2",
     "--epochs",
@@ -32,11 +31,11 @@ RUN = [
     "--threads",
     "1",
 ]
+RUN = [sys.executable, "-m", "study.run", *ARGS]
 
 
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "STUDY_TEST_SIGNAL"}
-    return {**env, "PYTHONPATH": str(REPO), **extra}
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO)}
 
 
 def _trials(cwd: Path) -> list[optuna.trial.FrozenTrial]:
@@ -56,9 +55,9 @@ def _trials(cwd: Path) -> list[optuna.trial.FrozenTrial]:
 )
 def test_a_signal_at_any_moment_of_a_trial_leaves_nothing_running(tmp_path, moment, kept):
     done = subprocess.run(
-        RUN,
+        [sys.executable, str(HOOKED_RUN), "--signal-at", moment, "--", *ARGS],
         cwd=tmp_path,
-        env=_env(STUDY_TEST_SIGNAL=moment),
+        env=_env(),
         capture_output=True,
         text=True,
         timeout=300,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import optuna
@@ -9,9 +10,21 @@ import pytest
 from conftest import QUICK
 
 from search_spaces import get_space, list_spaces
-from search_spaces.space_file import SpaceFileError, load_space, space_to_toml
+from search_spaces.space_file import (
+    EXAMPLES,
+    SpaceFileError,
+    example_spaces,
+    file_epochs,
+    load_space,
+    space_to_toml,
+)
 from study.run import main
 from study.train.config import TrialConfig
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -108,8 +121,23 @@ def test_print_space_writes_a_file_the_command_line_reads_back(in_tmp, capsys):
     assert not (in_tmp / "studies").exists()  # printing runs nothing
 
 
+def test_the_shipped_examples_are_read_by_name_from_any_folder(in_tmp):
+    assert example_spaces() == ["lab-multistep.toml"]
+    by_path = load_space(REPO / "search_spaces" / "examples" / "lab-multistep.toml")
+    assert load_space("lab-multistep.toml").definition(15) == by_path.definition(15)
+    assert file_epochs("lab-multistep.toml") == 15
+    # a file of that name in the current folder is the one read
+    write(in_tmp, SMALL, name="lab-multistep.toml")
+    assert load_space("lab-multistep.toml").name == "small"
+    # the examples ship in the wheel: package-data names them
+    with open(REPO / "pyproject.toml", "rb") as fh:
+        package_data = tomllib.load(fh)["tool"]["setuptools"]["package-data"]
+    assert any(EXAMPLES.glob(pattern.removeprefix("examples/"))
+               for pattern in package_data["search_spaces"])
+
+
 def test_the_shipped_lab_example_is_the_labs_multistep_run():
-    space = load_space(REPO / "spaces" / "lab-multistep.toml")
+    space = load_space(EXAMPLES / "lab-multistep.toml")
     (config,) = space.configs.values()
     assert config["schedule"] == "multistep"
     assert config["schedule_params"] == {"milestones": [6, 11], "gamma": 0.1}

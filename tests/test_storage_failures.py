@@ -66,6 +66,13 @@ def _run(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+def _one_error(stderr: str) -> str:
+    """The command's one error line (what follows its ``error:`` prefix)."""
+    errors = [line for line in stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and errors[0].startswith("python -m study.run: error: "), stderr
+    return errors[0]
+
+
 def _states(path: Path) -> list[str]:
     study = optuna.load_study(study_name="default", storage=f"sqlite:///{path}")
     return [t.state.name for t in study.get_trials()]
@@ -84,12 +91,10 @@ def test_a_disk_that_fills_up_mid_run_is_one_line_and_loses_nothing_finished(tmp
     )
     db = tmp_path / "studies" / "default.db"
     assert full.returncode == 2, full.stdout + full.stderr
-    errors = [line for line in full.stderr.splitlines() if "error" in line.lower()]
-    assert errors == [
-        f"python -m study.run: error: the study database {db} failed during the run (database "
-        f"or disk is full); free space on the disk that holds {db}, then run the same command "
-        "to continue: finished trials are kept, the one being stored is not."
-    ], full.stderr
+    error = _one_error(full.stderr)
+    assert "database or disk is full" in error  # the cause, then the fix
+    assert f"free space on the disk that holds {db}" in error
+    assert "run the same command to continue" in error
     assert "Traceback" not in full.stderr and "Should not reach" not in full.stderr
     states = _states(db)
     assert "RUNNING" not in states and states[-1] == "FAIL"  # the trial being stored, closed
@@ -108,11 +113,10 @@ def test_a_read_only_database_is_refused_before_anything_is_written(tmp_path):
     before = db.read_bytes()
     done = _run(tmp_path, "--trials", "1", "--storage", f"sqlite:///{db}", *TINY)
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [
-        f"python -m study.run: error: {db} is read-only, so the study cannot be written; make "
-        f"it writable (chmod u+w {db}) or pass another --storage. Reading it needs no write "
-        "access: python -m analysis.report reads read-only files."
-    ]
+    error = _one_error(done.stderr)
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert f"{db} is read-only" in error
+    assert f"chmod u+w {db}" in error and "another --storage" in error
     assert db.read_bytes() == before
 
 
@@ -120,11 +124,11 @@ def test_a_storage_path_under_a_file_is_refused(tmp_path):
     (tmp_path / "studies").write_text("not a folder")
     done = _run(tmp_path, "--trials", "1", *TINY)
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [
-        f"python -m study.run: error: cannot make {tmp_path / 'studies' / 'default.db'}: "
-        f"{tmp_path / 'studies'} is a file, not a folder; move it away or pass another "
-        "--storage."
-    ]
+    error = _one_error(done.stderr)
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert f"cannot make {tmp_path / 'studies' / 'default.db'}" in error
+    assert f"{tmp_path / 'studies'} is a file" in error
+    assert "move it away" in error and "another --storage" in error
 
 
 def test_optunas_own_error_on_top_of_the_databases_names_the_databases_reason():

@@ -11,7 +11,7 @@ from study.train.config import TrialConfig
 from study.train.data import load_mnist
 from study.train.loop import (
     CHECK_EVERY,
-    DIVERGENCE_FACTOR,
+    LOSS_DIVERGENCE_FACTOR,
     SETTLE_UPDATES,
     EpochStats,
     TrainingRun,
@@ -72,7 +72,7 @@ def test_rmsprops_spike_at_its_default_lr_is_not_divergence_in_a_short_run(tiny_
     config = TrialConfig(optimizer="rmsprop", lr=0.01, epochs=1, batch_size=8)
     result = fit(config, tiny_data)
     assert not result.diverged and result.diverged_reason is None
-    assert result.history[0].train_loss > DIVERGENCE_FACTOR * math.log(10)  # the spike
+    assert result.history[0].train_loss > LOSS_DIVERGENCE_FACTOR * math.log(10)  # the spike
     assert result.final_accuracy > 0.9
 
 
@@ -105,7 +105,7 @@ def test_a_loss_spike_is_divergence_only_when_it_outlasts_the_first_updates(tiny
     # spiking in updates 1..15: the mean of the epoch is far above the limit, yet no
     # judged update is in the spike
     transient = fit(config, tiny_data, model=_Spikes(1, SETTLE_UPDATES))
-    assert transient.history[0].train_loss > DIVERGENCE_FACTOR * math.log(10)
+    assert transient.history[0].train_loss > LOSS_DIVERGENCE_FACTOR * math.log(10)
     assert not transient.diverged and transient.final_accuracy > 0.8
     # spiking from update 1 on: the loss stays up, the run blew up in its first epoch
     lasting = fit(config, tiny_data, model=_Spikes(1, 10**9))

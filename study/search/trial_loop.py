@@ -8,12 +8,11 @@ worker's trials is left RUNNING, and the caller prints the summary.
 from __future__ import annotations
 
 import hashlib
-import os
-import signal
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import IO
 
@@ -33,7 +32,7 @@ from study.train.config import TrialConfig
 from study.train.data import Dataset
 from study.train.loop import EpochStats
 
-__all__ = ["FINISHED", "run_trials", "waiting_retries"]
+__all__ = ["FINISHED", "MOMENT_OBSERVERS", "run_trials", "waiting_retries"]
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 RUNNING = optuna.trial.TrialState.RUNNING
@@ -62,22 +61,16 @@ class _Claim:
         self._file = None
 
 
-#: For tests: ``STUDY_TEST_SIGNAL=<moment>:<SIGNAL>`` makes the process send itself SIGNAL
-#: once, at the first trial's ``created`` (just after the storage made it, before its
-#: heartbeat), ``started`` (the objective begins), ``trained`` (the objective returned, the
-#: value not yet stored) or ``stored`` (after Optuna stored it) moment.
-SIGNAL_HOOK = "STUDY_TEST_SIGNAL"
-_signalled: list[str] = []
+#: Observers of a trial's moments in this process, each called with the moment's name:
+#: ``"started"`` (the objective begins), ``"trained"`` (the objective returned, its value not
+#: yet stored) and ``"stored"`` (Optuna stored the trial). Runs leave it empty; the signal
+#: tests add an observer (``tests/hooked_run.py``) that signals the process at one moment.
+MOMENT_OBSERVERS: list[Callable[[str], None]] = []
 
 
-def _signal_self_at(moment: str) -> None:
-    hook = os.environ.get(SIGNAL_HOOK)
-    if not hook or _signalled:
-        return
-    when, _, name = hook.partition(":")
-    if when == moment:
-        _signalled.append(moment)
-        os.kill(os.getpid(), getattr(signal, name or "SIGTERM"))
+def _moment(name: str) -> None:
+    for observe in MOMENT_OBSERVERS:
+        observe(name)
 
 
 def _close_running(optuna_study: optuna.Study, started: list[int]) -> None:
@@ -104,6 +97,148 @@ def _best_value(optuna_study: optuna.Study) -> float | None:
     return max((t.value for t in complete), default=None)
 
 
+def _count_finished(optuna_study: optuna.Study) -> int:
+    return len(optuna_study.get_trials(deepcopy=False, states=FINISHED))
+
+
+class _Progress:
+    """What a run shows on stderr: a bar over trials (best accuracy so far), one over the
+    running trial's epochs and one line per finished trial; where stderr is not a terminal, a
+    plain progress line every few seconds instead of the bars (:mod:`study.search.progress`).
+    Nothing at all when not ``enabled``."""
+
+    def __init__(self, optuna_study: optuna.Study, *, epochs: int, target: int, finished: int,
+                 enabled: bool) -> None:
+        disable = None if enabled else True
+        self.name = optuna_study.study_name
+        self.epochs, self.target, self.enabled = epochs, target, enabled
+        self.finished = finished  # counted here too: the bars count nothing when they are off
+        self.trial_bar = tqdm(total=target, initial=finished, unit="trial", desc=self.name,
+                              dynamic_ncols=True, disable=disable)
+        self.epoch_bar = tqdm(total=epochs, unit="epoch", leave=False, position=1,
+                              dynamic_ncols=True, disable=disable)
+        self.plain = PlainProgress(enabled=None if enabled else False)
+
+    def on_epoch(self, trial: optuna.Trial, stats: EpochStats) -> None:
+        """The objective's per-epoch callback."""
+        name = f"trial {trial.number} {trial_label(trial)}"
+        self.plain(lambda: f"{self.name}: {self.finished} of {self.target} trials finished; "
+                           f"{name} epoch {stats.epoch}/{self.epochs}: loss "
+                           f"{stats.train_loss:.3f}, accuracy {stats.eval_accuracy:.4f}")
+        if stats.epoch == 1:
+            self.epoch_bar.reset(total=self.epochs)
+            self.epoch_bar.set_description(name)
+        self.epoch_bar.update(1)
+        self.epoch_bar.set_postfix(loss=f"{stats.train_loss:.3f}",
+                                   acc=f"{stats.eval_accuracy:.4f}")
+
+    def on_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        """Optuna's callback after each trial is stored."""
+        if trial.state in FINISHED:
+            self.trial_bar.update(1)
+            self.finished += 1
+        best = _best_value(study)
+        if best is not None:
+            self.trial_bar.set_postfix(best=f"{best:.4f}")
+        if self.enabled:
+            tqdm.write(trial_line(trial), file=sys.stderr)
+
+    def close(self) -> None:
+        self.epoch_bar.close()
+        self.trial_bar.close()
+
+
+def _claimed(objective: Objective, claim: _Claim | None) -> Callable[[optuna.Trial], float]:
+    """``objective``, releasing ``claim`` first (the trial exists, RUNNING: the sibling workers
+    count it from now on) and telling the observers when it starts and when it returns."""
+
+    def run(trial: optuna.Trial) -> float:
+        if claim is not None:
+            claim.release()
+        _moment("started")
+        value = objective(trial)
+        _moment("trained")
+        return value
+
+    return run
+
+
+def _target_reached(
+    optuna_study: optuna.Study, *, count: Callable[[optuna.Study], int], target: int,
+    siblings: bool,
+) -> bool:
+    """Whether the study needs no further trial from this worker."""
+    # With siblings a worker also counts what they are running: it does not begin a trial the
+    # study will not need. Alone, only what is done counts (a RUNNING trial may be a crashed
+    # run's).
+    running = (len(optuna_study.get_trials(deepcopy=False, states=(RUNNING,)))
+               if siblings else 0)
+    # A retry of a dead worker's trial is run even past the target: left alone it would wait
+    # for ever (optimize takes waiting trials first).
+    return count(optuna_study) + running >= target and not waiting_retries(optuna_study)
+
+
+def _callbacks(
+    progress: _Progress, keep_checkpoints: int | None
+) -> list[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]]:
+    """Optuna's callbacks after each stored trial: the progress, the observers' ``stored``
+    moment, and with ``keep_checkpoints`` K the pruning of all but the best K trials' files."""
+    callbacks = [progress.on_trial, lambda study, trial: _moment("stored")]
+    if keep_checkpoints is not None:
+        callbacks.append(lambda study, trial: keep_best_checkpoints(study, keep_checkpoints))
+    return callbacks
+
+
+def _optimize_until(
+    optuna_study: optuna.Study,
+    objective: Callable[[optuna.Trial], float],
+    callbacks: list[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]],
+    *,
+    reached: Callable[[], bool],
+    claim: _Claim | None,
+) -> None:
+    """Run trials one per ``optimize`` call until ``reached()`` or a stop is requested: the
+    check comes before every trial. With ``claim`` the check and the trial's creation happen
+    under the lock the sibling workers share, as one step: the study never runs more trials
+    than the target (nor a grid point twice), however short the trials."""
+    while not STOP.requested:
+        if claim is not None:
+            claim.acquire()
+        try:
+            if STOP.requested or reached():
+                break
+            optuna_study.optimize(objective, n_trials=1, callbacks=callbacks,
+                                  gc_after_trial=False)
+        finally:
+            if claim is not None:
+                claim.release()
+
+
+def _closing_running_trials(
+    loop: Callable[[], None], optuna_study: optuna.Study, *, started: list[int], url: str | None
+) -> bool:
+    """Run ``loop``; returns whether Ctrl-C or SIGTERM interrupted it. Either that or the
+    database failing closes this worker's trials (``started``) still RUNNING as failed.
+
+    Raises:
+        StorageError: the database (``url``) failed.
+    """
+    try:
+        loop()
+    except KeyboardInterrupt:
+        # Optuna marks a trial failed when the interrupt hits its objective; close any of
+        # this worker's trials still RUNNING all the same.
+        _close_running(optuna_study, started)
+        return True
+    except Exception as exc:
+        failure = storage_failure(exc, url or "")
+        if failure is None:
+            raise
+        _close_running(optuna_study, started)
+        raise failure from None
+    return False
+
+
 def run_trials(
     optuna_study: optuna.Study,
     propose: Callable[[optuna.Trial], TrialConfig],
@@ -113,7 +248,8 @@ def run_trials(
     repeats: int = 1,
     target: int,
     finished: int,
-    quiet: bool = False,
+    show_progress: bool = True,
+    siblings: bool = False,
     done: Callable[[optuna.Study], int] | None = None,
     checkpoints: Path | None = None,
     keep_checkpoints: int | None = None,
@@ -123,116 +259,35 @@ def run_trials(
     """Run trials until ``target`` are finished; returns (interrupted, wall seconds).
 
     Each trial trains ``propose(trial)`` with ``repeats`` seeds (see
-    :class:`study.search.objective.Objective`). Shows a bar over trials (best accuracy so far) and
-    one over the running trial's epochs, and one line per finished trial on stderr (where
-    stderr is not a terminal, a plain progress line every few seconds instead of the bars;
-    see :mod:`study.search.progress`); nothing when ``quiet`` (a worker of ``--workers``, whose
-    parent shows the progress).
-    ``done(study)`` counts what the target counts (default: finished trials; a grid counts
-    its distinct points). With ``checkpoints`` (a folder) each trial that completes or is
-    pruned leaves a checkpoint per seed there, and with ``keep_checkpoints`` K only the best
-    K trials' files are kept. ``claim_key`` (the storage URL and study name) names the lock
-    the workers of one machine start their trials under.
+    :class:`study.search.objective.Objective`). ``show_progress``: bars and a line per
+    finished trial on stderr (off in a worker of ``--workers``, whose parent shows them).
+    ``siblings``: this process is one of the workers of ``--workers``; it counts their
+    running trials towards the target and starts each trial under the lock they share, named
+    by ``claim_key`` (the storage URL and study name). ``done(study)`` counts what the target
+    counts (default: finished trials; a grid counts its distinct points). With
+    ``checkpoints`` (a folder) each trial that completes or is pruned leaves a checkpoint per
+    seed there, and with ``keep_checkpoints`` K only the best K trials' files are kept.
 
     Raises:
         StorageError: the database (``url``) failed during the run, a full disk for example;
             this worker's running trial is closed as failed where the database still allows.
     """
-    trial_bar = tqdm(total=target, initial=finished, unit="trial", desc=optuna_study.study_name,
-                     dynamic_ncols=True, disable=True if quiet else None)
-    epoch_bar = tqdm(total=epochs, unit="epoch", leave=False, position=1,
-                     dynamic_ncols=True, disable=True if quiet else None)
-    plain = PlainProgress(enabled=False if quiet else None)
-    progress = {"finished": finished}  # the bars count nothing when they are off
-
-    def on_epoch(trial: optuna.Trial, stats: EpochStats) -> None:
-        name = f"trial {trial.number} {trial_label(trial)}"
-        plain(lambda: f"{optuna_study.study_name}: {progress['finished']} of {target} trials "
-                      f"finished; {name} epoch {stats.epoch}/{epochs}: loss "
-                      f"{stats.train_loss:.3f}, accuracy {stats.eval_accuracy:.4f}")
-        if stats.epoch == 1:
-            epoch_bar.reset(total=epochs)
-            epoch_bar.set_description(name)
-        epoch_bar.update(1)
-        epoch_bar.set_postfix(loss=f"{stats.train_loss:.3f}", acc=f"{stats.eval_accuracy:.4f}")
-
-    def on_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        if trial.state in FINISHED:
-            trial_bar.update(1)
-            progress["finished"] += 1
-        best = _best_value(study)
-        if best is not None:
-            trial_bar.set_postfix(best=f"{best:.4f}")
-        if not quiet:
-            tqdm.write(trial_line(trial), file=sys.stderr)
-
-    objective = Objective(propose, data, repeats=repeats, on_epoch=on_epoch,
+    progress = _Progress(optuna_study, epochs=epochs, target=target, finished=finished,
+                         enabled=show_progress)
+    objective = Objective(propose, data, repeats=repeats, on_epoch=progress.on_epoch,
                           checkpoints=checkpoints)
-    count = done or (lambda study: len(study.get_trials(deepcopy=False, states=FINISHED)))
-    # A worker of --workers claims each new trial under a lock its siblings share, so "is
-    # the target reached?" and "start a trial" happen as one step: the study never runs more
-    # trials than the target (nor a grid point twice), however short the trials.
-    claim = _Claim(claim_key) if quiet and claim_key else None
-
-    def claimed(trial: optuna.Trial) -> float:
-        if claim is not None:
-            claim.release()  # the trial exists, RUNNING: the siblings count it from now on
-        _signal_self_at("started")
-        value = objective(trial)
-        _signal_self_at("trained")
-        return value
-
-    def target_reached() -> bool:
-        # A worker also counts what its siblings are running: it does not begin a trial the
-        # study will not need. Alone, only what is done counts (a RUNNING trial may be a
-        # crashed run's).
-        running = (len(optuna_study.get_trials(deepcopy=False, states=(RUNNING,)))
-                   if quiet else 0)
-        # A retry of a dead worker's trial is run even past the target: left alone it would
-        # wait for ever (optimize takes waiting trials first).
-        return count(optuna_study) + running >= target and not waiting_retries(optuna_study)
-
-    callbacks = [on_trial, lambda study, trial: _signal_self_at("stored")]
-    if os.environ.get(SIGNAL_HOOK):
-        sampler = optuna_study.sampler
-        before_trial = sampler.before_trial
-
-        def created(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-            before_trial(study, trial)
-            _signal_self_at("created")
-
-        sampler.before_trial = created  # type: ignore[method-assign]
-    if checkpoints is not None and keep_checkpoints is not None:
-        callbacks.append(lambda study, trial: keep_best_checkpoints(study, keep_checkpoints))
+    claim = _Claim(claim_key) if siblings and claim_key else None
+    callbacks = _callbacks(progress, keep_checkpoints if checkpoints is not None else None)
+    reached = partial(_target_reached, optuna_study, count=done or _count_finished,
+                      target=target, siblings=siblings)
+    loop = partial(_optimize_until, optuna_study, _claimed(objective, claim), callbacks,
+                   reached=reached, claim=claim)
     start = time.perf_counter()
-    interrupted = False
     with STOP.handling():
         try:
-            while not STOP.requested:
-                if claim is not None:
-                    claim.acquire()
-                try:
-                    if STOP.requested or target_reached():
-                        break
-                    # One trial per call: the check above comes before every trial.
-                    optuna_study.optimize(claimed, n_trials=1, callbacks=callbacks,
-                                          gc_after_trial=False)
-                finally:
-                    if claim is not None:
-                        claim.release()
-        except KeyboardInterrupt:
-            interrupted = True
-            # Optuna marks a trial failed when the interrupt hits its objective; close any
-            # of this worker's trials still RUNNING all the same.
-            _close_running(optuna_study, objective.started)
-        except Exception as exc:
-            failure = storage_failure(exc, url or "")
-            if failure is None:
-                raise
-            _close_running(optuna_study, objective.started)
-            raise failure from None
+            interrupted = _closing_running_trials(loop, optuna_study, started=objective.started,
+                                                  url=url)
         finally:
-            epoch_bar.close()
-            trial_bar.close()
+            progress.close()
         interrupted = interrupted or STOP.requested
     return interrupted, time.perf_counter() - start

@@ -32,7 +32,7 @@ __all__ = ["WorkerFailed", "run_workers", "default_workers", "cpu_cores"]
 #: Seconds between looks at the storage.
 POLL = 1.0
 #: Seconds a worker gets to close its running trial after SIGTERM before it is killed.
-GRACE = 60.0
+STOP_TIMEOUT = 60.0
 
 
 class WorkerFailed(Exception):
@@ -51,12 +51,10 @@ def default_workers(device: str) -> int:
     """Two workers on a CPU with two cores or more; on a GPU, one per two CPU cores, at most
     eight, sharing the GPU.
 
-    On 2 CPU cores, two workers with one thread each finished 1.3x (float32) to 1.4x (bf16)
-    more epochs per second than one worker with two threads (``README``, Speed): torch's
-    threads split each small matrix product, and pay for it; separate processes do not. On a
-    GPU an MLP at batch 64 is bound by kernel launches, which one process issues one at a
-    time: on an H200 with 16 cores a 50-trial study took 47 s with 8 workers, 66 s with 4,
-    and 24 trials 138 s with 1 (``bench/study_time.py``).
+    On a CPU, separate single-threaded processes train more epochs per second than one
+    process whose torch threads split each small matrix product. On a GPU an MLP at batch 64
+    is bound by kernel launches, which one process issues one at a time, so several processes
+    keep the GPU busy. The measurements are in docs/speed.md and ``python -m bench.study_time``.
     """
     if device != "cpu":
         return max(1, min(8, cpu_cores() // 2))
@@ -161,7 +159,7 @@ def _stop(pool: list[_Worker]) -> None:
     for worker in pool:
         if worker.process.poll() is None:
             worker.process.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + GRACE
+    deadline = time.monotonic() + STOP_TIMEOUT
     for worker in pool:
         try:
             worker.process.wait(timeout=max(0.1, deadline - time.monotonic()))

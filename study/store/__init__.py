@@ -58,6 +58,8 @@ _EXPORTS = {
     "SETTINGS_COMPLETE": "study.store.storage",
     "HEARTBEAT_INTERVAL": "study.store.storage",
     "GRACE_PERIOD": "study.store.storage",
+    "open_range_study": "study.store.range_tests",
+    "store_range_test": "study.store.range_tests",
 }
 
 __all__ = list(_EXPORTS)

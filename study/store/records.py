@@ -34,8 +34,9 @@ Per trial (user attributes):
 
 A diverged trial is complete with value :data:`DIVERGED_VALUE` (chance, 0.1: what a network
 that lost its weights scores, and where the plots draw it), so the sampler learns that region
-is bad; it is not an error. Studies made before this stored 0.0; the analysis reads both,
-by the ``diverged`` attribute, never by the value.
+is bad; it is not an error. The analysis tells a diverged trial by its ``diverged``
+attribute, never by its value, so a diverged trial stored with another value (0.0, in studies
+of earlier versions of the toolkit) reads the same.
 """
 
 from __future__ import annotations
@@ -66,6 +67,19 @@ __all__ = [
     "SEED_CHECKPOINTS",
     "SOURCE_TRIAL",
     "CONFIRM_SUFFIX",
+    "SPACE_DEFINITION",
+    "EPOCHS",
+    "BATCH_SIZE",
+    "VALIDATION",
+    "TRAIN_SIZE",
+    "PRECISION",
+    "STUDY_SEED",
+    "TOOLKIT_VERSION",
+    "SOURCE_STUDY",
+    "SPACE",
+    "ALLOCATION",
+    "PRUNE_WITHIN",
+    "REPEATS",
     "CURVES",
     "EVAL_ACCURACY",
     "EPOCH_SECONDS",
@@ -117,8 +131,8 @@ SEED_CHECKPOINTS = "seed_checkpoints"
 CONFIRM_SUFFIX = ".confirm"
 
 #: Per-epoch lists: user attribute -> the ``study.train.loop.EpochStats`` field it records.
-#: ``lr_min``, ``lr_max`` and ``momentum`` are newer: trials of older studies lack them, so
-#: a reader takes a missing list as missing values.
+#: A trial may lack ``lr_min``, ``lr_max`` and ``momentum`` (earlier versions of the toolkit
+#: did not record them): a reader takes a missing list as missing values.
 CURVES: Mapping[str, str] = {
     "train_loss": "train_loss",
     "train_accuracy": "train_accuracy",
@@ -182,7 +196,8 @@ SETTINGS = (
     "eval_set",
     "toolkit_version",
 )
-#: What a study made before a setting existed ran with: it is read as this value.
+#: Settings a study may lack (earlier versions of the toolkit did not store them), each with
+#: the value such a study ran with: a missing setting is read as it.
 LEGACY_SETTINGS = {
     "allocation": "sampler",
     "prune_within": "study",
@@ -196,6 +211,27 @@ LEGACY_SETTINGS = {
 LR_RANGE_STUDY = "lr-range"
 LR_RANGE_KIND = "lr_range_test"
 LR_RANGE_METRIC = "suggested_lr"
+#: Settings of :data:`SETTINGS` the readers look up by name: the stored search space (its
+#: ranges, or an LR grid's points, or fixed configurations) and the epochs per trial.
+SPACE_DEFINITION = "space_definition"
+EPOCHS = "epochs"
+#: More settings of :data:`SETTINGS` read by name (``python -m study.confirm`` trains as its
+#: source study did): batch size, validation share, training images, precision, the study's
+#: seed (its validation split's) and the toolkit version that made it. A confirmation study
+#: also names its source study.
+BATCH_SIZE = "batch_size"
+VALIDATION = "validation"
+TRAIN_SIZE = "train_size"
+PRECISION = "precision"
+STUDY_SEED = "seed"
+TOOLKIT_VERSION = "toolkit_version"
+SOURCE_STUDY = "source_study"
+#: The space's name, and with :data:`PRECISION` the settings an existing study keeps for the
+#: options a run leaves out (``python -m study.run`` reads them back by name).
+SPACE = "space"
+ALLOCATION = "allocation"
+PRUNE_WITHIN = "prune_within"
+REPEATS = "repeats"
 
 # --- how a trial ended: one counting rule for the summary, the tables and the report -----
 

@@ -215,6 +215,84 @@ def storage_failure(exc: BaseException, url: str) -> StorageError | None:
     )
 
 
+def _parse_url(url: str) -> sqlalchemy.engine.URL:
+    try:
+        return make_url(url)
+    except sqlalchemy.exc.ArgumentError:
+        raise StorageError(f"--storage {url!r} is not a database URL; {_URL_HELP}.") from None
+
+
+def _check_sqlite_url(url: str, parsed: sqlalchemy.engine.URL) -> Path:
+    """The file a SQLite ``url`` names; it must name one, and one SQLite reads as written."""
+    if not parsed.database or parsed.database == ":memory:":
+        raise StorageError(
+            f"--storage {url!r} names no file; an in-memory database would lose the "
+            f"study. {_URL_HELP}."
+        )
+    query = url.partition("?")[2]
+    if query and not all("=" in part for part in query.split("&")):
+        raise StorageError(
+            f"--storage {url!r}: '?' starts the URL's query string, so the file would be "
+            f"{parsed.database!r}; write a '?' in the file name as %3F "
+            f"({url.replace('?', '%3F', 1)!r}), or rename the file."
+        )
+    return _sqlite_path(url)
+
+
+def _check_readable(url: str, parsed: sqlalchemy.engine.URL, path: Path) -> None:
+    """A reader's SQLite file exists; it never makes one."""
+    if path.is_file():
+        return
+    given = url
+    if not Path(parsed.database).is_absolute():
+        given += f"; its relative path is read from the working directory, {Path.cwd()}"
+    raise StorageError(
+        f"{path} does not exist; run a study first (python -m study.run) or check "
+        f"the storage URL ({given})."
+    )
+
+
+def _sqlite_settings(url: str, parsed: sqlalchemy.engine.URL, *, create: bool) -> dict[str, Any]:
+    """Check a SQLite URL and its file (a writer's folder is made); the engine's settings."""
+    path = _check_sqlite_url(url, parsed)
+    if not create:
+        _check_readable(url, parsed, path)
+    _check_sqlite_file(path)
+    if not create and path.stat().st_size == 0:  # a reader never writes a schema into it
+        raise StorageError(
+            f"{path} is an empty file, not a study database; run a study into it first "
+            f"(python -m study.run --storage {url}) or check the storage URL."
+        )
+    if create:
+        _check_writable(path)
+    return {"connect_args": {"timeout": SQLITE_TIMEOUT}}
+
+
+def _rdb_storage(
+    url: str, engine_kwargs: dict[str, Any], *, heartbeat: int, grace: int, retry: Any
+) -> optuna.storages.RDBStorage:
+    """Optuna's storage for ``url``, opened again when another process was creating the same
+    schema at the same moment."""
+    for attempt in range(_SCHEMA_TRIES):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=heartbeat,
+                    grace_period=grace,
+                    heartbeat_stale_trial_callback=retry,
+                )
+        except sqlalchemy.exc.SQLAlchemyError as exc:
+            # Workers started together on a new database all create its tables; all but
+            # one find them made a moment ago. The schema is there now: open it again.
+            if attempt + 1 == _SCHEMA_TRIES or not _SCHEMA_RACE.search(str(exc)):
+                raise
+            time.sleep(0.1 + 0.2 * random.random())
+    raise AssertionError("unreachable")
+
+
 def open_storage(
     url: str,
     *,
@@ -224,9 +302,9 @@ def open_storage(
 ) -> optuna.storages.BaseStorage:
     """The Optuna storage for ``url``, with this project's settings.
 
-    SQLite: the parent folder is created, a 300 s lock timeout, heartbeat. PostgreSQL (and
-    other servers): a pool of 2 (+2) connections per worker, heartbeat every 60 s, trials
-    silent for 180 s failed and retried up to 3 times.
+    SQLite: the parent folder is created, a long lock timeout (:data:`SQLITE_TIMEOUT`),
+    heartbeat. PostgreSQL (and other servers): a small connection pool per worker,
+    heartbeat, and trials whose worker died failed and retried (up to 3 times).
 
     Args:
         url: a SQLAlchemy database URL.
@@ -243,68 +321,18 @@ def open_storage(
     if heartbeat < 1 or grace <= heartbeat:
         raise ValueError(f"need heartbeat >= 1 and grace > heartbeat (seconds), but got "
                          f"{heartbeat=} and {grace=}.")
-    try:
-        parsed = make_url(url)
-    except sqlalchemy.exc.ArgumentError:
-        raise StorageError(f"--storage {url!r} is not a database URL; {_URL_HELP}.") from None
+    parsed = _parse_url(url)
     backend = parsed.get_backend_name()
-    engine_kwargs: dict[str, Any]
     retry: Any = None
     if backend == "sqlite":
-        if not parsed.database or parsed.database == ":memory:":
-            raise StorageError(
-                f"--storage {url!r} names no file; an in-memory database would lose the "
-                f"study. {_URL_HELP}."
-            )
-        query = url.partition("?")[2]
-        if query and not all("=" in part for part in query.split("&")):
-            raise StorageError(
-                f"--storage {url!r}: '?' starts the URL's query string, so the file would be "
-                f"{parsed.database!r}; write a '?' in the file name as %3F "
-                f"({url.replace('?', '%3F', 1)!r}), or rename the file."
-            )
-        path = _sqlite_path(url)
-        if not create and not path.is_file():
-            given = url
-            if not Path(parsed.database).is_absolute():
-                given += f"; its relative path is read from the working directory, {Path.cwd()}"
-            raise StorageError(
-                f"{path} does not exist; run a study first (python -m study.run) or check "
-                f"the storage URL ({given})."
-            )
-        _check_sqlite_file(path)
-        if not create and path.stat().st_size == 0:  # a reader never writes a schema into it
-            raise StorageError(
-                f"{path} is an empty file, not a study database; run a study into it first "
-                f"(python -m study.run --storage {url}) or check the storage URL."
-            )
-        if create:
-            _check_writable(path)
-        engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT}}
+        engine_kwargs = _sqlite_settings(url, parsed, create=create)
     else:
         engine_kwargs = {"pool_size": 2, "max_overflow": 2, "pool_pre_ping": True}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)
     try:
-        for attempt in range(_SCHEMA_TRIES):
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    return optuna.storages.RDBStorage(
-                        url,
-                        engine_kwargs=engine_kwargs,
-                        heartbeat_interval=heartbeat,
-                        grace_period=grace,
-                        heartbeat_stale_trial_callback=retry,
-                    )
-            except sqlalchemy.exc.SQLAlchemyError as exc:
-                # Workers started together on a new database all create its tables; all but
-                # one find them made a moment ago. The schema is there now: open it again.
-                if attempt + 1 == _SCHEMA_TRIES or not _SCHEMA_RACE.search(str(exc)):
-                    raise
-                time.sleep(0.1 + 0.2 * random.random())
-        raise AssertionError("unreachable")
+        return _rdb_storage(url, engine_kwargs, heartbeat=heartbeat, grace=grace, retry=retry)
     except ImportError:
         raise StorageError(
             f"no database driver for {backend!r} URLs; for PostgreSQL run "
@@ -347,10 +375,11 @@ def stored_settings(
     A study's settings are complete once :data:`SETTINGS_COMPLETE` is among them. A worker
     that finds a study another one is still creating waits for it (up to
     :data:`SETTINGS_WAIT` seconds), so it never acts on half of them. Complete settings come
-    back with every key of ``legacy`` they lack read as its value (a study made before that
-    setting existed). A study with trials is complete (made before the mark existed); one with
-    neither mark nor trial after the wait (a run crashed while creating it) comes back as it
-    is, without the mark: the run that opens it adopts it and writes the rest.
+    back with every key of ``legacy`` they lack read as its value: an earlier version of the
+    toolkit did not store that setting, and ``legacy`` is the value its studies ran with. A
+    study with trials counts as complete even without the mark (such versions did not write
+    it); one with neither mark nor trial after the wait (a run crashed while creating it)
+    comes back as it is, without the mark: the run that opens it adopts it and writes the rest.
     """
     try:
         study_id = storage.get_study_id_from_name(study_name)
@@ -377,54 +406,38 @@ def _write_settings(
     optuna_study.set_user_attr(SETTINGS_COMPLETE, True)
 
 
-def open_study(
+def _create_study(
     storage: optuna.storages.BaseStorage,
     study_name: str,
-    *,
     settings: Mapping[str, Any],
-    checked: tuple[str, ...] = (),
-    legacy: Mapping[str, Any] | None = None,
-    sampler: optuna.samplers.BaseSampler | None = None,
-    pruner: optuna.pruners.BasePruner | None = None,
-) -> optuna.Study:
-    """Create study ``study_name`` (maximising accuracy) or load it if it exists.
-
-    ``settings`` is stored as the study's user attributes when it is created, followed by
-    :data:`SETTINGS_COMPLETE`; see :func:`stored_settings` for how they are read. When it exists,
-    its direction must be "maximize" and its stored value of every key in ``checked`` must
-    equal ``settings``' (a study's trials are only comparable under the same space, epochs,
-    ...). A key missing from a study made before that setting existed is read as its
-    ``legacy`` value, so older studies stay resumable.
-
-    Raises:
-        StorageError: the existing study differs; the message names the setting and the fix.
-    """
-    names = optuna.study.get_all_study_names(storage)
-    if study_name not in names:
-        try:
-            optuna_study = optuna.create_study(
-                storage=storage,
-                study_name=study_name,
-                direction="maximize",
-                sampler=sampler,
-                pruner=pruner,
-            )
-        except optuna.exceptions.DuplicatedStudyError:
-            pass  # another worker created it a moment ago: load it below
-        else:
-            _write_settings(optuna_study, settings, {})
-            return optuna_study
-    optuna_study = optuna.load_study(
-        study_name=study_name, storage=storage, sampler=sampler, pruner=pruner
-    )
-    if optuna_study.direction != optuna.study.StudyDirection.MAXIMIZE:
-        raise StorageError(
-            f"study {study_name!r} exists and minimises; this tool maximises accuracy. Pass "
-            "another --study-name."
+    *,
+    sampler: optuna.samplers.BaseSampler | None,
+    pruner: optuna.pruners.BasePruner | None,
+    direction: str,
+) -> optuna.Study | None:
+    """A new study ``study_name`` (in ``direction``) with ``settings``; ``None`` when another
+    worker created it a moment ago."""
+    try:
+        optuna_study = optuna.create_study(
+            storage=storage,
+            study_name=study_name,
+            direction=direction,
+            sampler=sampler,
+            pruner=pruner,
         )
-    found = stored_settings(storage, study_name, legacy=legacy) or {}
-    adopt = SETTINGS_COMPLETE not in found  # a creation that crashed: this run completes it
-    stored = {**settings, **found} if adopt else found
+    except optuna.exceptions.DuplicatedStudyError:
+        return None
+    _write_settings(optuna_study, settings, {})
+    return optuna_study
+
+
+def _check_settings(
+    study_name: str,
+    stored: Mapping[str, Any],
+    settings: Mapping[str, Any],
+    checked: tuple[str, ...],
+) -> None:
+    """Each key of ``checked`` is stored with the value ``settings`` gives it."""
     for key in checked:
         if key not in stored:
             raise StorageError(
@@ -438,6 +451,50 @@ def open_study(
                 f"study {study_name!r} was created with {option} {was}, not {now}; run with "
                 f"{option} {was} to continue it, or pass a new --study-name."
             )
+
+
+def open_study(
+    storage: optuna.storages.BaseStorage,
+    study_name: str,
+    *,
+    settings: Mapping[str, Any],
+    checked: tuple[str, ...] = (),
+    legacy: Mapping[str, Any] | None = None,
+    sampler: optuna.samplers.BaseSampler | None = None,
+    pruner: optuna.pruners.BasePruner | None = None,
+    direction: str = "maximize",
+) -> optuna.Study:
+    """Create study ``study_name`` (maximising accuracy, or as ``direction`` says: a range-test
+    study minimises) or load it if it exists.
+
+    ``settings`` is stored as the study's user attributes when it is created, followed by
+    :data:`SETTINGS_COMPLETE`; see :func:`stored_settings` for how they are read. When it exists,
+    its direction must be ``direction`` and its stored value of every key in ``checked`` must
+    equal ``settings``' (a study's trials are only comparable under the same space, epochs,
+    ...). A key the study lacks (an earlier version of the toolkit did not store it) is read
+    as its ``legacy`` value, so such studies stay resumable.
+
+    Raises:
+        StorageError: the existing study differs; the message names the setting and the fix.
+    """
+    if study_name not in optuna.study.get_all_study_names(storage):
+        created = _create_study(storage, study_name, settings, sampler=sampler, pruner=pruner,
+                                direction=direction)
+        if created is not None:
+            return created
+    optuna_study = optuna.load_study(
+        study_name=study_name, storage=storage, sampler=sampler, pruner=pruner
+    )
+    if optuna_study.direction.name.lower() != direction:
+        goal = "maximises accuracy" if direction == "maximize" else "minimises"
+        other = "minimises" if direction == "maximize" else "maximises"
+        raise StorageError(
+            f"study {study_name!r} exists and {other}; this tool {goal}. Pass another "
+            "--study-name."
+        )
+    found = stored_settings(storage, study_name, legacy=legacy) or {}
+    adopt = SETTINGS_COMPLETE not in found  # a creation that crashed: this run completes it
+    _check_settings(study_name, {**settings, **found} if adopt else found, settings, checked)
     if adopt:
         _write_settings(optuna_study, settings, found)
     return optuna_study

@@ -75,6 +75,8 @@ _EXPORTS = {
     "Checkpoint": "study.train.checkpoint",
     "save_checkpoint": "study.train.checkpoint",
     "load_checkpoint": "study.train.checkpoint",
+    "LrRangeResult": "study.train.range_test",
+    "lr_range_test": "study.train.range_test",
 }
 
 __all__ = list(_EXPORTS)

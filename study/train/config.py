@@ -8,12 +8,11 @@ it; a search space builds one, ``study.train.loop.fit`` consumes one. Importing 
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from study.train.optim import HPARAMS, get_optimizer_info
+from study.train.optim import HPARAMS, get_optimizer_info, is_number
 from study.train.schedules import validate_schedule_params
 
 __all__ = ["TrialConfig", "ConfigError", "PRECISIONS"]
@@ -30,10 +29,6 @@ class ConfigError(ValueError):
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(message)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -113,7 +108,7 @@ class TrialConfig:
             f"epochs must be an integer >= 1, but got epochs={self.epochs!r}.",
         )
         _check(
-            _is_number(self.warmup_epochs) and 0 <= self.warmup_epochs < self.epochs,
+            is_number(self.warmup_epochs) and 0 <= self.warmup_epochs < self.epochs,
             f"warmup_epochs must be in [0, epochs={self.epochs}), but got"
             f" warmup_epochs={self.warmup_epochs!r}.",
         )

@@ -44,11 +44,13 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: A run has diverged ("loss blew up") when an epoch's mean training loss over its judged
-#: updates (those after the run's first SETTLE_UPDATES) exceeds this multiple of the first
-#: batch's loss (about ln 10 = 2.3 for a fresh 10-class classifier). A non-finite training
-#: loss is divergence at once, at any update (checked every CHECK_EVERY updates).
-DIVERGENCE_FACTOR = 10.0
+#: A training run has diverged ("loss blew up") when an epoch's mean training loss over its
+#: judged updates (those after the run's first SETTLE_UPDATES) exceeds this multiple of the
+#: first batch's loss (about ln 10 = 2.3 for a fresh 10-class classifier). A non-finite
+#: training loss is divergence at once, at any update (checked every CHECK_EVERY updates).
+#: Not the learning-rate range test's stop (``study.train.range_test.RANGE_STOP_FACTOR``, a
+#: multiple of the smoothed loss's minimum while the rate rises).
+LOSS_DIVERGENCE_FACTOR = 10.0
 #: Updates between divergence checks (one host synchronisation each on a GPU).
 CHECK_EVERY = 25
 #: A run has collapsed when, after reaching this accuracy, its evaluation accuracy falls
@@ -194,8 +196,8 @@ class TrainingRun:
 
     On a CPU the lab's MLP computes its gradients with :meth:`~study.train.model.MLP.train_step`
     (autograd's gradients to rounding, without autograd; each example's loss and prediction
-    go into the epoch's buffers, added up once at its end: 6 to 25 % less time per epoch);
-    another model, or a GPU, uses autograd. The learning rate follows the schedule once per
+    go into the epoch's buffers, added up once at its end, so an update never waits on the
+    host); another model, or a GPU, uses autograd. The learning rate follows the schedule once per
     update (``LambdaLR``); a schedule with a momentum schedule (``one_cycle``) sets the
     momentum, or beta1, of every parameter group per update where the optimizer has one; an
     epoch-level schedule (``plateau``) reads each evaluation and scales the rate from the
@@ -216,7 +218,7 @@ class TrainingRun:
         data: Dataset,
         *,
         model: nn.Module | None = None,
-        divergence_factor: float = DIVERGENCE_FACTOR,
+        divergence_factor: float = LOSS_DIVERGENCE_FACTOR,
     ) -> None:
         self.config = config
         self.data = data
@@ -511,7 +513,7 @@ def fit(
     *,
     on_epoch: Callable[[EpochStats], None] | None = None,
     model: nn.Module | None = None,
-    divergence_factor: float = DIVERGENCE_FACTOR,
+    divergence_factor: float = LOSS_DIVERGENCE_FACTOR,
 ) -> FitResult:
     """Train the lab's MLP (or ``model``) on ``data`` as ``config`` says.
 

@@ -1,4 +1,11 @@
-"""The lab's MLP for MNIST."""
+"""The lab's MLP for MNIST, and its layers' forward and backward without autograd.
+
+:meth:`MLP.train_step` computes one update's gradients from pairs of small functions, one
+pair per layer (as llm.c writes them): :func:`linear_forward` / :func:`linear_backward`,
+:func:`relu_dropout_forward` / :func:`relu_dropout_backward` and
+:func:`cross_entropy_forward` / :func:`cross_entropy_backward`. Each pair is checked against
+autograd on its own (tests/test_model.py).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,16 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["MLP", "Dropout"]
+__all__ = [
+    "MLP",
+    "Dropout",
+    "linear_forward",
+    "linear_backward",
+    "relu_dropout_forward",
+    "relu_dropout_backward",
+    "cross_entropy_forward",
+    "cross_entropy_backward",
+]
 
 _LANES = 4  # 16-bit lanes in one random 64-bit integer
 
@@ -15,8 +31,8 @@ _LANES = 4  # 16-bit lanes in one random 64-bit integer
 class Dropout(nn.Dropout):
     """``nn.Dropout`` whose random mask is cheaper to draw on the CPU.
 
-    torch draws one Bernoulli number per element on the CPU, about a sixth of an epoch of the
-    lab's MLP. Here each element's keep/drop decision comes from 16 random bits, four per
+    torch draws one Bernoulli number per element on the CPU, a large share of an epoch of
+    the lab's MLP. Here each element's keep/drop decision comes from 16 random bits, four per
     random 64-bit integer: it is kept with probability ``k / 65536``, ``k = round((1 - p) *
     65536)`` (0.8000031 for ``p = 0.2``), and scaled by its inverse, so the expected output
     equals the input exactly. On a GPU torch's own fused dropout is used.
@@ -32,8 +48,8 @@ class Dropout(nn.Dropout):
         """The keep mask (1 keeps, 0 drops; ``x``'s shape and dtype) and the scale of the
         kept elements, drawn as :meth:`forward` draws them on the CPU.
 
-        The mask is made with float arithmetic only (on this CPU a comparison or a product
-        with a bool tensor costs 4 to 8 times a float one): ``clamp(t - lanes, 0, 1)`` is 1
+        The mask is made with float arithmetic only (on the CPU a comparison, or a product
+        with a bool tensor, is slower than its float form): ``clamp(t - lanes, 0, 1)`` is 1
         exactly where the integer ``lanes < t``, and float32 holds these integers exactly.
         """
         keep = round((1.0 - self.p) * 65536)
@@ -43,6 +59,85 @@ class Dropout(nn.Dropout):
         lanes = bits.view(torch.int16)[:n].view(x.shape).to(torch.float32)  # -32768..32767
         mask = torch.rsub(lanes, keep - 32768).clamp_(0.0, 1.0)
         return mask if x.dtype == torch.float32 else mask.to(x.dtype), 65536.0 / keep
+
+
+# --- one layer each: forward and backward, no autograd ------------------------------------
+#
+# A scalar rides on the products as their ``alpha`` instead of costing an elementwise pass:
+# the dropout scale on the next layer's product (``scale``), and in the backward the loss's
+# ``1 / n`` and the scales passed so far (``factor``: the true gradient is ``factor`` times
+# the tensor handed down).
+
+
+def linear_forward(
+    inp: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, *, scale: float = 1.0
+) -> torch.Tensor:
+    """``scale * inp @ weight.T + bias`` in one product (``scale``: the dropout scale of the
+    layer below, whose kept units ``inp`` holds unscaled)."""
+    return torch.addmm(bias, inp, weight.t(), alpha=scale)
+
+
+def linear_backward(
+    dout: torch.Tensor,
+    inp: torch.Tensor,
+    weight: torch.Tensor,
+    *,
+    scale: float,
+    factor: float,
+    dweight: torch.Tensor,
+    dbias: torch.Tensor,
+    input_grad: bool = True,
+) -> torch.Tensor | None:
+    """The backward of :func:`linear_forward` when the true gradient of its output is
+    ``factor * dout``: writes the weight's gradient into ``dweight`` and the bias's into
+    ``dbias`` (float32, summed in float32), and returns ``dout @ weight``, which times
+    ``factor * scale`` is the gradient of ``inp`` (``None`` without ``input_grad``: the first
+    layer's input needs none)."""
+    torch.addmm(dweight, dout.t(), inp, beta=0, alpha=factor * scale, out=dweight)
+    torch.sum(dout, 0, dtype=torch.float32, out=dbias).mul_(factor)
+    return dout @ weight if input_grad else None
+
+
+def relu_dropout_forward(pre: torch.Tensor, drop: Dropout) -> tuple[torch.Tensor, float]:
+    """ReLU, then ``drop``'s CPU mask, in place on ``pre``: returns ``(out, scale)``, the
+    layer's output being ``scale * out`` (the kept units stay unscaled: ``scale`` rides on
+    the next :func:`linear_forward`)."""
+    out = pre.relu_()
+    if drop.p == 0:
+        return out, 1.0
+    mask, scale = drop.cpu_mask(out)
+    return out.mul_(mask), scale
+
+
+def relu_dropout_backward(dout: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """The backward of :func:`relu_dropout_forward`, given the gradient of ``out``: the
+    gradient of ``pre`` is ``dout`` where the unit gave a non-zero output (positive and
+    kept), 0 elsewhere; one pass for both."""
+    return torch.ops.aten.threshold_backward(dout, out, 0)
+
+
+def cross_entropy_forward(
+    logits: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    nll: torch.Tensor | None = None,
+    pred: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each example's cross-entropy (float32) and predicted class, written into ``nll`` and
+    ``pred`` where given, and the log-probabilities (float32) for the backward:
+    ``(nll, pred, log_p)``."""
+    log_p = torch.log_softmax(logits.float(), dim=1)
+    nll = torch.gather(log_p, 1, y[:, None], out=None if nll is None else nll[:, None])
+    nll = nll.view(y.shape[0]).neg_()
+    pred = torch.argmax(logits, dim=1, out=pred)
+    return nll, pred, log_p
+
+
+def cross_entropy_backward(log_p: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``n`` times the gradient of the mean cross-entropy with respect to the logits,
+    ``softmax - one_hot(y)``, computed in place in ``log_p`` (which it consumes)."""
+    grad = log_p.exp_()
+    return grad.scatter_add_(1, y[:, None], grad.new_full((y.shape[0], 1), -1.0))
 
 
 class MLP(nn.Module):
@@ -116,58 +211,42 @@ class MLP(nn.Module):
         The operations of ``cross_entropy(model(x).float(), y).backward()`` in training mode
         (under ``torch.autocast(..., torch.bfloat16)`` with ``bf16``: the weights cast to
         bfloat16 for the products, the loss and the gradients in float32) with the same
-        dropout masks, rearranged so that no update pays for more than the products need:
-
-        - no autograd graph; a hidden layer's ReLU and dropout backward is one
-          ``threshold_backward`` on its output;
-        - the dropout scale and the loss's ``1 / n`` ride on the products (``alpha``) instead
-          of an elementwise pass each;
-        - the gradients are written into the same buffers at every update (one flat float32
-          buffer whose views are the ``.grad`` tensors; with ``bf16`` one cast of all weight
-          gradients at once).
+        dropout masks, layer by layer (the module's forward and backward pairs), so that no
+        update pays for more than the products need: no autograd graph, the scalars on the
+        products, and the gradients written into buffers allocated once
+        (:meth:`_grad_buffers`; with ``bf16`` one cast of all weight gradients at once).
 
         The gradients equal autograd's to float32 rounding (within 1e-5 relative; in bf16
-        within bfloat16 rounding, as the products are rounded at other points). An epoch takes
-        6 to 25 % less time than through autograd (one CPU thread, SGD and Adam, float32 and
-        bf16). Only for the layers as built (:meth:`has_train_step`).
+        within bfloat16 rounding, as the products are rounded at other points). Only for the
+        layers as built (:meth:`has_train_step`).
         """
         dtype = torch.bfloat16 if bf16 else torch.float32
         linears = [m for m in self.layers if isinstance(m, nn.Linear)]
         drops = [m for m in self.layers if isinstance(m, Dropout)]
         buffers = self._grad_buffers(linears, dtype)
-        weight_grads, bias_grads = buffers["weight_targets"], buffers["bias_targets"]
         weights = [(m.weight.to(dtype), m.bias.to(dtype)) for m in linears]
         h = x.flatten(1).to(dtype)
         inputs, scales = [h], [1.0]  # each product's input, and the scale it stands for
         for (w, b), drop in zip(weights[:-1], drops, strict=True):
-            h = torch.addmm(b, h, w.t(), alpha=scales[-1]).relu_()
-            scale = 1.0
-            if drop.p > 0:
-                mask, scale = drop.cpu_mask(h)
-                h = h.mul_(mask)  # kept units unscaled: the scale goes into the next product
+            h, scale = relu_dropout_forward(linear_forward(h, w, b, scale=scales[-1]), drop)
             inputs.append(h)
             scales.append(scale)
-        w, b = weights[-1]
-        logits = torch.addmm(b, h, w.t(), alpha=scales[-1])
-        log_p = torch.log_softmax(logits.float(), dim=1)
-        n = y.shape[0]
-        nll = torch.gather(log_p, 1, y[:, None], out=None if nll is None else nll[:, None])
-        nll = nll.view(n).neg_()
-        pred = torch.argmax(logits, dim=1, out=pred)
-        grad = log_p.exp_()  # n * (d loss / d logits) = softmax - one_hot
-        grad = grad.scatter_add_(1, y[:, None], grad.new_full((n, 1), -1.0)).to(dtype)
-        factor = 1.0 / n  # the true gradient of the products' output is factor * grad
+        logits = linear_forward(h, *weights[-1], scale=scales[-1])
+        nll, pred, log_p = cross_entropy_forward(logits, y, nll=nll, pred=pred)
+        grad = cross_entropy_backward(log_p, y).to(dtype)
+        factor = 1.0 / y.shape[0]  # the true gradient of the logits is factor * grad
         for k in range(len(linears) - 1, -1, -1):
-            torch.addmm(weight_grads[k], grad.t(), inputs[k], beta=0,
-                        alpha=factor * scales[k], out=weight_grads[k])
-            torch.sum(grad, 0, dtype=torch.float32, out=bias_grads[k]).mul_(factor)
-            if k > 0:  # through the ReLU and dropout below: zero where the unit gave 0
-                grad = torch.ops.aten.threshold_backward(grad @ weights[k][0], inputs[k], 0)
+            grad = linear_backward(
+                grad, inputs[k], weights[k][0], scale=scales[k], factor=factor,
+                dweight=buffers["weight_targets"][k], dbias=buffers["bias_targets"][k],
+                input_grad=k > 0,
+            )
+            if k > 0:  # through the ReLU and dropout below
+                grad = relu_dropout_backward(grad, inputs[k])
                 factor *= scales[k]
         if buffers["weights16"] is not None:
             buffers["weights32"].copy_(buffers["weights16"])
         return nll, pred
-
     def _grad_buffers(self, linears: list[nn.Linear], dtype: torch.dtype) -> dict:
         """Where :meth:`train_step` writes the gradients: views of one float32 buffer, which
         are the parameters' ``.grad`` (made again when a ``.grad`` was replaced, e.g. by

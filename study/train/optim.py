@@ -140,7 +140,7 @@ class OptimInfo:
                 f"optimizer {self.name!r}: opt_class must be a torch.optim.Optimizer subclass,"
                 f" but got opt_class={self.opt_class!r}."
             )
-        if not (_is_number(self.default_lr) and self.default_lr > 0):
+        if not (is_number(self.default_lr) and self.default_lr > 0):
             raise ValueError(
                 f"optimizer {self.name!r}: default_lr must be a finite number > 0, but got"
                 f" default_lr={self.default_lr!r}."
@@ -174,17 +174,26 @@ class OptimInfo:
                 f"{', '.join(HPARAMS)}."
             )
         values = {**HPARAMS, **hparams}
-        lr, momentum, nesterov = values["lr"], values["momentum"], values["nesterov"]
-        dampening = values["dampening"]
-        if not (_is_number(lr) and lr > 0):
+        self._check_rates(values)
+        self._check_switches(values)
+        self._check_decay(values)
+
+    def _check_rates(self, values: Mapping[str, Any]) -> None:
+        """``lr``, and the decay rates in [0, 1) this optimizer must take when set."""
+        lr = values["lr"]
+        if not (is_number(lr) and lr > 0):
             raise ValueError(f"lr must be a finite number > 0, but got lr={lr!r}.")
         for name in ("momentum", "dampening", "beta1", "beta2", "alpha"):
             value = values[name]
             if value is None:
                 continue
             self._check_takes(name, value)
-            if not (_is_number(value) and 0 <= value < 1):
+            if not (is_number(value) and 0 <= value < 1):
                 raise ValueError(f"{name} must be in [0, 1), but got {name}={value!r}.")
+
+    def _check_switches(self, values: Mapping[str, Any]) -> None:
+        """The true/false hyperparameters, and what Nesterov momentum and dampening need."""
+        momentum, nesterov, dampening = values["momentum"], values["nesterov"], values["dampening"]
         for name in ("nesterov", "centered", "no_decay_1d"):
             if not isinstance(values[name], bool):
                 raise ValueError(f"{name} must be True or False, but got {name}={values[name]!r}.")
@@ -195,23 +204,25 @@ class OptimInfo:
                 f"nesterov=True needs an optimizer with Nesterov momentum ({_takers('nesterov')})"
                 f" and momentum > 0, but got optimizer={self.name!r}, momentum={momentum!r}."
             )
-        if dampening:
-            if not (momentum or 0) > 0:
-                raise ValueError(
-                    f"dampening scales the gradient added to the momentum buffer, so it needs"
-                    f" momentum > 0, but got dampening={dampening!r}, momentum={momentum!r};"
-                    f" leave dampening None or set a momentum."
-                )
-            if nesterov:
-                raise ValueError(
-                    f"Nesterov momentum needs dampening 0 (torch), but got"
-                    f" dampening={dampening!r} with nesterov=True; leave one of them out."
-                )
+        if dampening and not (momentum or 0) > 0:
+            raise ValueError(
+                f"dampening scales the gradient added to the momentum buffer, so it needs"
+                f" momentum > 0, but got dampening={dampening!r}, momentum={momentum!r};"
+                f" leave dampening None or set a momentum."
+            )
+        if dampening and nesterov:
+            raise ValueError(
+                f"Nesterov momentum needs dampening 0 (torch), but got"
+                f" dampening={dampening!r} with nesterov=True; leave one of them out."
+            )
+
+    def _check_decay(self, values: Mapping[str, Any]) -> None:
+        """The weight decays (body and head) and the head's learning-rate multiple."""
         for name in ("weight_decay", "head_weight_decay"):
             value = values[name]
             if value is None and name == "head_weight_decay":
                 continue
-            if not (_is_number(value) and value >= 0):
+            if not (is_number(value) and value >= 0):
                 raise ValueError(
                     f"{name} must be a finite number >= 0, but got {name}={value!r}."
                 )
@@ -221,7 +232,7 @@ class OptimInfo:
                     f" set it to {'0' if name == 'weight_decay' else 'None'}."
                 )
         mult = values["head_lr_mult"]
-        if mult is not None and not (_is_number(mult) and mult > 0):
+        if mult is not None and not (is_number(mult) and mult > 0):
             raise ValueError(
                 f"head_lr_mult must be a finite number > 0 (the output layer's learning rate"
                 f" is lr x head_lr_mult), but got head_lr_mult={mult!r}."
@@ -264,7 +275,8 @@ _FLAGS = {
 }
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
+    """A finite int or float (not a bool): what every numeric hyperparameter must be."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -285,96 +297,56 @@ list_optimizers = _OPTIMIZERS.names
 #: The registry entry for a name; an unknown name lists the registered ones (ValueError).
 get_optimizer_info = _OPTIMIZERS.get
 
-# torch.optim's own (all but sgd_lab) read weight_decay from their param groups and have a
-# multi-tensor implementation. SGD, Adam and AdamW have a fused one on CPU and CUDA; Adagrad's
-# is CPU-only in the oldest torch this project supports (2.4), so it is used only there.
-register(OptimInfo(
-    name="sgd",
-    opt_class=torch.optim.SGD,
-    description="SGD with optional (Nesterov) momentum and dampening",
-    default_lr=1e-3,
-    has_momentum=True,
-    has_nesterov=True,
-    has_dampening=True,
-    has_weight_decay=True,
-    has_fused=True,
-    has_foreach=True,
+
+def _torch_optimizer(
+    name: str, opt_class: type[torch.optim.Optimizer], default_lr: float, description: str,
+    **flags: Any,
+) -> OptimInfo:
+    """One of torch.optim's own (all but sgd_lab): they read ``weight_decay`` from their param
+    groups and have a multi-tensor implementation. SGD, Adam and AdamW have a fused one on CPU
+    and CUDA; Adagrad's is CPU-only in the oldest torch this project supports (2.4), so it is
+    used only there."""
+    return OptimInfo(name=name, opt_class=opt_class, description=description,
+                     default_lr=default_lr, has_weight_decay=True, has_foreach=True, **flags)
+
+
+register(_torch_optimizer(
+    "sgd", torch.optim.SGD, 1e-3, "SGD with optional (Nesterov) momentum and dampening",
+    has_momentum=True, has_nesterov=True, has_dampening=True, has_fused=True,
+))
+register(_torch_optimizer(
+    "rmsprop", torch.optim.RMSprop, 1e-2,
+    "RMSprop (torch defaults: lr 0.01, alpha 0.99), optional momentum, centered",
+    has_momentum=True, has_alpha=True, has_centered=True,
+))
+register(_torch_optimizer(
+    "adam", torch.optim.Adam, 1e-3, "Adam, L2 weight decay added to the gradient",
+    has_betas=True, has_fused=True,
+))
+register(_torch_optimizer(
+    "adamw", torch.optim.AdamW, 1e-3, "AdamW, decoupled weight decay",
+    has_betas=True, decoupled_weight_decay=True, has_fused=True,
 ))
 register(OptimInfo(
-    name="rmsprop",
-    opt_class=torch.optim.RMSprop,
-    description="RMSprop (torch defaults: lr 0.01, alpha 0.99), optional momentum, centered",
-    default_lr=1e-2,
-    has_momentum=True,
-    has_alpha=True,
-    has_centered=True,
-    has_weight_decay=True,
-    has_foreach=True,
-))
-register(OptimInfo(
-    name="adam",
-    opt_class=torch.optim.Adam,
-    description="Adam, L2 weight decay added to the gradient",
-    default_lr=1e-3,
-    has_betas=True,
-    has_weight_decay=True,
-    has_fused=True,
-    has_foreach=True,
-))
-register(OptimInfo(
-    name="adamw",
-    opt_class=torch.optim.AdamW,
-    description="AdamW, decoupled weight decay",
-    default_lr=1e-3,
-    has_betas=True,
-    has_weight_decay=True,
-    decoupled_weight_decay=True,
-    has_fused=True,
-    has_foreach=True,
-))
-register(OptimInfo(
-    name="sgd_lab",
-    opt_class=LabMomentumSGD,
+    name="sgd_lab", opt_class=LabMomentumSGD, default_lr=0.1, has_momentum=True,
     description="the lab's hand-written momentum SGD (no weight decay)",
-    default_lr=0.1,
-    has_momentum=True,
 ))
-register(OptimInfo(
-    name="nadam",
-    opt_class=torch.optim.NAdam,
-    description="NAdam: Adam with Nesterov momentum, L2 weight decay (torch lr 2e-3)",
-    default_lr=2e-3,
-    has_betas=True,
-    has_weight_decay=True,
-    has_foreach=True,
+register(_torch_optimizer(
+    "nadam", torch.optim.NAdam, 2e-3,
+    "NAdam: Adam with Nesterov momentum, L2 weight decay (torch lr 2e-3)", has_betas=True,
 ))
-register(OptimInfo(
-    name="radam",
-    opt_class=torch.optim.RAdam,
-    description="RAdam: Adam with its early steps' variance rectified, L2 weight decay",
-    default_lr=1e-3,
-    has_betas=True,
-    has_weight_decay=True,
-    has_foreach=True,
+register(_torch_optimizer(
+    "radam", torch.optim.RAdam, 1e-3,
+    "RAdam: Adam with its early steps' variance rectified, L2 weight decay", has_betas=True,
 ))
-register(OptimInfo(
-    name="adagrad",
-    opt_class=torch.optim.Adagrad,
-    description="Adagrad: squared gradients summed over the whole run (torch lr 0.01)",
-    default_lr=1e-2,
-    has_weight_decay=True,
-    has_fused=True,
-    fused_devices=("cpu",),
-    has_foreach=True,
+register(_torch_optimizer(
+    "adagrad", torch.optim.Adagrad, 1e-2,
+    "Adagrad: squared gradients summed over the whole run (torch lr 0.01)",
+    has_fused=True, fused_devices=("cpu",),
 ))
-register(OptimInfo(
-    name="adamax",
-    opt_class=torch.optim.Adamax,
-    description="Adamax: Adam with an infinity-norm denominator (torch lr 2e-3)",
-    default_lr=2e-3,
-    has_betas=True,
-    has_weight_decay=True,
-    has_foreach=True,
+register(_torch_optimizer(
+    "adamax", torch.optim.Adamax, 2e-3,
+    "Adamax: Adam with an infinity-norm denominator (torch lr 2e-3)", has_betas=True,
 ))
 
 
@@ -495,38 +467,54 @@ def create_optimizer(
             range, or a hyperparameter this optimizer does not take.
     """
     info = get_optimizer_info(name)
-    info.check_hparams(
-        lr=lr, momentum=momentum, nesterov=nesterov, dampening=dampening, beta1=beta1,
-        beta2=beta2, alpha=alpha, centered=centered, weight_decay=weight_decay,
-        no_decay_1d=no_decay_1d, head_lr_mult=head_lr_mult, head_weight_decay=head_weight_decay,
-    )
-    kwargs: dict[str, Any] = {"lr": lr, **info.defaults}
-    if momentum is not None:
-        kwargs["momentum"] = momentum
-    if nesterov:
-        kwargs["nesterov"] = True
-    if dampening is not None:
-        kwargs["dampening"] = dampening
-    if beta1 is not None or beta2 is not None:
-        default_betas = (0.9, 0.999)
-        kwargs["betas"] = (
-            default_betas[0] if beta1 is None else beta1,
-            default_betas[1] if beta2 is None else beta2,
-        )
-    if alpha is not None:
-        kwargs["alpha"] = alpha
-    if centered:
-        kwargs["centered"] = True
-    devices = {p.device.type for p in model.parameters()}
-    if info.has_fused and devices <= set(info.fused_devices):
-        # One kernel per update instead of one per parameter and operation: measured faster
-        # on these small tensors (bench/epoch_speed.py), the same arithmetic.
-        kwargs["fused"] = True
-    elif info.has_foreach and devices == {"cuda"}:
-        kwargs["foreach"] = True  # torch's own choice on CUDA, stated
+    hparams = {
+        "lr": lr, "momentum": momentum, "nesterov": nesterov, "dampening": dampening,
+        "beta1": beta1, "beta2": beta2, "alpha": alpha, "centered": centered,
+        "weight_decay": weight_decay, "no_decay_1d": no_decay_1d, "head_lr_mult": head_lr_mult,
+        "head_weight_decay": head_weight_decay,
+    }
+    info.check_hparams(**hparams)
+    kwargs = {**_constructor_kwargs(info, hparams), **_implementation(info, model)}
     groups = param_groups(
         model, lr=lr, weight_decay=weight_decay, no_decay_1d=no_decay_1d,
         head_lr_mult=head_lr_mult, head_weight_decay=head_weight_decay,
         decay=info.has_weight_decay,
     )
     return info.opt_class(groups, **kwargs)
+
+
+def _constructor_kwargs(info: OptimInfo, hparams: Mapping[str, Any]) -> dict[str, Any]:
+    """``info.opt_class``'s keyword arguments for the checked ``hparams``: ``lr``, its fixed
+    defaults, and each hyperparameter that is set (``None`` or ``False`` leaves torch's own
+    default, so an optimizer never receives an argument it lacks)."""
+    kwargs: dict[str, Any] = {"lr": hparams["lr"], **info.defaults}
+    if hparams["momentum"] is not None:
+        kwargs["momentum"] = hparams["momentum"]
+    if hparams["nesterov"]:
+        kwargs["nesterov"] = True
+    if hparams["dampening"] is not None:
+        kwargs["dampening"] = hparams["dampening"]
+    beta1, beta2 = hparams["beta1"], hparams["beta2"]
+    if beta1 is not None or beta2 is not None:
+        default_betas = (0.9, 0.999)
+        kwargs["betas"] = (
+            default_betas[0] if beta1 is None else beta1,
+            default_betas[1] if beta2 is None else beta2,
+        )
+    if hparams["alpha"] is not None:
+        kwargs["alpha"] = hparams["alpha"]
+    if hparams["centered"]:
+        kwargs["centered"] = True
+    return kwargs
+
+
+def _implementation(info: OptimInfo, model: nn.Module) -> dict[str, bool]:
+    """``fused=True`` where torch has a fused update for every device of ``model``'s
+    parameters (one kernel per update instead of one per parameter and operation, the same
+    arithmetic); else ``foreach=True`` on CUDA (torch's own choice there, stated)."""
+    devices = {p.device.type for p in model.parameters()}
+    if info.has_fused and devices <= set(info.fused_devices):
+        return {"fused": True}
+    if info.has_foreach and devices == {"cuda"}:
+        return {"foreach": True}
+    return {}

@@ -583,17 +583,13 @@ register(ScheduleInfo(
     (
         ScheduleParam("pct_start", 0.3, 0.01, 0.99, "fraction of the run spent rising"),
         ScheduleParam("div_factor", 25.0, 1.0, 1e4, "the base over the starting rate"),
-        ScheduleParam(
-            "final_div_factor", 1e4, 1.0, 1e6, "the starting rate over the final rate"
-        ),
+        ScheduleParam("final_div_factor", 1e4, 1.0, 1e6, "the starting rate over the final rate"),
         ScheduleParam(
             "cycle_momentum", 1.0, 0.0, 1.0,
             "1: cycle momentum/beta1 inversely to the rate, 0: keep the configured one",
             integer=True,
         ),
-        ScheduleParam(
-            "base_momentum", 0.85, 0.0, 0.999, "momentum or beta1 at the peak rate"
-        ),
+        ScheduleParam("base_momentum", 0.85, 0.0, 0.999, "momentum or beta1 at the peak rate"),
         ScheduleParam(
             "max_momentum", 0.95, 0.0, 0.999,
             "momentum or beta1 at the start and the end of the run",
@@ -652,28 +648,42 @@ def validate_schedule_params(
         raise ValueError(
             f"schedule {name!r} takes no parameter {unknown[0]!r}; its parameters: {allowed}."
         )
-    out: dict[str, Any] = {}
-    for spec in info.params:
-        value = params.get(spec.name, spec.default)
-        values = tuple(value) if spec.is_list else (value,)
-        for v in values:
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (
-                spec.low <= v <= spec.high
-            ):
-                raise ValueError(
-                    f"schedule {name!r}: {spec.name} must be in [{spec.low:g}, {spec.high:g}]"
-                    f" ({spec.help}), but got {spec.name}={value!r}."
-                )
-            if spec.integer and v != int(v):
-                raise ValueError(
-                    f"schedule {name!r}: {spec.name} must be a whole number in"
-                    f" [{spec.low:g}, {spec.high:g}] ({spec.help}), but got"
-                    f" {spec.name}={value!r}."
-                )
-        out[spec.name] = tuple(float(v) for v in values) if spec.is_list else float(value)
+    out = {spec.name: _checked_value(name, spec, params.get(spec.name, spec.default))
+           for spec in info.params}
     problem = info.check(out) if info.check is not None else None
     if problem:
         raise ValueError(f"schedule {name!r}: {problem}.")
+    _check_warmup(info, params, out, warmup_epochs)
+    return out
+
+
+def _checked_value(name: str, spec: ScheduleParam, value: Any) -> float | tuple[float, ...]:
+    """``value`` of parameter ``spec`` of schedule ``name`` as a float (a tuple of floats for
+    a list), once every number is in range (and whole where it must be)."""
+    values = tuple(value) if spec.is_list else (value,)
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (
+            spec.low <= v <= spec.high
+        ):
+            raise ValueError(
+                f"schedule {name!r}: {spec.name} must be in [{spec.low:g}, {spec.high:g}]"
+                f" ({spec.help}), but got {spec.name}={value!r}."
+            )
+        if spec.integer and v != int(v):
+            raise ValueError(
+                f"schedule {name!r}: {spec.name} must be a whole number in"
+                f" [{spec.low:g}, {spec.high:g}] ({spec.help}), but got"
+                f" {spec.name}={value!r}."
+            )
+    return tuple(float(v) for v in values) if spec.is_list else float(value)
+
+
+def _check_warmup(
+    info: ScheduleInfo, params: Mapping[str, Any], out: Mapping[str, Any], warmup_epochs: float
+) -> None:
+    """A warm-up composes onto schedule ``info`` (checked parameters ``out``, as given
+    ``params``): it has no warm-up of its own and places no decay inside it."""
+    name = info.name
     if not info.composes_warmup and warmup_epochs > 0:
         raise ValueError(
             f"schedule {name!r} has a warm-up of its own, so it takes no warmup_epochs, but"
@@ -689,7 +699,6 @@ def validate_schedule_params(
                 f" inside the warm-up (warmup_epochs={warmup_epochs!r}); give {param} >= "
                 f"{warmup_epochs:g} or warmup_epochs <= {epoch:g}."
             )
-    return out
 
 
 def build_lr_lambda(
@@ -752,12 +761,10 @@ def build_momentum_fn(
     Raises:
         ValueError: as :func:`validate_schedule_params`.
     """
-    info = get_schedule_info(name)
-    values = validate_schedule_params(name, params or {})
-    if info.make_momentum is None:
-        return None
-    total = max(1, epochs * steps_per_epoch)
-    return info.make_momentum(total_steps=total, steps_per_epoch=steps_per_epoch, **values)
+    return _make_optional(
+        name, params, "make_momentum",
+        total_steps=max(1, epochs * steps_per_epoch), steps_per_epoch=steps_per_epoch,
+    )
 
 
 def build_epoch_hook(name: str, params: Mapping[str, Any] | None = None) -> EpochHook | None:
@@ -767,11 +774,7 @@ def build_epoch_hook(name: str, params: Mapping[str, Any] | None = None) -> Epoc
     Raises:
         ValueError: as :func:`validate_schedule_params`.
     """
-    info = get_schedule_info(name)
-    values = validate_schedule_params(name, params or {})
-    if info.make_epoch_hook is None:
-        return None
-    return info.make_epoch_hook(**values)
+    return _make_optional(name, params, "make_epoch_hook")
 
 
 def build_batch_factor(
@@ -783,11 +786,17 @@ def build_batch_factor(
     Raises:
         ValueError: as :func:`validate_schedule_params`.
     """
-    info = get_schedule_info(name)
+    return _make_optional(name, params, "make_batch_factor")
+
+
+def _make_optional(
+    name: str, params: Mapping[str, Any] | None, maker: str, **sizes: int
+) -> Any:
+    """What the field ``maker`` of schedule ``name`` makes from its checked parameters (and
+    ``sizes``), or ``None`` for a schedule without one."""
     values = validate_schedule_params(name, params or {})
-    if info.make_batch_factor is None:
-        return None
-    return info.make_batch_factor(**values)
+    make = getattr(get_schedule_info(name), maker)
+    return None if make is None else make(**sizes, **values)
 
 
 def create_scheduler(
