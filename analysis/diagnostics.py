@@ -128,15 +128,9 @@ def time_to_target_summary(
 
 
 def time_to_target_plot(
-    per_trial: pd.DataFrame,
-    *,
-    x: str = "epoch",
-    hue: str = "optimizer",
-    ax: Axes | None = None,
-    palette: dict | None = None,
-    title: str | None = None,
-    legend: bool = True,
-    **kwargs,
+    per_trial: pd.DataFrame, *, x: str = "epoch", hue: str = "optimizer",
+    ax: Axes | None = None, palette: dict | None = None, title: str | None = None,
+    legend: bool = True, **kwargs,
 ) -> Axes:
     """ECDF of the epoch (``x="seconds"``: the time) at which each trial reached the target,
     one line per ``hue`` value (optimizer), from :func:`time_to_target`.

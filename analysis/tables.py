@@ -348,12 +348,8 @@ def _bootstrap_mean(values: np.ndarray, rng: np.random.Generator, n_boot: int) -
 
 
 def confirmation(
-    trials: pd.DataFrame,
-    *,
-    chance: float = CHANCE,
-    confidence: float = 0.95,
-    n_boot: int = 10_000,
-    seed: int = 0,
+    trials: pd.DataFrame, *, chance: float = CHANCE, confidence: float = 0.95,
+    n_boot: int = 10_000, seed: int = 0,
 ) -> pd.DataFrame:
     """Per configuration of a confirmation study (``python -m study.confirm``): its final
     accuracy over fresh seeds.
@@ -403,12 +399,8 @@ def _test_accuracy(runs: pd.DataFrame, chance: float) -> np.ndarray:
 
 
 def seed_noise_verdicts(
-    trials: pd.DataFrame,
-    *,
-    chance: float = CHANCE,
-    confidence: float = 0.95,
-    n_boot: int = 10_000,
-    seed: int = 0,
+    trials: pd.DataFrame, *, chance: float = CHANCE, confidence: float = 0.95,
+    n_boot: int = 10_000, seed: int = 0,
 ) -> pd.DataFrame:
     """Does the leader's margin exceed seed noise? Each pair of optimizers in a confirmation
     study, each at its best configuration (by mean over seeds).

@@ -10,38 +10,18 @@ from __future__ import annotations
 
 from study.lazy import lazy_exports
 
-#: public name -> the module that defines it.
-_EXPORTS = {
-    "Checkpoint": "study.train.checkpoint",
-    "load_checkpoint": "study.train.checkpoint",
-    "save_checkpoint": "study.train.checkpoint",
-    "ConfigError": "study.train.config",
-    "TrialConfig": "study.train.config",
-    "DataError": "study.train.data",
-    "Dataset": "study.train.data",
-    "load_mnist": "study.train.data",
-    "MLP": "study.train.model",
-    "LabMomentumSGD": "study.train.optim",
-    "OptimInfo": "study.train.optim",
-    "create_optimizer": "study.train.optim",
-    "get_optimizer_info": "study.train.optim",
-    "head_parameters": "study.train.optim",
-    "list_optimizers": "study.train.optim",
-    "param_groups": "study.train.optim",
-    "param_groups_weight_decay": "study.train.optim",
-    "ScheduleInfo": "study.train.schedules",
-    "build_lr_lambda": "study.train.schedules",
-    "get_schedule_info": "study.train.schedules",
-    "list_schedules": "study.train.schedules",
-    "LrRangeResult": "study.train.range_test",
-    "lr_range_test": "study.train.range_test",
-    "EpochStats": "study.train.loop",
-    "FitResult": "study.train.loop",
-    "TrainingRun": "study.train.loop",
-    "evaluate": "study.train.loop",
-    "fit": "study.train.loop",
-}
-
-__all__ = list(_EXPORTS)
-
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__, __dir__ = lazy_exports(__name__, {
+    "study.train.checkpoint": ("Checkpoint", "load_checkpoint", "save_checkpoint"),
+    "study.train.config": ("ConfigError", "TrialConfig"),
+    "study.train.data": ("DataError", "Dataset", "load_mnist"),
+    "study.train.model": ("MLP",),
+    "study.train.optim": (
+        "LabMomentumSGD", "OptimInfo", "create_optimizer", "get_optimizer_info", "head_parameters",
+        "list_optimizers", "param_groups", "param_groups_weight_decay",
+    ),
+    "study.train.schedules": (
+        "ScheduleInfo", "build_lr_lambda", "get_schedule_info", "list_schedules",
+    ),
+    "study.train.range_test": ("LrRangeResult", "lr_range_test"),
+    "study.train.loop": ("EpochStats", "FitResult", "TrainingRun", "evaluate", "fit"),
+})

@@ -27,7 +27,6 @@ __all__ = [
     "positive_int",
     "int_in",
     "float_in",
-    "int_at_least",
     "positive_float",
     "number",
     "resolve_device",
@@ -64,83 +63,56 @@ def registry_name(lookup: Any) -> Any:
     return convert
 
 
-def positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, but got {value!r}")
-    return number
+def _number_type(
+    parse: Callable[[str], Any], accepts: Callable[[Any], bool], wanted: str
+) -> Callable[[str], Any]:
+    """An argument type: ``parse(value)`` where ``accepts`` it, else an error that says what
+    is ``wanted`` and names the value given."""
 
-
-def int_in(low: int, high: int, *, why: str = "") -> Callable[[str], int]:
-    """An argument type: an integer from ``low`` to ``high``; ``why``, when given, follows
-    the range in brackets in the error (the reason for the bounds)."""
-    reason = f" ({why})" if why else ""
-
-    def convert(value: str) -> int:
+    def convert(value: str) -> Any:
         try:
-            number = int(value)
+            number = parse(value)
         except ValueError:
-            number = low - 1
-        if not low <= number <= high:
-            raise argparse.ArgumentTypeError(
-                f"must be an integer in [{low}, {high}]{reason}, but got {value!r}")
+            raise argparse.ArgumentTypeError(f"must be {wanted}, but got {value!r}") from None
+        if not accepts(number):
+            raise argparse.ArgumentTypeError(f"must be {wanted}, but got {value!r}")
         return number
 
     return convert
 
 
-def float_in(low: float, high: float) -> Callable[[str], float]:
-    """An argument type: a number from ``low`` to ``high`` (finite bounds: NaN and infinities
-    are refused)."""
-
-    def convert(value: str) -> float:
-        try:
-            number = float(value)
-        except ValueError:
-            number = math.nan
-        if not low <= number <= high:
-            raise argparse.ArgumentTypeError(
-                f"must be a number in [{low:g}, {high:g}], but got {value!r}")
-        return number
-
-    return convert
+def int_in(low: int, high: int | None = None, *, why: str = "") -> Callable[[str], int]:
+    """An argument type: an integer from ``low`` to ``high`` (no upper bound when ``high`` is
+    None); ``why``, when given, follows the range in brackets in the error (the reason for
+    the bounds)."""
+    wanted = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
+    top = math.inf if high is None else high
+    return _number_type(int, lambda n: low <= n <= top, wanted + (f" ({why})" if why else ""))
 
 
-def int_at_least(low: int) -> Callable[[str], int]:
-    """An argument type: an integer >= ``low``."""
+def float_in(
+    low: float, high: float = math.inf, *, above: bool = False
+) -> Callable[[str], float]:
+    """An argument type: a finite number from ``low`` (only above it, where ``above``) to
+    ``high``; NaN and infinities are refused."""
+    if math.isinf(high):
+        wanted = f"a finite number {'>' if above else '>='} {low:g}"
+    else:
+        wanted = f"a number in {'(' if above else '['}{low:g}, {high:g}]"
 
-    def convert(value: str) -> int:
-        try:
-            number = int(value)
-        except ValueError:
-            number = low - 1
-        if number < low:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, but got {value!r}")
-        return number
+    def accepts(number: float) -> bool:
+        inside = low < number if above else low <= number
+        return math.isfinite(number) and inside and number <= high
 
-    return convert
-
-
-def positive_float(value: str) -> float:
-    """An argument type: a finite number > 0."""
-    try:
-        number = float(value)
-    except ValueError:
-        number = math.nan
-    if not (math.isfinite(number) and number > 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, but got {value!r}")
-    return number
+    return _number_type(float, accepts, wanted)
 
 
-def number(value: str) -> float:
-    """An argument type: any number (the command checks its range, naming the setting)."""
-    try:
-        return float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, but got {value!r}") from None
+#: An argument type: an integer >= 1.
+positive_int = int_in(1)
+#: An argument type: a finite number > 0.
+positive_float = float_in(0, above=True)
+#: An argument type: any number (the command checks its range, naming the setting).
+number = _number_type(float, lambda _: True, "a number")
 
 
 def resolve_device(name: str) -> str:

@@ -5,22 +5,30 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 __all__ = ["lazy_exports"]
 
 
 def lazy_exports(
-    package: str, exports: dict[str, str]
-) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
-    """The ``__getattr__`` and ``__dir__`` of a package whose public names are imported from
-    their modules on first use.
+    package: str, modules: Mapping[str, tuple[str, ...]]
+) -> tuple[list[str], Callable[[str], Any], Callable[[], list[str]]]:
+    """The ``__all__``, ``__getattr__`` and ``__dir__`` of a package whose public names are
+    imported from their modules on first use.
 
     Args:
         package: the package's ``__name__``.
-        exports: public name -> the module that defines it.
+        modules: each module that defines public names -> those names.
+
+    Raises:
+        ValueError: a name is listed twice (a package exports each name from one module).
     """
+    exports = {name: module for module, names in modules.items() for name in names}
+    listed = [name for names in modules.values() for name in names]
+    if len(listed) != len(exports):
+        twice = sorted({name for name in listed if listed.count(name) > 1})
+        raise ValueError(f"{package} exports {twice} more than once; list each name once")
 
     def __getattr__(name: str) -> Any:
         module = exports.get(name)
@@ -31,6 +39,6 @@ def lazy_exports(
         return value
 
     def __dir__() -> list[str]:
-        return sorted([*vars(sys.modules[package]), *exports])
+        return sorted({*vars(sys.modules[package]), *exports})
 
-    return __getattr__, __dir__
+    return listed, __getattr__, __dir__

@@ -27,7 +27,7 @@ from study.cli import (
     Parser,
     UsageError,
     add_machine_options,
-    int_at_least,
+    int_in,
     number,
     positive_float,
     positive_int,
@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="learning rate of the first update")
     parser.add_argument("--end-lr", type=positive_float, default=END_LR, metavar="LR",
                         help="learning rate of the last update")
-    parser.add_argument("--num-updates", type=int_at_least(2), default=NUM_UPDATES, metavar="N",
+    parser.add_argument("--num-updates", type=int_in(2), default=NUM_UPDATES, metavar="N",
                         help="updates from --start-lr to --end-lr (spaced evenly in log lr)")
     parser.add_argument("--smooth", type=number, default=SMOOTH, metavar="BETA",
                         help="beta of the debiased moving average of the loss, in [0, 1)")

@@ -73,6 +73,7 @@ from study.store.storage import (
     GRACE_PERIOD,
     HEARTBEAT_INTERVAL,
     StorageError,
+    check_direction,
     default_storage_url,
     display_url,
     open_storage,
@@ -229,9 +230,8 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
                         "picks bf16 on a CPU with fast bfloat16, fp32 on a GPU (at batch 64 "
                         "bf16 is slower there) (default: auto; kept with the study)")
     parser.add_argument("--validation", type=_fraction, default=0.0, metavar="FRACTION",
-                        help="hold out this share of the training set and prune on it "
-                        "(the test set is then measured once per trial); 0 prunes on the "
-                        "test set")
+                        help="hold out this share of the training set and prune on it (the "
+                        "test set is then measured once per trial); 0 prunes on the test set")
     parser.add_argument("--train-size", type=positive_int, default=None, metavar="N",
                         help="train on the first N training examples only, for a quick look "
                         "(default: all 60000, less the validation share)")
@@ -574,6 +574,7 @@ def _open_study(
 ) -> tuple[optuna.Study, RunOptions]:
     """The study, created with the settings of ``options`` or checked against its own; and
     ``options`` with the study's own settings for the kept options left out."""
+    check_direction(storage, options.study_name)
     stored = stored_settings(storage, options.study_name, legacy=records.LEGACY_SETTINGS)
     if stored is not None and options.space_file is not None:
         _check_same_space(options, stored)

@@ -15,6 +15,7 @@ import optuna
 import pytest
 from conftest import QUICK
 from optuna.distributions import FloatDistribution
+from processes import TINY, child_env, study_run
 
 from search_spaces import SearchSpace
 from study.run import main
@@ -333,41 +334,6 @@ def test_help_documents_every_option_with_its_default(capsys):
 
 
 @pytest.mark.slow
-def test_sigterm_marks_the_running_trial_failed_and_a_rerun_finishes(tmp_path):
-    cmd = [
-        sys.executable,
-        "-m",
-        "study.run",
-        "--trials",
-        "3",
-        "--epochs",
-        "3",
-        "--study-name",
-        "t",
-        "--train-size",
-        "20000",
-        "--pruner",
-        "none",
-        "--workers",
-        "1",
-    ]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    # Wait until the first trial has finished, then stop the second mid-way.
-    _sigterm_after(cmd, tmp_path, env, "trial   0", wait=1.0, timeout=120)
-    states = [t.state for t in load(tmp_path, "t").get_trials()]
-    assert optuna.trial.TrialState.RUNNING not in states
-    assert states[0] == optuna.trial.TrialState.COMPLETE
-    assert states.count(optuna.trial.TrialState.FAIL) == 1  # the one stopped mid-way
-
-    rerun = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert rerun.returncode == 0, rerun.stderr
-    trials = load(tmp_path, "t").get_trials()
-    finished = [t for t in trials if t.state in FINISHED]
-    assert len(finished) == 3
-    assert len(trials) == 4  # the failed one stays as a record; nothing finished ran again
-
-
-@pytest.mark.slow
 def test_a_study_name_that_cannot_name_a_file_works_with_storage(tmp_path, capsys):
     # Regression: the summary used to rebuild the default URL from the name and exit 2.
     url = f"sqlite:///{tmp_path / 'x.db'}"
@@ -633,26 +599,8 @@ def test_checkpoints_are_written_per_trial_and_only_the_best_kept(in_tmp, capsys
 
 @pytest.mark.slow
 def test_workers_started_together_on_a_fresh_sqlite_file_all_join_the_study(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    cmd = [
-        sys.executable,
-        "-m",
-        "study.run",
-        "--trials",
-        "3",
-        "--epochs",
-        "1",
-        "--train-size",
-        "500",
-        "--batch-size",
-        "100",
-        "--workers",
-        "1",
-        "--threads",
-        "1",
-        "--study-name",
-        "race",
-    ]
+    env = child_env()
+    cmd = study_run("--trials", "3", "--study-name", "race", *TINY)
     procs = [
         subprocess.Popen(
             [*cmd, "--seed", str(k)],

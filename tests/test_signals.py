@@ -4,38 +4,17 @@ finished trial again. Real processes, real signals."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import optuna
 import pytest
+from processes import TINY, child_env, hooked_run, study_run
 
-REPO = Path(__file__).resolve().parent.parent
-#: ``python -m study.run`` with test hooks (``--signal-at``): see its docstring.
-HOOKED_RUN = Path(__file__).resolve().parent / "hooked_run.py"
-ARGS = [
-    "--trials",
-    "2",
-    "--epochs",
-    "1",
-    "--train-size",
-    "500",
-    "--batch-size",
-    "100",
-    "--workers",
-    "1",
-    "--threads",
-    "1",
-]
-RUN = [sys.executable, "-m", "study.run", *ARGS]
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(REPO)}
+ARGS = ["--trials", "2", *TINY]
+RUN = study_run(*ARGS)
 
 
 def _trials(cwd: Path) -> list[optuna.trial.FrozenTrial]:
@@ -55,9 +34,9 @@ def _trials(cwd: Path) -> list[optuna.trial.FrozenTrial]:
 )
 def test_a_signal_at_any_moment_of_a_trial_leaves_nothing_running(tmp_path, moment, kept):
     done = subprocess.run(
-        [sys.executable, str(HOOKED_RUN), "--signal-at", moment, "--", *ARGS],
+        hooked_run("--signal-at", moment, args=ARGS),
         cwd=tmp_path,
-        env=_env(),
+        env=child_env(),
         capture_output=True,
         text=True,
         timeout=300,
@@ -70,7 +49,7 @@ def test_a_signal_at_any_moment_of_a_trial_leaves_nothing_running(tmp_path, mome
     trials = _trials(tmp_path)
     assert [t.state.name for t in trials] == [kept]  # one trial, never left RUNNING
     value = trials[0].value
-    again = subprocess.run(RUN, cwd=tmp_path, env=_env(), capture_output=True, text=True)
+    again = subprocess.run(RUN, cwd=tmp_path, env=child_env(), capture_output=True, text=True)
     assert again.returncode == 0, again.stdout + again.stderr
     trials = _trials(tmp_path)
     finished = [t for t in trials if t.state.name == "COMPLETE"]
@@ -82,7 +61,8 @@ def test_a_signal_at_any_moment_of_a_trial_leaves_nothing_running(tmp_path, mome
 def test_a_second_ctrl_c_during_the_clean_up_changes_nothing(tmp_path):
     cmd = [*RUN, "--epochs", "3", "--train-size", "6000", "--batch-size", "32"]
     proc = subprocess.Popen(
-        cmd, cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        cmd, cwd=tmp_path, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True,
     )
     lines = []
     for line in proc.stdout:
@@ -103,7 +83,8 @@ def test_a_second_ctrl_c_during_the_clean_up_changes_nothing(tmp_path):
 @pytest.mark.slow
 def test_ctrl_c_while_starting_is_one_line(tmp_path):
     proc = subprocess.Popen(
-        RUN, cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        RUN, cwd=tmp_path, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
     )
     time.sleep(0.5)  # importing torch and Optuna takes seconds
     proc.send_signal(signal.SIGINT)

@@ -4,7 +4,6 @@ RUNNING, and nothing finished lost."""
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import subprocess
 import sys
@@ -13,22 +12,13 @@ from pathlib import Path
 import optuna
 import pytest
 import sqlalchemy
+from processes import TINY, child_env, study_run
 
 from study.store.storage import StorageError, storage_failure
 
 REPO = Path(__file__).resolve().parent.parent
-TINY = [
-    "--epochs",
-    "2",
-    "--train-size",
-    "500",
-    "--batch-size",
-    "100",
-    "--workers",
-    "1",
-    "--threads",
-    "1",
-]
+#: Two epochs: each trial writes enough for the small database limits below to be reached.
+TWO_EPOCHS = [*TINY, "--epochs", "2"]
 
 #: ``python -m study.run`` on a disk that fills up: SQLite's own limit on the file's pages
 #: (``max_page_count``) gives the error a full disk gives, "database or disk is full".
@@ -57,9 +47,9 @@ sys.exit(run.main(sys.argv[2:]))
 
 def _run(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "study.run", *args],
+        study_run(*args),
         cwd=cwd,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env=child_env(),
         capture_output=True,
         text=True,
         timeout=300,
@@ -82,9 +72,9 @@ def _states(path: Path) -> list[str]:
 @pytest.mark.parametrize("pages", [2, 6])
 def test_a_disk_that_fills_up_mid_run_is_one_line_and_loses_nothing_finished(tmp_path, pages):
     full = subprocess.run(
-        [sys.executable, "-c", FILLS_UP, str(pages), "--trials", "30", *TINY],
+        [sys.executable, "-c", FILLS_UP, str(pages), "--trials", "30", *TWO_EPOCHS],
         cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env=child_env(),
         capture_output=True,
         text=True,
         timeout=300,
@@ -100,7 +90,7 @@ def test_a_disk_that_fills_up_mid_run_is_one_line_and_loses_nothing_finished(tmp
     assert "RUNNING" not in states and states[-1] == "FAIL"  # the trial being stored, closed
     kept = states.count("COMPLETE") + states.count("PRUNED")
     assert kept >= 1
-    again = _run(tmp_path, "--trials", str(kept + 1), *TINY)  # space again: it continues
+    again = _run(tmp_path, "--trials", str(kept + 1), *TWO_EPOCHS)  # space again: it continues
     assert again.returncode == 0, again.stdout + again.stderr
     after = _states(db)
     assert after[: len(states)] == states and after.count("RUNNING") == 0
@@ -111,7 +101,7 @@ def test_a_read_only_database_is_refused_before_anything_is_written(tmp_path):
     optuna.create_study(storage=f"sqlite:///{db}", study_name="x")
     db.chmod(0o444)
     before = db.read_bytes()
-    done = _run(tmp_path, "--trials", "1", "--storage", f"sqlite:///{db}", *TINY)
+    done = _run(tmp_path, "--trials", "1", "--storage", f"sqlite:///{db}", *TWO_EPOCHS)
     assert done.returncode == 2
     error = _one_error(done.stderr)
     assert len(done.stderr.strip().splitlines()) == 1
@@ -122,7 +112,7 @@ def test_a_read_only_database_is_refused_before_anything_is_written(tmp_path):
 
 def test_a_storage_path_under_a_file_is_refused(tmp_path):
     (tmp_path / "studies").write_text("not a folder")
-    done = _run(tmp_path, "--trials", "1", *TINY)
+    done = _run(tmp_path, "--trials", "1", *TWO_EPOCHS)
     assert done.returncode == 2
     error = _one_error(done.stderr)
     assert len(done.stderr.strip().splitlines()) == 1

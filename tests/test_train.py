@@ -19,7 +19,7 @@ from study.train.loop import (
 )
 from study.train.model import MLP, Dropout
 from study.train.optim import get_optimizer_info, list_optimizers
-from study.train.schedules import build_lr_lambda, build_momentum_fn
+from study.train.schedules import build_momentum_fn
 
 
 def test_fit_records_one_entry_per_epoch_with_the_lr_in_effect(tiny_data):
@@ -287,13 +287,7 @@ def test_the_cpu_dropout_keeps_each_unit_with_probability_one_minus_p():
 
 
 def _rates_per_update(config: TrialConfig, steps: int) -> list[float]:
-    f = build_lr_lambda(
-        config.schedule,
-        config.schedule_params,
-        steps_per_epoch=steps,
-        epochs=config.epochs,
-        warmup_epochs=config.warmup_epochs,
-    )
+    f = config.lr_lambda(steps)
     return [config.lr * f(i) for i in range(steps * config.epochs)]
 
 

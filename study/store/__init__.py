@@ -8,60 +8,20 @@ from __future__ import annotations
 
 from study.lazy import lazy_exports
 
-#: public name -> the module that defines it.
-_EXPORTS = {
-    "CONFIG": "study.store.records",
-    "SEED": "study.store.records",
-    "EVAL_SET": "study.store.records",
-    "DIVERGED": "study.store.records",
-    "DIVERGED_LR": "study.store.records",
-    "DIVERGED_EPOCH": "study.store.records",
-    "DIVERGED_REASON": "study.store.records",
-    "TEST_ACCURACY": "study.store.records",
-    "FIXED_TRIAL": "study.store.records",
-    "SEEDS": "study.store.records",
-    "SEED_ACCURACIES": "study.store.records",
-    "SEED_EVAL_ACCURACY": "study.store.records",
-    "SEED_DIVERGED": "study.store.records",
-    "SAMPLER": "study.store.records",
-    "INDEPENDENT_SAMPLERS": "study.store.records",
-    "CHECKPOINT": "study.store.records",
-    "SEED_CHECKPOINTS": "study.store.records",
-    "SOURCE_TRIAL": "study.store.records",
-    "CONFIRM_SUFFIX": "study.store.records",
-    "CURVES": "study.store.records",
-    "EVAL_ACCURACY": "study.store.records",
-    "EPOCH_SECONDS": "study.store.records",
-    "DIVERGED_VALUE": "study.store.records",
-    "METRIC_NAMES": "study.store.records",
-    "CHANCE": "study.store.records",
-    "SETTINGS": "study.store.records",
-    "CHECKED_SETTINGS": "study.store.records",
-    "LEGACY_SETTINGS": "study.store.records",
-    "STATE_NAMES": "study.store.records",
-    "OUTCOMES": "study.store.records",
-    "outcome": "study.store.records",
-    "grid_point": "study.store.records",
-    "schedule_param": "study.store.records",
-    "format_schedule_params": "study.store.records",
-    "encode_distribution": "study.store.records",
-    "decode_distribution": "study.store.records",
-    "StorageError": "study.store.storage",
-    "DEFAULT_STUDY_DIR": "study.store.storage",
-    "default_storage_url": "study.store.storage",
-    "display_url": "study.store.storage",
-    "resolve_sqlite_url": "study.store.storage",
-    "open_storage": "study.store.storage",
-    "open_study": "study.store.storage",
-    "storage_failure": "study.store.storage",
-    "stored_settings": "study.store.storage",
-    "SETTINGS_COMPLETE": "study.store.storage",
-    "HEARTBEAT_INTERVAL": "study.store.storage",
-    "GRACE_PERIOD": "study.store.storage",
-    "open_range_study": "study.store.range_tests",
-    "store_range_test": "study.store.range_tests",
-}
-
-__all__ = list(_EXPORTS)
-
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__, __dir__ = lazy_exports(__name__, {
+    "study.store.records": (
+        "CONFIG", "SEED", "EVAL_SET", "DIVERGED", "DIVERGED_LR", "DIVERGED_EPOCH",
+        "DIVERGED_REASON", "TEST_ACCURACY", "FIXED_TRIAL", "SEEDS", "SEED_ACCURACIES",
+        "SEED_EVAL_ACCURACY", "SEED_DIVERGED", "SAMPLER", "INDEPENDENT_SAMPLERS", "CHECKPOINT",
+        "SEED_CHECKPOINTS", "SOURCE_TRIAL", "CONFIRM_SUFFIX", "CURVES", "EVAL_ACCURACY",
+        "EPOCH_SECONDS", "DIVERGED_VALUE", "METRIC_NAMES", "CHANCE", "SETTINGS",
+        "CHECKED_SETTINGS", "LEGACY_SETTINGS", "STATE_NAMES", "OUTCOMES", "outcome", "grid_point",
+        "schedule_param", "format_schedule_params", "encode_distribution", "decode_distribution",
+    ),
+    "study.store.storage": (
+        "StorageError", "DEFAULT_STUDY_DIR", "default_storage_url", "display_url",
+        "resolve_sqlite_url", "open_storage", "open_study", "storage_failure", "stored_settings",
+        "SETTINGS_COMPLETE", "HEARTBEAT_INTERVAL", "GRACE_PERIOD", "check_direction",
+    ),
+    "study.store.range_tests": ("open_range_study", "store_range_test"),
+})

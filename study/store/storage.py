@@ -36,6 +36,7 @@ __all__ = [
     "resolve_sqlite_url",
     "open_storage",
     "open_study",
+    "check_direction",
     "storage_failure",
     "stored_settings",
     "SETTINGS_COMPLETE",
@@ -453,6 +454,28 @@ def _check_settings(
             )
 
 
+def check_direction(
+    storage: optuna.storages.BaseStorage, study_name: str, *, direction: str = "maximize"
+) -> None:
+    """An existing study ``study_name`` optimises in ``direction`` (checked before any wait
+    for its settings: a study of another tool may never get them).
+
+    Raises:
+        StorageError: it exists and goes the other way; the message names the fix.
+    """
+    try:
+        study_id = storage.get_study_id_from_name(study_name)
+    except KeyError:
+        return
+    if storage.get_study_directions(study_id)[0].name.lower() != direction:
+        goal = "maximises accuracy" if direction == "maximize" else "minimises"
+        other = "minimises" if direction == "maximize" else "maximises"
+        raise StorageError(
+            f"study {study_name!r} exists and {other}; this tool {goal}. Pass another "
+            "--study-name."
+        )
+
+
 def open_study(
     storage: optuna.storages.BaseStorage,
     study_name: str,
@@ -482,16 +505,10 @@ def open_study(
                                 direction=direction)
         if created is not None:
             return created
+    check_direction(storage, study_name, direction=direction)
     optuna_study = optuna.load_study(
         study_name=study_name, storage=storage, sampler=sampler, pruner=pruner
     )
-    if optuna_study.direction.name.lower() != direction:
-        goal = "maximises accuracy" if direction == "maximize" else "minimises"
-        other = "minimises" if direction == "maximize" else "maximises"
-        raise StorageError(
-            f"study {study_name!r} exists and {other}; this tool {goal}. Pass another "
-            "--study-name."
-        )
     found = stored_settings(storage, study_name, legacy=legacy) or {}
     adopt = SETTINGS_COMPLETE not in found  # a creation that crashed: this run completes it
     _check_settings(study_name, {**settings, **found} if adopt else found, settings, checked)

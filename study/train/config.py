@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from study.train.optim import HPARAMS, get_optimizer_info, is_number
-from study.train.schedules import validate_schedule_params
+from study.train.schedules import LrLambda, build_lr_lambda, validate_schedule_params
 
 __all__ = ["TrialConfig", "ConfigError", "PRECISIONS"]
 
@@ -136,6 +136,17 @@ class TrialConfig:
     def optimizer_hparams(self) -> dict[str, Any]:
         """The keyword arguments of ``study.train.optim.create_optimizer`` this config sets."""
         return {name: getattr(self, name) for name in HPARAMS}
+
+    def lr_lambda(self, steps_per_epoch: int) -> LrLambda:
+        """The factor of ``lr`` at each optimizer update of this run, with
+        ``steps_per_epoch`` updates an epoch: its schedule, warm-up included."""
+        return build_lr_lambda(
+            self.schedule,
+            self.schedule_params,
+            steps_per_epoch=steps_per_epoch,
+            epochs=self.epochs,
+            warmup_epochs=self.warmup_epochs,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (lists for tuples), as stored in the study database."""

@@ -27,7 +27,6 @@ from study.train.optim import create_optimizer, get_optimizer_info
 from study.train.schedules import (
     build_batch_factor,
     build_epoch_hook,
-    build_lr_lambda,
     build_momentum_fn,
     create_scheduler,
     scale_lr,
@@ -232,14 +231,7 @@ class TrainingRun:
             self.model, config.optimizer, **config.optimizer_hparams()
         )
         steps_per_epoch = math.ceil(data.num_train / config.batch_size)
-        lr_lambda = build_lr_lambda(
-            config.schedule,
-            config.schedule_params,
-            steps_per_epoch=steps_per_epoch,
-            epochs=config.epochs,
-            warmup_epochs=config.warmup_epochs,
-        )
-        self.scheduler = create_scheduler(self.optimizer, lr_lambda)
+        self.scheduler = create_scheduler(self.optimizer, config.lr_lambda(steps_per_epoch))
         # the momentum a schedule sets: group["momentum"], or beta1 of group["betas"]
         info = get_optimizer_info(config.optimizer)
         self._momentum_key = (
