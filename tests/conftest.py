@@ -13,6 +13,11 @@ from study.train.data import Dataset, load_mnist
 
 matplotlib.use("Agg")
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # The suite runs in two processes (pyproject: -n 2): each trains on one thread, so their
+    # torch thread pools do not fight over the same cores.
+    torch.set_num_threads(1)
+
 
 def make_tiny_dataset(n_train: int = 256, n_eval: int = 128, seed: int = 0) -> Dataset:
     """Ten Gaussian blobs in 784 dimensions: learnable in a few updates."""

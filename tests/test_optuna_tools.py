@@ -31,11 +31,3 @@ def test_optuna_visualization_draws_our_study(our_study):
     # A diverged trial is stored at chance, where the report's plots draw it.
     values = sorted(t.value for t in our_study.trials)
     assert values[0] == 0.1
-
-
-def test_plot_slice_of_a_learning_rate_no_complete_trial_used_fails_as_the_readme_says(our_study):
-    from optuna.visualization import plot_slice
-
-    add_trial(our_study, "adamw", 1e-3, 0.5, state="pruned")
-    with pytest.raises(ValueError, match="Parameter adamw_lr does not exist"):
-        plot_slice(our_study, params=["adamw_lr"])
