@@ -167,14 +167,17 @@ def time_to_target_plot(
     default = f"Time to {target:g} {eval_set} accuracy" if len(per_trial) else "Time to target"
     ax.set_title(title if title is not None else default)
     if legend and ax.get_lines():
-        ax.legend(title=axis_label(hue), fontsize="small", loc="lower right")
+        # Outside the axes, so that it never covers a line.
+        ax.legend(title=axis_label(hue), fontsize="small", loc="upper left",
+                  bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     return ax
 
 
 # --- search-range warnings ------------------------------------------------------------------
 
-RANGE_WARNING_COLUMNS = ["study", "optimizer", "number", "parameter", "value", "low", "high",
-                         "edge", "suggested_low", "suggested_high", "message"]
+RANGE_WARNING_COLUMNS = ["study", "optimizer", "number", "parameter", "shown", "value", "low",
+                         "high", "edge", "suggested_low", "suggested_high", "value_text",
+                         "range_text", "suggested_text", "message"]
 
 #: The widest sensible range of a parameter, by its field name (``None``: no bound beyond
 #: staying positive). Decay and averaging coefficients stay below 1; a schedule's
@@ -266,11 +269,9 @@ def _message(optimizer: str, name: str, value: float, dist: FloatDistribution | 
     place = "top" if edge == "high" else "bottom"
     text = (f"{optimizer}'s best {name} {shown} is at the {place} of its range "
             f"{_fmt(dist.low, log)}..{_fmt(dist.high, log)}")
-    if edge == "high" and wider[1] > dist.high:
+    if edge == "high":
         return f"{text}: try up to {_fmt(wider[1], log)}"
-    if edge == "low" and wider[0] < dist.low:
-        return f"{text}: try down to {_fmt(wider[0], log)}"
-    return f"{text}, which already ends at the largest sensible value"
+    return f"{text}: try down to {_fmt(wider[0], log)}"
 
 
 def range_warnings(
@@ -283,7 +284,9 @@ def range_warnings(
     of the study's stored ``space_definition``: every numeric parameter it sampled (its own
     ``<optimizer>_<field>``, its schedule's and the shared ones; categorical ones never).
     A value in the outer ``edge`` of its range (on the log scale for a log range) gives a
-    row: the best may lie outside the range.
+    row where the range could sensibly be widened that way (the best may lie outside it); an
+    end that already is the smallest or largest sensible value (a warm-up of 0, a momentum
+    of 0.999) gives none.
 
     Args:
         optuna_study: the study (:func:`analysis.load.load_studies`); its user attribute
@@ -293,10 +296,12 @@ def range_warnings(
 
     Returns:
         Columns :data:`RANGE_WARNING_COLUMNS`: ``study``, ``optimizer``, ``number`` (its
-        best trial), ``parameter`` (the Optuna name), ``value``, ``low``, ``high``, ``edge``
-        (``"low"`` or ``"high"``), ``suggested_low`` / ``suggested_high`` (one decade
-        further out for a log range, half the width further for a linear one, clipped to
-        sensible bounds such as momentum below 1) and ``message``, one line in words. Empty
+        best trial), ``parameter`` (the Optuna name), ``shown`` (the name in words),
+        ``value``, ``low``, ``high``, ``edge`` (``"low"`` or ``"high"``), ``suggested_low``
+        / ``suggested_high`` (one decade further out for a log range, half the width further
+        for a linear one, clipped to sensible bounds such as momentum below 1), the same as
+        text (``value_text``, ``range_text``, ``suggested_text``) and ``message``, one line
+        in words (:func:`analysis.findings.grouped_range_messages` joins optimizers). Empty
         for a study without a stored definition, or one of fixed configurations or an LR
         grid (nothing was sampled from a range).
 
@@ -353,10 +358,17 @@ def _edge_warnings(
             continue
         side = "low" if position <= edge else "high"
         wider = _wider(dist, side, field, epochs)
+        if (wider[0] if side == "low" else wider[1]) == (dist.low if side == "low" else
+                                                         dist.high):
+            continue  # that end is already the smallest or largest sensible value
         shown = field if param == f"{optimizer}_{field}" else param
+        log = dist.log
         yield {
-            "parameter": param, "value": float(value), "low": float(dist.low),
-            "high": float(dist.high), "edge": side, "suggested_low": wider[0],
-            "suggested_high": wider[1],
+            "parameter": param, "shown": shown, "value": float(value),
+            "low": float(dist.low), "high": float(dist.high), "edge": side,
+            "suggested_low": wider[0], "suggested_high": wider[1],
+            "value_text": f"{float(value):.1e}" if log else f"{float(value):.3g}",
+            "range_text": f"{_fmt(dist.low, log)}..{_fmt(dist.high, log)}",
+            "suggested_text": _fmt(wider[0] if side == "low" else wider[1], log),
             "message": _message(optimizer, shown, float(value), dist, side, wider),
         }

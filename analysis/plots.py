@@ -19,6 +19,7 @@ from matplotlib.colors import Normalize
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, NullLocator
 
+from analysis.statistics import t_interval
 from analysis.tables import CHANCE, counted_accuracy, is_complete, lr_bins
 
 __all__ = [
@@ -122,29 +123,25 @@ def binned_error(
     bins_per_decade: int = 2,
     min_runs: int = 3,
     confidence: float = 0.95,
-    n_boot: int = 1000,
-    seed: int = 0,
 ) -> pd.DataFrame:
     """Mean ``error`` per log-LR bin of ``runs`` (columns ``lr`` and ``error``), for the bins
     with at least ``min_runs`` runs.
 
     Columns: ``bin`` (as :func:`analysis.tables.lr_bins`), ``lr_lo`` / ``lr_hi`` (its
     edges), ``n``, ``error`` (the mean) and ``error_lo`` / ``error_hi`` (a ``confidence``
-    bootstrap percentile interval of the mean, ``n_boot`` resamples).
+    Student t interval of the mean; NaN below 3 runs). The runs of a bin are at different
+    learning rates, so the band shows their spread around the bin's mean, not seed noise.
     """
     if min_runs < 1:
         raise ValueError(f"min_runs must be 1 or more, but got {min_runs=}.")
     columns = ["bin", "lr_lo", "lr_hi", "n", "error", "error_lo", "error_hi"]
-    rng = np.random.default_rng(seed)
-    alpha = (1 - confidence) / 2
     rows = []
     bins = lr_bins(runs["lr"], bins_per_decade)
     for b, part in runs.groupby(bins, sort=True):
         values = part["error"].to_numpy(dtype=float)
         if len(values) < min_runs:
             continue
-        means = values[rng.integers(0, len(values), size=(n_boot, len(values)))].mean(axis=1)
-        lo, hi = np.quantile(means, [alpha, 1 - alpha])
+        lo, hi = t_interval(values, confidence)
         rows.append((b, 10 ** (b / bins_per_decade), 10 ** ((b + 1) / bins_per_decade),
                      len(values), values.mean(), lo, hi))
     return pd.DataFrame(rows, columns=columns)
@@ -206,9 +203,10 @@ def lr_sensitivity_plot(
     chance error (the metric counts them at ``chance``). The trend is a step over each log-LR
     bin (``bins_per_decade``): the mean error of the runs ``lr_sensitivity`` counts (pruned
     ones at the accuracy they were stopped at unless ``include_pruned`` is false; each seed of
-    a trial one run) with its 95 % bootstrap band, drawn only for bins with at least
-    ``min_runs`` runs: fewer say nothing about the mean. ``title``: ``None`` for the default
-    one, ``""`` for none. ``kwargs`` go to ``Axes.scatter`` for the runs' markers.
+    a trial one run) with its 95 % t band (the spread of the bin's runs), drawn only for
+    bins with at least ``min_runs`` runs: fewer say nothing about the mean. ``title``:
+    ``None`` for the default one, ``""`` for none. ``kwargs`` go to ``Axes.scatter`` for the
+    runs' markers.
     """
     ax = _ax(ax)
     runs = _plotted_runs(trials, chance)
@@ -303,7 +301,7 @@ def _sensitivity_legend(ax: Axes, names: Sequence[str], palette: dict, *, chance
     if trend:
         handles.append(Line2D([], [], color="grey", linewidth=1.8,
                               label=f"mean per {_bin_words(bins_per_decade)},\n"
-                              f"bins of {min_runs}+ runs (95 % band)"))
+                              f"bins of {min_runs}+ runs (95 % t band)"))
     ax.legend(handles=handles, fontsize="small", loc="upper left",
               bbox_to_anchor=(1.01, 1.0), frameon=False)
 
@@ -336,17 +334,17 @@ def lr_seed_plot(
     """Test error against learning rate, both on log axes, with the band the seeds span.
 
     For studies with several seeds per trial (an LR grid run with ``--repeats``): the line is
-    the mean over seeds at each learning rate, the band its 95 % bootstrap interval over
-    seeds, the dots the seeds themselves. Diverged seeds count at chance (error 0.9). Log
-    error makes 1.5 % and 3 % error as far apart as 15 % and 30 %. ``kwargs`` go to
-    ``seaborn.lineplot``.
+    the mean over seeds at each learning rate, the band its 95 % Student t interval over
+    seeds (none below 3 seeds), the dots the seeds themselves. Diverged seeds count at chance
+    (error 0.9). Log error makes 1.5 % and 3 % error as far apart as 15 % and 30 %.
+    ``kwargs`` go to ``seaborn.lineplot``.
     """
     ax = _ax(ax)
     frame = seed_frame(trials, chance=chance)
     palette = palette or optimizer_palette(frame[hue].dropna())
     if not frame.empty:
         sns.lineplot(data=frame, x="lr", y="error", hue=hue, palette=palette, marker="o",
-                     errorbar=("ci", 95), n_boot=1000, seed=0, ax=ax, **kwargs)
+                     errorbar=t_interval, ax=ax, **kwargs)
         sns.scatterplot(data=frame, x="lr", y="error", hue=hue, palette=palette, s=10,
                         alpha=0.4, legend=False, ax=ax)
     ax.set_xscale("log")
@@ -354,7 +352,8 @@ def lr_seed_plot(
     ax.set_xlabel(axis_label("lr"))
     ax.set_ylabel(_error_label(trials))
     seeds = int(trials["n_seeds"].max()) if len(trials) else 0
-    ax.set_title(f"Error against learning rate, band over {seeds} seeds per point")
+    ax.set_title(f"Error against learning rate, band: 95 % t-interval over {seeds} seeds "
+                 "per point")
     return ax
 
 
@@ -418,6 +417,10 @@ def learning_curves(
     return grid
 
 
+#: Decades of learning rate the schedule plot shows below the highest rate drawn.
+SCHEDULE_DECADES = 4
+
+
 def lr_schedule_plot(
     curves: pd.DataFrame, trials: pd.DataFrame, *, ax: Axes | None = None
 ) -> Axes:
@@ -437,6 +440,10 @@ def lr_schedule_plot(
             ax.fill_between(curve["epoch"], curve["lr_min"], curve["lr_max"],
                             color=line.get_color(), alpha=0.15, linewidth=0)
     ax.set_yscale("log")
+    low, high = ax.dataLim.intervaly
+    if np.isfinite(high) and high > 0:
+        # A warm-up starts near 0: show SCHEDULE_DECADES below the highest rate, not 1e-10.
+        ax.set_ylim(max(low, high * 10.0**-SCHEDULE_DECADES), high * 1.5)
     ax.set_xlabel(axis_label("epoch"))
     ax.set_ylabel("learning rate (line: last update; band: lowest to highest in the epoch)")
     if ax.get_lines():

@@ -14,7 +14,17 @@ from collections.abc import Sequence
 import numpy as np
 import optuna
 import pandas as pd
+from scipy import stats
 
+from analysis.statistics import (
+    MIN_BOOTSTRAP_SEEDS,
+    MIN_SEEDS,
+    bca_interval,
+    holm,
+    level,
+    t_interval,
+    welch_p,
+)
 from study.store.records import CHANCE, OUTCOMES
 
 __all__ = [
@@ -23,6 +33,8 @@ __all__ = [
     "outcome_counts",
     "lr_bins",
     "lr_bin_centres",
+    "lr_curve",
+    "good_lr_band",
     "counted_accuracy",
     "best_trials",
     "lr_sensitivity",
@@ -33,6 +45,7 @@ __all__ = [
     "confirmation",
     "seed_noise_verdicts",
     "param_importance",
+    "MIN_IMPORTANCE_TRIALS",
 ]
 
 _CONFIG_COLUMNS = ("lr", "momentum", "nesterov", "dampening", "beta1", "weight_decay",
@@ -112,51 +125,94 @@ def best_trials(
     return table.reset_index(drop=True)
 
 
+def lr_curve(
+    lr: np.ndarray | pd.Series, seeds: Sequence[Sequence[float]]
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The learning rates tried, ascending, and the pooled seed accuracies at each: every
+    run at the same learning rate (its seeds, or its one accuracy) in one array."""
+    lr = np.asarray(lr, dtype=float)
+    points, inverse = np.unique(lr, return_inverse=True)
+    pools: list[list[float]] = [[] for _ in points]
+    for index, values in zip(inverse, seeds, strict=True):
+        pools[index].extend(values)
+    return points, [np.asarray(p, dtype=float) for p in pools]
+
+
+def good_lr_band(
+    lr: np.ndarray, accuracy: np.ndarray, tolerance: float = 0.01
+) -> tuple[float, float, float, bool]:
+    """The good learning-rate band of a curve (``accuracy`` at the ascending ``lr``).
+
+    The band is the run of neighbouring learning rates around the best one whose accuracy
+    stays within ``tolerance`` of the best; it stops at the first one that falls below.
+    Returns ``(low, high, width, at_edge)``: its end points, its width in decades
+    ``log10(high / low)`` and whether it reaches the first or last learning rate tried
+    (then the width is a lower bound: the band may go on outside the range). A curve of one
+    learning rate has no width (NaN).
+    """
+    if len(lr) == 0:
+        return math.nan, math.nan, math.nan, False
+    best = int(np.argmax(accuracy))
+    good = accuracy >= accuracy[best] - tolerance - 1e-12
+    low = high = best
+    while low > 0 and good[low - 1]:
+        low -= 1
+    while high < len(lr) - 1 and good[high + 1]:
+        high += 1
+    width = math.nan if len(lr) < 2 else float(np.log10(lr[high]) - np.log10(lr[low]))
+    return float(lr[low]), float(lr[high]), width, low == 0 or high == len(lr) - 1
+
+
 def sensitivity_metrics(
     lr: np.ndarray,
     accuracy: np.ndarray,
     *,
     tolerance: float = 0.01,
+    strict_tolerance: float = 0.005,
     bins_per_decade: int = 2,
     chance: float = CHANCE,
 ) -> dict[str, float]:
-    """Learning-rate sensitivity of one optimizer from its sampled (lr, accuracy) pairs.
+    """Learning-rate sensitivity of one optimizer from its runs' (lr, accuracy) pairs.
 
-    Diverged runs enter with accuracy ``chance`` (or NaN, treated the same).
+    Runs at the same learning rate are averaged first (the seeds' mean curve); accuracies
+    below ``chance`` (or NaN) count at ``chance``.
 
-    - ``best_lr``, ``best_accuracy``: the best run.
-    - ``good_lr_width``: decades of learning rate spanned by the runs within ``tolerance``
-      of the best, ``log10(max good lr) - log10(min good lr)`` (0 with one good run).
-    - ``sensitivity``: after Wortsman et al. 2023 ("Small-scale proxies for large-scale
-      Transformer training instabilities", arXiv 2309.14322), who define LR sensitivity as
-      the expected excess of the final loss over the best one across a learning-rate sweep,
-      each loss clipped at the loss at initialisation. Adapted to accuracy::
-
-          a_i = max(accuracy_i, chance)                  (diverged: a_i = chance)
-          b   = floor(log10(lr_i) * bins_per_decade)     (log-LR bins)
-          sensitivity = best_accuracy - mean over non-empty bins b of mean(a_i in b)
-
-      The binning makes every occupied part of the LR range count once, so a sampler that
-      crowds around the optimum does not hide how bad the rest of the range is. 0 means
-      every learning rate tried is as good as the best; ``best_accuracy - chance`` means
-      nothing but the best learned anything.
+    - ``best_lr``, ``best_accuracy``: the best point of the curve.
+    - ``good_lr_width`` (the headline): decades of the good band of :func:`good_lr_band`
+      within ``tolerance`` of the best, with ``good_lr_low`` / ``good_lr_high`` and
+      ``good_lr_width_at_edge``; ``good_lr_width_strict`` (and ``_at_edge``) within
+      ``strict_tolerance``. It does not depend on how far the searched range reaches beyond
+      the band: learning rates outside it can be added or removed without changing it.
+    - ``sensitivity``: after Wortsman et al. 2023 (arXiv 2309.14322), the best accuracy
+      minus the mean over occupied log-LR bins (``bins_per_decade``) of the runs' mean
+      accuracy. It averages over the searched range, so it changes with that range
+      (``range_low`` .. ``range_high``) and is only comparable between optimizers searched
+      over equally wide ranges.
     """
     lr = np.asarray(lr, dtype=float)
     acc = counted_accuracy(accuracy, np.zeros(lr.size, dtype=bool), chance)
     if lr.size == 0:
-        return {"best_lr": math.nan, "best_accuracy": math.nan, "good_lr_width": math.nan,
-                "sensitivity": math.nan}
-    best = int(np.argmax(acc))
-    good = lr[acc >= acc[best] - tolerance - 1e-12]
-    _, inverse = np.unique(lr_bins(lr, bins_per_decade), return_inverse=True)
-    bin_means = np.bincount(inverse, weights=acc) / np.bincount(inverse)
+        return dict.fromkeys(_METRIC_COLUMNS, math.nan) | {
+            "good_lr_width_at_edge": False, "good_lr_width_strict_at_edge": False}
+    points, pools = lr_curve(lr, [[a] for a in acc])
+    curve = np.array([p.mean() for p in pools])
+    best = int(np.argmax(curve))
+    low, high, width, at_edge = good_lr_band(points, curve, tolerance)
+    *_, strict, strict_edge = good_lr_band(points, curve, strict_tolerance)
+    _, inverse = np.unique(lr_bins(points, bins_per_decade), return_inverse=True)
+    bin_means = np.bincount(inverse, weights=curve) / np.bincount(inverse)
     return {
-        "best_lr": float(lr[best]),
-        "best_accuracy": float(acc[best]),
-        "good_lr_width": float(np.log10(good.max()) - np.log10(good.min())),
-        "sensitivity": float(acc[best] - bin_means.mean()),
+        "best_lr": float(points[best]), "best_accuracy": float(curve[best]),
+        "good_lr_low": low, "good_lr_high": high, "good_lr_width": width,
+        "good_lr_width_at_edge": at_edge, "good_lr_width_strict": strict,
+        "good_lr_width_strict_at_edge": strict_edge,
+        "sensitivity": float(curve[best] - bin_means.mean()),
+        "range_low": float(points[0]), "range_high": float(points[-1]),
     }
 
+
+_METRIC_COLUMNS = ("best_lr", "best_accuracy", "good_lr_low", "good_lr_high", "good_lr_width",
+                   "good_lr_width_strict", "sensitivity", "range_low", "range_high")
 
 #: How ``lr_sensitivity`` counts pruned trials, said in its table's ``attrs`` and the report.
 PRUNED_AS_LOWER_BOUNDS = "pruned runs at the accuracy they were stopped at (lower bounds)"
@@ -167,61 +223,120 @@ def lr_sensitivity(
     trials: pd.DataFrame,
     *,
     tolerance: float = 0.01,
+    strict_tolerance: float = 0.005,
     bins_per_decade: int = 2,
     chance: float = CHANCE,
     include_pruned: bool = True,
-    interval: str = "auto",
-    n_boot: int = 1000,
-    min_trials: int = 5,
+    n_boot: int = 2000,
     confidence: float = 0.95,
     seed: int = 0,
 ) -> pd.DataFrame:
     """Learning-rate sensitivity per optimizer: the question the toolkit exists to answer.
 
     Uses complete trials (their final accuracy), diverged ones (at ``chance``) and, unless
-    ``include_pruned`` is false, pruned ones at the accuracy they were stopped at: pruned
-    trials are the bad learning rates, and leaving them out makes every optimizer look less
-    sensitive than it is; their accuracy is a lower bound of what they would have reached.
-    With several seeds per trial (``--repeats``), a trial's accuracy is the mean over its
-    seeds. See :func:`sensitivity_metrics` for the formulas.
+    ``include_pruned`` is false, pruned ones at the accuracy they were stopped at (lower
+    bounds of what they would have reached). A trial of several seeds (``--repeats``)
+    counts each seed; runs at the same learning rate pool their seeds into one point of the
+    curve. See :func:`sensitivity_metrics` for the metrics.
 
-    Columns per optimizer: ``n`` (runs used), ``best_lr``, ``best_accuracy``,
-    ``good_lr_width`` (decades within ``tolerance`` of the best), ``sensitivity``,
-    ``min_diverged_lr`` (smallest learning rate that diverged), ``n_complete``,
-    ``n_pruned``, ``n_diverged``, ``n_failed``; for ``best_accuracy``, ``good_lr_width``
-    and ``sensitivity`` a bootstrap percentile interval ``*_lo`` / ``*_hi`` (``n_boot``
-    resamples, ``confidence`` level); ``interval``: what was resampled, and ``note``: empty,
-    or why there is no interval. ``table.attrs["pruned"]`` says how pruned runs counted.
-
-    Args:
-        interval: ``"seeds"`` resamples the seeds of each trial (its training noise at fixed
-            learning rates: the interval an LR grid with ``--repeats`` is for; every trial
-            needs two seeds or more); ``"trials"`` resamples the trials (the sampled
-            learning rates, for a study with one seed per trial); ``"auto"`` picks seeds
-            where every used trial has two or more, trials otherwise.
+    Intervals come only from seeds, never from runs a sampler chose (their spread is not
+    the uncertainty of anything): ``best_accuracy_lo`` / ``_hi`` is a Student t interval
+    over the seeds at the best learning rate (from 3 seeds; ``best_accuracy_method`` ``t``
+    or ``none``); ``good_lr_width_lo`` / ``_hi`` a BCa bootstrap over each learning rate's
+    seeds (from 5 seeds per learning rate; ``interval_method`` ``bca`` or ``none``).
+    ``n_seeds`` is the fewest seeds at any learning rate, ``best_seed_accuracies`` the
+    seeds at the best one (for :func:`ci_separation`), ``note`` says why an interval is
+    missing. Other columns: ``n`` (runs used), ``n_lrs`` (learning rates tried), ``lr_step``
+    (the median step between them in decades: a grid's resolution),
+    ``min_diverged_lr`` and the trials per outcome. Best accuracy first.
+    ``table.attrs`` holds ``pruned``, ``tolerance`` and ``strict_tolerance``.
     """
-    if interval not in ("auto", "seeds", "trials"):
-        raise ValueError(f"interval must be auto, seeds or trials, but got {interval=}.")
     keys = _groups(trials, ("optimizer",))
     rng = np.random.default_rng(seed)
-    options = {"tolerance": tolerance, "bins_per_decade": bins_per_decade, "chance": chance}
     used_states = ["complete", "pruned"] if include_pruned else ["complete"]
     rows = []
     for key, group in trials.groupby(keys, sort=True):
         key = key if isinstance(key, tuple) else (key,)
         used = group[group["state"].isin(used_states) & group["lr"].notna()]
-        accuracy = counted_accuracy(used["final_accuracy"], used["diverged"], chance)
-        lr = used["lr"].to_numpy(dtype=float)
-        row = {**dict(zip(keys, key, strict=True)), "n": len(used),
-               **sensitivity_metrics(lr, accuracy, **options), **_outcome_columns(group)}
-        boot, row["interval"], row["note"] = _sensitivity_draws(
-            lr, accuracy, _seed_matrix(used, chance), interval=interval, min_trials=min_trials,
-            n_boot=n_boot, rng=rng, options=options)
-        row.update(_interval_columns(boot, confidence))
-        rows.append(row)
+        rows.append({**dict(zip(keys, key, strict=True)), "n": len(used),
+                     **_optimizer_row(used, tolerance=tolerance, chance=chance,
+                                      strict_tolerance=strict_tolerance,
+                                      bins_per_decade=bins_per_decade, n_boot=n_boot,
+                                      confidence=confidence, rng=rng),
+                     **_outcome_columns(group)})
     table = _best_first(pd.DataFrame(rows), keys)
-    table.attrs["pruned"] = PRUNED_AS_LOWER_BOUNDS if include_pruned else PRUNED_LEFT_OUT
+    table.attrs.update(pruned=PRUNED_AS_LOWER_BOUNDS if include_pruned else PRUNED_LEFT_OUT,
+                       tolerance=tolerance, strict_tolerance=strict_tolerance)
     return table
+
+
+def _optimizer_row(
+    used: pd.DataFrame, *, tolerance: float, strict_tolerance: float, bins_per_decade: int,
+    chance: float, n_boot: int, confidence: float, rng: np.random.Generator,
+) -> dict[str, object]:
+    """One optimizer's columns of :func:`lr_sensitivity` from the runs it uses."""
+    seeds = _run_seeds(used, chance)
+    lr = used["lr"].to_numpy(dtype=float)
+    points, pools = lr_curve(lr, seeds)
+    means = np.array([p.mean() for p in pools])
+    row: dict[str, object] = {
+        "n_lrs": len(points), "n_seeds": min((p.size for p in pools), default=0),
+        "lr_step": float(np.median(np.diff(np.log10(points)))) if len(points) > 1 else math.nan,
+        **sensitivity_metrics(points, means, tolerance=tolerance, chance=chance,
+                              strict_tolerance=strict_tolerance,
+                              bins_per_decade=bins_per_decade)}
+    best = pools[int(np.argmax(means))] if len(pools) else np.array([])
+    row["best_seed_accuracies"] = best.tolist()
+    row["best_accuracy_lo"], row["best_accuracy_hi"] = _accuracy_interval(best, confidence)
+    row["best_accuracy_method"] = "t" if best.size >= MIN_SEEDS else "none"
+    if math.isnan(row["good_lr_width"]):
+        row["good_lr_width_lo"] = row["good_lr_width_hi"] = math.nan
+    else:
+        row["good_lr_width_lo"], row["good_lr_width_hi"] = bca_interval(
+            lambda groups: good_lr_band(points, np.array([g.mean() for g in groups]),
+                                        tolerance)[2],
+            pools, confidence=confidence, n_boot=n_boot, rng=rng)
+    row["interval_method"] = "none" if math.isnan(row["good_lr_width_lo"]) else "bca"
+    row["note"] = _interval_note(row, used)
+    return row
+
+
+def _accuracy_interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
+    """The t interval of a mean accuracy, within 0 and 1 (where the mean must lie)."""
+    lo, hi = t_interval(values, confidence)
+    return (lo, hi) if math.isnan(lo) else (max(lo, 0.0), min(hi, 1.0))
+
+
+def _run_seeds(used: pd.DataFrame, chance: float) -> list[list[float]]:
+    """Each run's seed accuracies as the metrics count them: its seeds where it recorded
+    them, else its one accuracy; every seed of a diverged run at ``chance``."""
+    out = []
+    for final, diverged, seeds in zip(used["final_accuracy"], used["diverged"],
+                                      used.get("seed_accuracies", [None] * len(used)),
+                                      strict=True):
+        values = seeds if isinstance(seeds, list) and seeds else [final]
+        out.append(list(counted_accuracy(values, np.full(len(values), bool(diverged)), chance)))
+    return out
+
+
+def _interval_note(row: dict[str, object], used: pd.DataFrame) -> str:
+    """Why a row of :func:`lr_sensitivity` lacks an interval, or ``""``."""
+    seeds, n_lrs = int(row["n_seeds"]), int(row["n_lrs"])
+    if n_lrs == 0:
+        return "no runs"
+    parts = []
+    if seeds < MIN_SEEDS:
+        chosen = set(used.get("sampler", pd.Series(dtype=str)).dropna()) - {""}
+        how = f", chosen by {', '.join(sorted(chosen))}" if chosen else ""
+        parts.append(f"{seeds} seed{'' if seeds == 1 else 's'} per learning rate{how}: "
+                     f"no interval (needs {MIN_SEEDS} seeds); the figures describe these "
+                     "runs only")
+    elif row["interval_method"] == "none" and n_lrs > 1:
+        parts.append(f"{seeds} seeds per learning rate: no interval for the width (the "
+                     f"bootstrap needs {MIN_BOOTSTRAP_SEEDS})")
+    if n_lrs == 1:
+        parts.append("one learning rate: no band width")
+    return "; ".join(parts)
 
 
 def _best_first(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -231,10 +346,6 @@ def _best_first(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     table = table.sort_values([*keys[:-1], "best_accuracy"],
                               ascending=[True] * (len(keys) - 1) + [False])
     return table.reset_index(drop=True)
-
-
-#: The metrics of :func:`sensitivity_metrics` that :func:`lr_sensitivity` gives intervals.
-_INTERVAL_METRICS = ("best_accuracy", "good_lr_width", "sensitivity")
 
 
 def _outcome_columns(group: pd.DataFrame) -> dict[str, float | int]:
@@ -248,138 +359,97 @@ def _outcome_columns(group: pd.DataFrame) -> dict[str, float | int]:
     return row
 
 
-def _sensitivity_draws(
-    lr: np.ndarray,
-    accuracy: np.ndarray,
-    seeds: np.ndarray | None,
-    *,
-    interval: str,
-    min_trials: int,
-    n_boot: int,
-    rng: np.random.Generator,
-    options: dict,
-) -> tuple[np.ndarray | None, str, str]:
-    """The bootstrap draws (resamples x :data:`_INTERVAL_METRICS`) of one optimizer's runs,
-    what was resampled, and why there are none (``None``) where there are none."""
-    by_seeds = interval == "seeds" or (interval == "auto" and seeds is not None)
-    if by_seeds and seeds is not None and lr.size >= 2:
-        # Resample each trial's seeds: the learning rates stay where they were run.
-        idx = rng.integers(0, seeds.shape[1], size=(n_boot, *seeds.shape))
-        means = np.take_along_axis(seeds[None, :, :], idx, axis=2).mean(axis=2)
-        draws = ((lr, mean) for mean in means)
-        resampled = f"over seeds ({seeds.shape[1]} per run)"
-    elif by_seeds:
-        return None, "", "fewer than 2 seeds per run" if seeds is None else "fewer than 2 runs"
-    elif lr.size >= min_trials:
-        draws = ((lr[idx], accuracy[idx])
-                 for idx in rng.integers(0, lr.size, size=(n_boot, lr.size)))
-        resampled = "over sampled runs"
-    else:
-        return None, "", f"n too small ({lr.size} < {min_trials})"
-    boot = np.array([[m[k] for k in _INTERVAL_METRICS] for m in (
-        sensitivity_metrics(x, y, **options) for x, y in draws)])
-    return boot, resampled, ""
-
-
-def _interval_columns(boot: np.ndarray | None, confidence: float) -> dict[str, float]:
-    """``<metric>_lo`` / ``<metric>_hi``: the ``confidence`` percentile interval of each
-    metric's draws (NaN without draws)."""
-    alpha = (1 - confidence) / 2
-    row = {}
-    for j, name in enumerate(_INTERVAL_METRICS):
-        if boot is None:
-            row[f"{name}_lo"] = row[f"{name}_hi"] = math.nan
-        else:
-            row[f"{name}_lo"], row[f"{name}_hi"] = np.quantile(boot[:, j], [alpha, 1 - alpha])
-    return row
-
-
-def _seed_matrix(used: pd.DataFrame, chance: float) -> np.ndarray | None:
-    """Runs x seeds accuracies as the metric counts them, or ``None`` unless every run has
-    the same number (two or more) of seeds."""
-    if "seed_accuracies" not in used or used.empty:
-        return None
-    counts = used["seed_accuracies"].map(len)
-    if counts.nunique() != 1 or counts.iloc[0] < 2:
-        return None
-    matrix = np.array(used["seed_accuracies"].tolist(), dtype=float)
-    return counted_accuracy(matrix, np.zeros(matrix.shape, dtype=bool), chance)
+_SEPARATION_COLUMNS = ["a", "b", "difference", "p_value", "p_holm", "separated", "method",
+                       "pairs_tested", "note"]
 
 
 def ci_separation(
-    sensitivity: pd.DataFrame, metric: str = "best_accuracy", *, higher_is_better: bool = True
+    sensitivity: pd.DataFrame, metric: str = "best_accuracy", *,
+    higher_is_better: bool = True, alpha: float = 0.05,
 ) -> pd.DataFrame:
-    """Which optimizers' intervals for ``metric`` do not overlap.
+    """Which optimizers differ in ``metric`` by more than seed noise, every pair tested.
 
-    One row per pair (``a`` ranked ahead of ``b`` by ``metric``: higher first, or lower
-    first when ``higher_is_better`` is false, as for ``sensitivity``), with ``difference``,
-    ``separated`` (True when the intervals do not overlap; False when they do; NaN when
-    either has no interval) and ``note`` (empty, or which optimizer has no interval and
-    why, from the ``note`` of :func:`lr_sensitivity`).
+    One row per pair (``a`` ranked ahead of ``b``), per study where there are several.
+    ``best_accuracy``: Welch's t-test on the seeds at each one's best learning rate
+    (``p_value``), Holm-adjusted over the pairs tested (``p_holm``); ``separated`` when
+    ``p_holm < alpha``. Any other metric (``good_lr_width``): ``separated`` when the two
+    intervals of :func:`lr_sensitivity` do not overlap. ``separated`` is NaN where a side
+    lacks the seeds, and ``note`` says which; ``pairs_tested`` counts the pairs that could
+    be tested, ``method`` says how.
     """
-    rows = []
     ranked = sensitivity.sort_values(metric, ascending=not higher_is_better)
     group_keys = ["study"] if "study" in ranked else []
+    frames = []
     for _, part in (ranked.groupby(group_keys) if group_keys else [((), ranked)]):
         records = part.to_dict("records")
-        for i, a in enumerate(records):
-            for b in records[i + 1:]:
-                if higher_is_better:
-                    edge_a, edge_b = a.get(f"{metric}_lo"), b.get(f"{metric}_hi")
-                else:
-                    edge_a, edge_b = b.get(f"{metric}_lo"), a.get(f"{metric}_hi")
-                known = not (pd.isna(edge_a) or pd.isna(edge_b))
-                missing = [f"{r['optimizer']}: {r.get('note') or 'none computed'}"
-                           for r in (a, b) if pd.isna(r.get(f"{metric}_lo"))]
-                rows.append({
-                    **{k: a[k] for k in group_keys},
-                    "a": a["optimizer"],
-                    "b": b["optimizer"],
-                    "difference": a[metric] - b[metric],
-                    "separated": bool(edge_a > edge_b) if known else math.nan,
-                    "note": "no interval for " + "; ".join(missing) if missing else "",
-                })
-    columns = [*group_keys, "a", "b", "difference", "separated", "note"]
-    return pd.DataFrame(rows, columns=columns)
+        rows = [{**{k: a[k] for k in group_keys},
+                 **_pair(a, b, metric, higher_is_better=higher_is_better)}
+                for i, a in enumerate(records) for b in records[i + 1:]]
+        frame = pd.DataFrame(rows, columns=[*group_keys, *_SEPARATION_COLUMNS])
+        frame["p_holm"] = holm(frame["p_value"].to_numpy(dtype=float))
+        tested = frame["separated"].notna() | frame["p_value"].notna()
+        frame["pairs_tested"] = int(tested.sum())
+        if metric == "best_accuracy":
+            frame["separated"] = [p < alpha if not math.isnan(p) else math.nan
+                                  for p in frame["p_holm"]]
+        frames.append(frame)
+    if not frames:
+        return pd.DataFrame(columns=[*group_keys, *_SEPARATION_COLUMNS])
+    return pd.concat(frames, ignore_index=True).astype({"separated": object})
 
 
-def _bootstrap_mean(values: np.ndarray, rng: np.random.Generator, n_boot: int) -> np.ndarray:
-    return values[rng.integers(0, len(values), size=(n_boot, len(values)))].mean(axis=1)
+def _pair(a: dict, b: dict, metric: str, *, higher_is_better: bool) -> dict[str, object]:
+    """One row of :func:`ci_separation` before the Holm step: ``a`` ahead of ``b``."""
+    missing = [f"{r['optimizer']}: {r.get('note') or 'no interval'}" for r in (a, b)
+               if (len(r.get("best_seed_accuracies") or []) < MIN_SEEDS
+                   if metric == "best_accuracy" else pd.isna(r.get(f"{metric}_lo")))]
+    row = {"a": a["optimizer"], "b": b["optimizer"], "difference": a[metric] - b[metric],
+           "p_value": math.nan, "p_holm": math.nan, "separated": math.nan,
+           "note": "cannot tell: " + "; ".join(missing) if missing else ""}
+    if metric == "best_accuracy":
+        row["method"] = "Welch t-test over seeds, Holm-adjusted"
+        if not missing:
+            row["p_value"] = welch_p(a["best_seed_accuracies"], b["best_seed_accuracies"])
+        return row
+    row["method"] = "95 % intervals apart"
+    if not missing:
+        ahead, behind = (a, b) if higher_is_better else (b, a)
+        row["separated"] = bool(ahead[f"{metric}_lo"] > behind[f"{metric}_hi"])
+    return row
 
 
 def confirmation(
     trials: pd.DataFrame, *, chance: float = CHANCE, confidence: float = 0.95,
-    n_boot: int = 10_000, seed: int = 0,
 ) -> pd.DataFrame:
     """Per configuration of a confirmation study (``python -m study.confirm``): its final
     accuracy over fresh seeds.
 
     One row per optimizer and ``source_trial`` (the study's trial the configuration comes
     from): ``lr``, ``n`` (finished seeds), ``mean``, ``std``, ``mean_lo`` / ``mean_hi`` (a
-    ``confidence`` bootstrap percentile interval of the mean over seeds) and
-    ``n_diverged`` (diverged seeds count at ``chance``); best mean first. The accuracy is the
-    test set's: where the study evaluated on a validation split (which chose these
-    configurations), the test accuracy measured at the end of each run.
+    ``confidence`` Student t interval of the mean over seeds; none below 3 seeds),
+    ``interval_method`` (``t`` or ``none``) and ``n_diverged`` (diverged seeds count at
+    ``chance``); best mean first. The accuracy is the test set's: where the study evaluated
+    on a validation split (which chose these configurations), the test accuracy measured at
+    the end of each run.
     """
     done = _finished(trials)
     keys = _groups(done, ("optimizer", "source_trial"))
-    columns = [*keys, "lr", "n", "mean", "std", "mean_lo", "mean_hi", "n_diverged"]
+    columns = [*keys, "lr", "n", "mean", "std", "mean_lo", "mean_hi", "interval_method",
+               "n_diverged"]
     if done.empty:
         return pd.DataFrame(columns=columns)
-    rng = np.random.default_rng(seed)
-    alpha = (1 - confidence) / 2
     rows = []
     for key, group in done.groupby(keys, sort=True):
         values = _test_accuracy(group, chance)
-        boot = _bootstrap_mean(values, rng, n_boot)
+        lo, hi = _accuracy_interval(values, confidence)
         rows.append({
             **dict(zip(keys, key, strict=True)),
             "lr": group["lr"].iloc[0],
             "n": len(values),
             "mean": values.mean(),
             "std": values.std(ddof=1) if len(values) > 1 else math.nan,
-            "mean_lo": np.quantile(boot, alpha),
-            "mean_hi": np.quantile(boot, 1 - alpha),
+            "mean_lo": lo, "mean_hi": hi,
+            "interval_method": "t" if len(values) >= MIN_SEEDS else "none",
             "n_diverged": int(group["diverged"].sum()),
         })
     table = pd.DataFrame(rows, columns=columns).astype({"source_trial": int})
@@ -400,25 +470,25 @@ def _test_accuracy(runs: pd.DataFrame, chance: float) -> np.ndarray:
 
 def seed_noise_verdicts(
     trials: pd.DataFrame, *, chance: float = CHANCE, confidence: float = 0.95,
-    n_boot: int = 10_000, seed: int = 0,
+    alpha: float = 0.05,
 ) -> pd.DataFrame:
     """Does the leader's margin exceed seed noise? Each pair of optimizers in a confirmation
     study, each at its best configuration (by mean over seeds).
 
-    The test is a bootstrap over seeds: both optimizers' seeds are resampled ``n_boot``
-    times and the ``confidence`` percentile interval of the difference of means is taken;
-    the margin exceeds seed noise when that interval excludes 0. One row per pair (``a``
-    ahead of ``b``): ``difference``, ``difference_lo``, ``difference_hi``,
-    ``exceeds_noise`` and ``verdict`` (a sentence saying so); per study when the frame holds
+    Welch's t-test on the two optimizers' seeds gives ``p_value``, Holm-adjusted over all
+    the pairs (``p_holm``); the margin exceeds seed noise when ``p_holm < alpha``.
+    ``difference_lo`` / ``difference_hi``: the Welch ``confidence`` interval of the
+    difference (unadjusted). One row per pair (``a`` ahead of ``b``) with ``verdict``, a
+    sentence naming n, the method and the number of pairs; per study when the frame holds
     several (a ``study`` column first).
     """
     if "study" in trials and trials["study"].nunique() > 1:
-        parts = [seed_noise_verdicts(part, chance=chance, confidence=confidence, n_boot=n_boot,
-                                     seed=seed).assign(study=name)
+        parts = [seed_noise_verdicts(part, chance=chance, confidence=confidence,
+                                     alpha=alpha).assign(study=name)
                  for name, part in trials.groupby("study", sort=True)]
         frame = pd.concat(parts, ignore_index=True)
         return frame[["study", *frame.columns.drop("study")]]
-    table = confirmation(trials, chance=chance, confidence=confidence, n_boot=10, seed=seed)
+    table = confirmation(trials, chance=chance, confidence=confidence)
     if table.empty:
         return pd.DataFrame(columns=_VERDICT_COLUMNS)
     best = table.drop_duplicates("optimizer")  # sorted by mean: each optimizer's best
@@ -427,61 +497,76 @@ def seed_noise_verdicts(
         row.optimizer: _test_accuracy(done[done["source_trial"] == row.source_trial], chance)
         for row in best.itertuples()
     }
-    rng = np.random.default_rng(seed)
     leaders = list(best["optimizer"])
-    rows = [_verdict(a, b, values[a], values[b], rng=rng, n_boot=n_boot, confidence=confidence)
-            for i, a in enumerate(leaders) for b in leaders[i + 1:]]
+    pairs = [(a, b) for i, a in enumerate(leaders) for b in leaders[i + 1:]]
+    p = holm([welch_p(values[a], values[b]) for a, b in pairs])
+    tested = int(np.sum(~np.isnan(p)))
+    rows = [_verdict(a, b, values[a], values[b], p_holm=p_holm, tested=tested, alpha=alpha,
+                     confidence=confidence)
+            for (a, b), p_holm in zip(pairs, p, strict=True)]
     return pd.DataFrame(rows, columns=_VERDICT_COLUMNS)
 
 
-_VERDICT_COLUMNS = ["a", "b", "difference", "difference_lo", "difference_hi", "exceeds_noise",
-                    "verdict"]
+_VERDICT_COLUMNS = ["a", "b", "difference", "difference_lo", "difference_hi", "p_holm",
+                    "exceeds_noise", "verdict"]
 
 
 def _verdict(
-    a: str,
-    b: str,
-    va: np.ndarray,
-    vb: np.ndarray,
-    *,
-    rng: np.random.Generator,
-    n_boot: int,
-    confidence: float,
+    a: str, b: str, va: np.ndarray, vb: np.ndarray, *, p_holm: float, tested: int,
+    alpha: float, confidence: float,
 ) -> dict[str, object]:
     """One row of :func:`seed_noise_verdicts`: ``a`` (seeds' accuracies ``va``) against ``b``
-    (``vb``), by a bootstrap over each one's seeds."""
+    (``vb``)."""
     diff = va.mean() - vb.mean()
-    if min(len(va), len(vb)) < 2:
+    n = f"mean over {len(va)} and {len(vb)} seeds"
+    if math.isnan(p_holm):
         lo = hi = exceeds = math.nan
-        verdict = (f"{a} leads {b} by {diff:+.4f}, but with fewer than 2 seeds each the seed "
-                   "noise cannot be told.")
+        verdict = (f"{a} leads {b} by {diff:+.4f} ({n}), but with fewer than {MIN_SEEDS} "
+                   "seeds each the seed noise cannot be told: no interval.")
     else:
-        alpha = (1 - confidence) / 2
-        boot = _bootstrap_mean(va, rng, n_boot) - _bootstrap_mean(vb, rng, n_boot)
-        lo, hi = np.quantile(boot, [alpha, 1 - alpha])
-        exceeds = bool(lo > 0)
+        lo, hi = _welch_interval(va, vb, confidence)
+        exceeds = bool(p_holm < alpha)
         said = "exceeds" if exceeds else "is within"
-        level = f"{confidence:.0%}".replace("%", " %")
         verdict = (
-            f"{a} leads {b} by {diff:+.4f} (mean over {len(va)} and {len(vb)} seeds; {level} "
-            f"interval {lo:+.4f} to {hi:+.4f}, bootstrap over seeds): the margin {said} seed "
-            "noise."
+            f"{a} leads {b} by {diff:+.4f} ({n}; {level(confidence)} Welch t-interval "
+            f"{lo:+.4f} to {hi:+.4f}; Holm-adjusted p = {p_holm:.2g} over {tested} pair"
+            f"{'' if tested == 1 else 's'} tested): the margin {said} seed noise."
         )
     return {"a": a, "b": b, "difference": diff, "difference_lo": lo, "difference_hi": hi,
-            "exceeds_noise": exceeds, "verdict": verdict}
+            "p_holm": p_holm, "exceeds_noise": exceeds, "verdict": verdict}
 
 
-def param_importance(optuna_study: optuna.Study) -> pd.DataFrame:
+def _welch_interval(va: np.ndarray, vb: np.ndarray, confidence: float) -> tuple[float, float]:
+    """Welch's ``confidence`` interval of ``mean(va) - mean(vb)``."""
+    result = stats.ttest_ind(va, vb, equal_var=False)
+    if va.std() == 0 and vb.std() == 0:
+        diff = float(va.mean() - vb.mean())
+        return diff, diff
+    ci = result.confidence_interval(confidence)
+    return float(ci.low), float(ci.high)
+
+
+#: The fewest complete trials :func:`param_importance` ranks parameters from: PED-ANOVA
+#: compares the top share of the trials with the rest, which says nothing from a handful.
+MIN_IMPORTANCE_TRIALS = 10
+
+
+def param_importance(
+    optuna_study: optuna.Study, *, min_trials: int = MIN_IMPORTANCE_TRIALS
+) -> pd.DataFrame:
     """Hyperparameter importance by Optuna's default evaluator (PED-ANOVA in Optuna 5, which
     handles conditional parameters such as ``sgd_momentum``).
 
     Columns ``param`` and ``importance`` (summing to 1), most important first; empty with
-    fewer than two complete trials.
+    fewer than ``min_trials`` complete trials (``attrs["note"]`` says so).
     """
     complete = optuna_study.get_trials(deepcopy=False,
                                        states=(optuna.trial.TrialState.COMPLETE,))
-    if len(complete) < 2:
-        return pd.DataFrame(columns=["param", "importance"])
+    if len(complete) < max(2, min_trials):
+        table = pd.DataFrame(columns=["param", "importance"])
+        table.attrs["note"] = (f"too few complete trials for importance ({len(complete)} < "
+                               f"{max(2, min_trials)})")
+        return table
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         # PED-ANOVA warns per conditional parameter seen in few trials; the table says n.

@@ -194,14 +194,16 @@ def run_small_study(url: str, name: str, trials: int, *extra: str) -> str:
 GRID_LRS = [10**e for e in (-4.25, -3.75, -3.25, -2.75, -2.25)]
 
 
-def add_seeded_grid(optuna_study) -> None:
-    """A grid with three seeds per point: SGD flat (seed noise only), Adam peaked."""
+def add_seeded_grid(optuna_study, seeds: int = 3) -> None:
+    """A grid with ``seeds`` seeds per point (3 or 5): SGD flat (seed noise only), Adam
+    peaked."""
+    noise = {3: [-1, 0, 1], 5: [-1, -0.5, 0, 0.5, 1]}[seeds]
     for lr in GRID_LRS:
-        add_trial(optuna_study, "sgd", lr, None, seed_accuracies=[0.975, 0.98, 0.985])
+        add_trial(optuna_study, "sgd", lr, None,
+                  seed_accuracies=[0.98 + 0.005 * e for e in noise])
     for lr, level in zip(GRID_LRS, (0.5, 0.9, 0.98, 0.9, 0.5), strict=True):
-        add_trial(
-            optuna_study, "adam", lr, None, seed_accuracies=[level - 0.01, level, level + 0.01]
-        )
+        add_trial(optuna_study, "adam", lr, None,
+                  seed_accuracies=[level + 0.01 * e for e in noise])
 
 
 def execute_notebook(path) -> list:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import optuna
 import pytest
 from conftest import add_seeded_grid, add_trial, run_small_study
@@ -148,25 +149,29 @@ def test_reading_a_missing_file_does_not_create_it(tmp_path):
 
 
 def test_sensitivity_metrics_have_the_known_answers(known):
-    table = lr_sensitivity(load_trials(known, "known"), n_boot=200)
+    table = lr_sensitivity(load_trials(known, "known"))
     assert table.attrs["pruned"] == PRUNED_AS_LOWER_BOUNDS
     sgd = table.set_index("optimizer").loc["sgd"]
     assert sgd["n"] == 10  # complete, diverged and the pruned run (at its last accuracy)
     assert sgd["best_accuracy"] == pytest.approx(0.98)
     assert sgd["good_lr_width"] == pytest.approx(2.0)  # flat over exactly two decades
+    assert (sgd["good_lr_low"], sgd["good_lr_high"]) == pytest.approx((10**-3.75, 10**-1.75))
+    assert not sgd["good_lr_width_at_edge"]  # worse below, diverged above: a closed band
     # Bins: five good ones at 0.98 (one holding two runs), 0.50, the pruned run's 0.40, and
     # two diverged at chance.
     expected = 0.98 - (5 * 0.98 + 0.50 + 0.40 + 0.10 + 0.10) / 9
     assert sgd["sensitivity"] == pytest.approx(expected)
+    assert (sgd["range_low"], sgd["range_high"]) == pytest.approx((10**-4.75, 10**-0.25))
     assert sgd["min_diverged_lr"] == pytest.approx(10**-0.75)
     assert (sgd["n_complete"], sgd["n_pruned"], sgd["n_diverged"]) == (7, 1, 2)
-    assert sgd["note"] == "" and sgd["interval"] == "over sampled runs"
-    assert sgd["good_lr_width_lo"] <= 2.0 + 1e-9 and sgd["best_accuracy_hi"] == pytest.approx(0.98)
+    # One run per learning rate: no interval from runs a sampler chose, and the note says why.
+    assert sgd["n_seeds"] == 1 and sgd["interval_method"] == "none"
+    assert sgd["best_accuracy_method"] == "none" and math.isnan(sgd["best_accuracy_lo"])
+    assert "no interval (needs 3 seeds)" in sgd["note"]
     adam = table.set_index("optimizer").loc["adam"]
-    assert adam["note"] == "n too small (3 < 5)" and math.isnan(adam["sensitivity_lo"])
     assert adam["good_lr_width"] == pytest.approx(0.0)  # only 1e-3 is within 1 point of 0.97
     # Leaving pruned runs out makes SGD look less sensitive than it is.
-    without = lr_sensitivity(load_trials(known, "known"), include_pruned=False, n_boot=10)
+    without = lr_sensitivity(load_trials(known, "known"), include_pruned=False)
     assert without.attrs["pruned"] == PRUNED_LEFT_OUT
     sgd_without = without.set_index("optimizer").loc["sgd"]
     assert sgd_without["n"] == 9
@@ -174,55 +179,74 @@ def test_sensitivity_metrics_have_the_known_answers(known):
     assert sgd_without["sensitivity"] < sgd["sensitivity"]
 
 
-def test_intervals_over_seeds_resample_each_runs_seeds(tmp_path):
-    """A grid with three seeds per point: SGD flat (same accuracy at every learning rate,
-    seed noise only), Adam peaked. The interval comes from the seeds."""
+def test_intervals_come_from_seeds_with_their_method_and_n(tmp_path):
+    """A grid with five seeds per point: SGD flat (seed noise only), Adam peaked. The best
+    accuracy gets a t-interval over the seeds at its learning rate, the width a BCa one."""
     url = f"sqlite:///{tmp_path / 'g.db'}"
     optuna_study = optuna.create_study(storage=url, study_name="g", direction="maximize")
-    add_seeded_grid(optuna_study)
+    add_seeded_grid(optuna_study, seeds=5)
     table = lr_sensitivity(load_trials(url, "g"), n_boot=300).set_index("optimizer")
     sgd, adam = table.loc["sgd"], table.loc["adam"]
-    assert sgd["interval"] == adam["interval"] == "over seeds (3 per run)"
-    assert sgd["sensitivity"] == pytest.approx(0.0)  # flat: the best is the mean
-    assert 0 <= sgd["sensitivity_lo"] <= sgd["sensitivity_hi"] < 0.02  # seed noise only
-    assert adam["sensitivity"] == pytest.approx(0.98 - (0.5 + 0.9 + 0.98 + 0.9 + 0.5) / 5)
-    assert adam["sensitivity_lo"] > sgd["sensitivity_hi"]  # the difference exceeds seed noise
-    assert sgd["good_lr_width"] == pytest.approx(2.0) and adam["good_lr_width"] == 0.0
-    # Forcing trial resampling instead says so.
-    by_trials = lr_sensitivity(load_trials(url, "g"), interval="trials", n_boot=50)
-    assert set(by_trials["interval"]) == {"over sampled runs"}
+    assert sgd["n_seeds"] == adam["n_seeds"] == 5
+    assert sgd["best_accuracy_method"] == adam["best_accuracy_method"] == "t"
+    assert sgd["interval_method"] == adam["interval_method"] == "bca"
+    # Seeds 0.97 .. 0.99 (sd 0.0079): mean +- t(4) * sd / sqrt(5), within 0 and 1.
+    half = 2.776 * np.std([0.97, 0.975, 0.98, 0.985, 0.99], ddof=1) / 5**0.5
+    assert adam["best_accuracy_lo"] == pytest.approx(0.98 - half, abs=1e-4)
+    assert adam["best_accuracy_hi"] == pytest.approx(min(1.0, 0.98 + half), abs=1e-4)
+    assert sgd["good_lr_width"] == pytest.approx(2.0) and sgd["good_lr_width_at_edge"]
+    assert adam["good_lr_width"] == 0.0 and not adam["good_lr_width_at_edge"]
+    assert adam["good_lr_width_lo"] <= 0.0 <= adam["good_lr_width_hi"] < 0.5
+    assert sgd["good_lr_width_hi"] >= 2.0 - 1e-9
+
+
+def test_two_seeds_give_no_interval_and_say_so(tmp_path):
+    url = f"sqlite:///{tmp_path / 'two.db'}"
+    optuna_study = optuna.create_study(storage=url, study_name="two", direction="maximize")
+    for lr in (1e-3, 1e-2, 1e-1):
+        add_trial(optuna_study, "sgd", lr, None, seed_accuracies=[0.9768, 0.9785])
+    row = lr_sensitivity(load_trials(url, "two")).iloc[0]
+    assert row["n_seeds"] == 2 and row["best_accuracy_method"] == "none"
+    assert math.isnan(row["best_accuracy_lo"]) and math.isnan(row["good_lr_width_lo"])
+    assert row["note"].startswith("2 seeds per learning rate")
 
 
 def test_wider_tolerance_widens_the_good_range(known):
     trials = load_trials(known, "known")
-    narrow = lr_sensitivity(trials, n_boot=10).set_index("optimizer").loc["adam", "good_lr_width"]
-    wide = lr_sensitivity(trials, tolerance=0.03, n_boot=10).set_index("optimizer")
+    narrow = lr_sensitivity(trials).set_index("optimizer").loc["adam", "good_lr_width"]
+    wide = lr_sensitivity(trials, tolerance=0.03).set_index("optimizer").loc["adam"]
     assert narrow == pytest.approx(0.0)
-    assert wide.loc["adam", "good_lr_width"] == pytest.approx(1.0)  # 1e-4 .. 1e-3
+    assert wide["good_lr_width"] == pytest.approx(1.0)  # 1e-4 .. 1e-3
+    assert wide["good_lr_width_at_edge"]  # 1e-4 is the smallest learning rate tried
 
 
-def test_ci_separation_tells_real_differences_from_noise(tmp_path):
+def test_ci_separation_tests_every_pair_with_holm(tmp_path):
     url = f"sqlite:///{tmp_path / 'c.db'}"
     optuna_study = optuna.create_study(storage=url, study_name="c", direction="maximize")
-    for i in range(8):
-        add_trial(optuna_study, "sgd", 10 ** (-2 + 0.1 * i), 0.98 + 0.001 * (i % 2))
-        add_trial(optuna_study, "adam", 10 ** (-4 + 0.1 * i), 0.90 + 0.001 * (i % 2))
-        add_trial(optuna_study, "adamw", 10 ** (-4 + 0.1 * i), 0.979 + 0.002 * (i % 3))
-    separation = ci_separation(lr_sensitivity(load_trials(url, "c"), n_boot=300))
-    pairs = {frozenset((r.a, r.b)): r.separated for r in separation.itertuples()}
-    assert pairs[frozenset(("sgd", "adam"))] == True  # noqa: E712 - 0.98 vs 0.90
-    assert pairs[frozenset(("sgd", "adamw"))] == False  # noqa: E712 - overlapping intervals
-    assert separation.iloc[0]["difference"] >= 0  # a is the better of each pair
+    for i in range(3):
+        lr = 10 ** (-3 + i)
+        add_trial(optuna_study, "sgd", lr, None, seed_accuracies=[0.979, 0.98, 0.981])
+        add_trial(optuna_study, "adam", lr / 10, None, seed_accuracies=[0.899, 0.90, 0.901])
+        add_trial(optuna_study, "adamw", lr / 10, None, seed_accuracies=[0.977, 0.98, 0.983])
+    separation = ci_separation(lr_sensitivity(load_trials(url, "c"), n_boot=10))
+    pairs = {frozenset((r.a, r.b)): r for r in separation.itertuples()}
+    assert pairs[frozenset(("sgd", "adam"))].separated == True  # noqa: E712 - 0.98 vs 0.90
+    assert pairs[frozenset(("sgd", "adamw"))].separated == False  # noqa: E712 - same mean
+    assert set(separation["pairs_tested"]) == {3}
+    # Holm: the smallest p times 3, and no adjusted p below the raw one.
+    assert (separation["p_holm"] >= separation["p_value"] - 1e-15).all()
+    assert separation["p_holm"].min() == pytest.approx(3 * separation["p_value"].min())
+    assert (separation["difference"] >= 0).all()  # a is the better of each pair
 
 
 def test_ci_separation_says_why_it_cannot_tell(known):
-    """Adam has 3 runs, too few for an interval: its pairs are neither separated nor not,
-    and the note says why instead of leaving the cell blank."""
-    separation = ci_separation(lr_sensitivity(load_trials(known, "known"), n_boot=50))
+    """One run per learning rate: the pairs are neither separated nor not, and the note
+    says why instead of leaving the cell blank."""
+    separation = ci_separation(lr_sensitivity(load_trials(known, "known")))
     (row,) = separation.itertuples()
     assert (row.a, row.b) == ("sgd", "adam")
-    assert math.isnan(row.separated)
-    assert row.note == "no interval for adam: n too small (3 < 5)"
+    assert math.isnan(row.separated) and row.pairs_tested == 0
+    assert row.note.startswith("cannot tell: sgd: 1 seed per learning rate")
 
 
 def test_outcome_counts_count_a_diverged_trial_as_diverged_not_complete(known):
@@ -260,11 +284,15 @@ def test_best_trials_per_optimizer_and_schedule(known):
 
 
 @pytest.mark.slow
-def test_importance_is_a_table_summing_to_one(real_study):
-    table = param_importance(load_studies(real_study, "real")[0])
+def test_importance_is_a_table_summing_to_one_from_enough_trials(real_study):
+    optuna_study = load_studies(real_study, "real")[0]
+    table = param_importance(optuna_study, min_trials=2)
     assert list(table.columns) == ["param", "importance"]
     assert "optimizer" in set(table["param"])
     assert table["importance"].sum() == pytest.approx(1.0)
+    # By default a handful of trials gives no ranking, and says why.
+    few = param_importance(optuna_study)
+    assert few.empty and few.attrs["note"].startswith("too few complete trials for importance")
 
 
 def test_trials_without_a_recorded_sampler_take_it_from_the_space(tmp_path):

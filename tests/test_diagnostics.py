@@ -20,6 +20,7 @@ from analysis.diagnostics import (
     time_to_target_plot,
     time_to_target_summary,
 )
+from analysis.findings import grouped_range_messages
 from search_spaces import get_space
 from study.store import records
 
@@ -103,6 +104,11 @@ def test_ecdf_plot_draws_one_line_per_optimizer_ending_at_the_share_reaching(tim
     assert ax.get_title() == "Time to 0.97 test accuracy"
     assert ax.get_xlabel() == "epoch at which test accuracy first reached 0.97"
     assert ax.get_ylabel() == "share of trials that reached it"
+    # The legend sits outside the axes, so it covers no line.
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    assert ax.get_legend().get_window_extent(renderer).x0 >= ax.get_window_extent(renderer).x1
+    plt.close(fig)
 
 
 def test_ecdf_plot_against_seconds(timed):
@@ -247,3 +253,19 @@ def test_edge_must_be_a_share_of_the_range(ranged):
     url, optuna_study = ranged
     with pytest.raises(ValueError, match="edge=0.6"):
         range_warnings(optuna_study, load_trials(url, "r"), edge=0.6)
+
+
+def test_an_edge_that_cannot_widen_gives_no_warning_and_one_parameter_is_one_line(ranged):
+    """A warm-up of 0 is the smallest there is: no warning. Two optimizers' learning rates
+    at the top of their ranges: one line naming both, with the way to widen each."""
+    url, optuna_study = ranged
+    _add_sampled(optuna_study, {"optimizer": "adam", "adam_lr": 9.6e-3,
+                                "schedule": "cosine", "warmup_epochs": 0.01}, 0.985)
+    _add_sampled(optuna_study, {"optimizer": "sgd", "sgd_lr": 0.95,
+                                "schedule": "constant", "warmup_epochs": 0.02}, 0.98)
+    table = _warnings(url)
+    assert set(table["parameter"]) == {"adam_lr", "sgd_lr"}  # no warmup_epochs row
+    (line,) = grouped_range_messages(table)
+    assert line.startswith("The best lr sits at the top of its range for 2 optimizers:")
+    assert "adam's (9.6e-03 in 1e-05..1e-02, try up to 1e-01)" in line
+    assert "sgd's (9.5e-01 in 1e-03..1e+00, try up to 1e+01)" in line

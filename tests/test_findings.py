@@ -10,12 +10,12 @@ import pytest
 from conftest import add_seeded_grid, add_trial
 
 from analysis import best_trials, ci_separation, load_trials, lr_sensitivity
-from analysis.findings import budget_finding, findings, range_test_finding
+from analysis.findings import OWN_BEST, budget_finding, findings, range_test_finding
 from analysis.report import main as report_main
 
 
 def _found(trials: pd.DataFrame) -> list[str]:
-    table = lr_sensitivity(trials)
+    table = lr_sensitivity(trials, n_boot=300)
     return [
         f.text
         for f in findings(
@@ -23,22 +23,26 @@ def _found(trials: pd.DataFrame) -> list[str]:
             best=best_trials(trials),
             sensitivity=table,
             accuracy_separation=ci_separation(table),
-            sensitivity_separation=ci_separation(table, "sensitivity", higher_is_better=False),
+            sensitivity_separation=ci_separation(table, "good_lr_width"),
         )
     ]
 
 
-def test_a_flat_optimizer_is_found_least_sensitive_beyond_seed_noise(tmp_path):
+def test_a_flat_optimizer_is_found_least_sensitive_with_n_and_method(tmp_path):
     url = f"sqlite:///{tmp_path / 'g.db'}"
-    add_seeded_grid(optuna.create_study(storage=url, study_name="g", direction="maximize"))
+    add_seeded_grid(optuna.create_study(storage=url, study_name="g", direction="maximize"),
+                    seeds=5)
     text = " ".join(_found(load_trials(url, "g")))
     assert "sgd is the least sensitive to its learning rate" in text
-    assert "over seeds" in text
-    assert "Against adam the difference exceeds seed noise" in text
-    assert "Best configuration per optimizer: sgd 0.9800" in text
+    assert "sgd at least 2.00 decades" in text  # the band reaches the grid's edge
+    assert "95 % BCa-interval" in text and "n=5 seeds" in text
+    assert "the widths' intervals are apart for: sgd over adam" in text
+    assert "mean of 5 seeds; 95 % t-interval" in text
+    assert ("Best configuration per optimizer (each the mean of its trial's 5 seeds): "
+            "sgd 0.9800") in text
 
 
-def test_too_few_runs_are_said_not_hidden(tmp_path):
+def test_single_runs_are_described_without_intervals(tmp_path):
     optuna_study = optuna.create_study(direction="maximize")
     for lr, accuracy in ((1e-3, 0.95), (1e-2, 0.97)):
         add_trial(optuna_study, "sgd", lr, accuracy)
@@ -47,32 +51,38 @@ def test_too_few_runs_are_said_not_hidden(tmp_path):
     copy = optuna.create_study(storage=url, study_name="s", direction="maximize")
     copy.add_trials(optuna_study.trials)
     text = " ".join(_found(load_trials(url, "s")))
-    assert "cannot be told" in text
-    assert "Too few runs for an interval (fewer than 5): sgd (2), adam (2)" in text
+    assert "sgd has the best accuracy: 0.9700 at lr 0.01 (one run)" in text
+    assert "interval" in text and "cannot be told" in text
+    assert "python -m study.confirm" in text and "--repeats 5" in text
+    assert "95 %" not in text  # no interval anywhere
 
 
 def test_the_budget_and_range_test_sentences_say_what_the_frames_say():
     reach = pd.DataFrame(
         {
-            "optimizer": ["adam", "sgd"],
-            "target": 0.98,
+            "optimizer": ["adam", "sgd", "adam", "sgd"],
+            "target": [0.98, 0.98, 0.975, 0.9723],
+            "target_kind": ["fixed", "fixed", OWN_BEST, OWN_BEST],
+            "best": [0.9812, 0.9773, 0.9812, 0.9773],
             "p": 0.9,
-            "n_trials_needed": [3, math.inf],
-            "share_reaching": [0.6, 0.0],
+            "n_trials_needed": [3, math.inf, 2, 4],
+            "share_reaching": [0.6, 0.0, 0.7, 0.5],
             "valid": True,
         }
     )
     text = budget_finding(reach).text
-    assert "Trials needed to reach 0.98 with probability 90%: adam 3" in text
-    assert "sgd never did" in text
+    assert "Trials needed to reach a target with probability 90%" in text
+    assert "drawn at random" in text  # the assumption the curve rests on
+    assert "0.98: adam 3, sgd none of its trials (best 0.9773)" in text
+    assert "its own best less 0.5 point: adam 2 (target 0.9750), sgd 4 (target 0.9723)" in text
     assert "cannot be said" in budget_finding(reach.assign(valid=False)).text
     comparison = pd.DataFrame(
         {
-            "optimizer": ["adam", "sgd"],
+            "optimizer": ["adam", "sgd", "rmsprop"],
             "rule": "valley",
-            "lr": [1e-3, 1e-4],
-            "inside": [True, False],
-            "decades_off": [0.0, -1.5],
+            "lr": [1e-3, 1e-4, 1e-3],
+            "inside": [True, False, None],  # the study has no rmsprop
+            "decades_off": [0.0, -1.5, math.nan],
         }
     )
     text = range_test_finding(comparison).text
@@ -89,6 +99,12 @@ def test_the_report_opens_with_the_findings(tmp_path, capsys):
     assert page.index("<h2>Findings</h2>") < page.index("<h2>Trials per optimizer</h2>")
     assert "sgd is the least sensitive" in page
     assert "sgd is the least sensitive" in (out / "findings.txt").read_text()
+    # The fixed targets and each optimizer's own best less half a point, every one reached
+    # by its own optimizer.
+    reach = pd.read_csv(out / "trials_to_reach.csv")
+    assert {0.97, 0.975, 0.98} <= set(reach["target"])
+    own = reach[reach["target_kind"] == OWN_BEST]
+    assert set(own["optimizer"]) == {"sgd", "adam"} and (own["share_reaching"] > 0).all()
 
 
 @pytest.mark.slow

@@ -239,3 +239,13 @@ def test_lr_schedule_plot_draws_the_rates_swept_within_each_epoch_where_recorded
     swept = curves.assign(lr_min=curves["lr"] / 10, lr_max=curves["lr"])
     ax = plots.lr_schedule_plot(swept, trials, ax=plt.subplots()[1])
     assert len(ax.collections) == 2  # one band per schedule
+
+
+def test_lr_schedule_plot_shows_four_decades_not_a_warm_up_from_zero(frames):
+    trials, curves, _ = frames
+    warm = curves.assign(lr_min=1e-10, lr_max=curves["lr"])  # a warm-up starting near 0
+    ax = plots.lr_schedule_plot(warm, trials, ax=plt.subplots()[1])
+    low, high = ax.get_ylim()
+    assert low >= curves["lr"].max() * 10.0**-plots.SCHEDULE_DECADES * 0.999
+    assert high >= curves["lr"].max()
+    plt.close("all")

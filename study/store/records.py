@@ -150,6 +150,10 @@ EPOCH_SECONDS = "epoch_seconds"
 #: Accuracy of guessing among MNIST's ten classes: what a diverged run counts as in the
 #: sensitivity metrics and plots, and the level a collapsed run falls back to.
 CHANCE = 0.10
+#: The fewest seeds the report gives a t-interval from (fewer: no interval), and the fewest
+#: seeds per learning rate it bootstraps a band width from; the commands warn below them.
+MIN_SEEDS = 3
+MIN_BOOTSTRAP_SEEDS = 5
 #: The value a diverged trial is told to Optuna with: chance, as the plots show it, so
 #: optuna-dashboard and ``optuna.visualization`` draw it where the report does.
 DIVERGED_VALUE = CHANCE
