@@ -10,6 +10,8 @@ them alike):
   where the hardware has fast bf16), with the test accuracy each reached (the lab's SGD);
 - the ceiling: the forward and backward matrix products of the MLP's own shapes at the same
   batch size, timed alone, and ``fit``'s share of it;
+- the cohort trainer (``cohort`` key): member-epochs per second of cohorts of
+  ``--cohort-ks`` members against ``fit``, per precision (:func:`bench.cohort_speed.measure`);
 - overheads that add up over a study: starting a trial (data loaded), the evaluation's share
   of an epoch, the study's own cost per trial (sampler, pruner and storage writes on SQLite,
   with an objective that records five epochs but does not train), and the peak memory of a
@@ -39,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torchvision import datasets, transforms
 
+from bench import cohort_speed
 from search_spaces import LAB_CONFIGS, get_space
 from study.search.objective import Objective
 from study.search.pruners import create_pruner
@@ -231,6 +234,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="torch threads (default: torch's choice, one per core); the "
                         "study's workers run with CORES/W each, 1 on a 2-core machine")
     parser.add_argument("--json", type=Path, default=RESULTS, help="where to write the figures")
+    parser.add_argument("--cohort-ks", default="4,8",
+                        help="cohort sizes timed against fit, comma-separated ('' skips them)")
     args = parser.parse_args(argv)
     if args.threads is not None:
         if args.threads < 1:
@@ -359,6 +364,10 @@ def _print_table(
     print(_row("evaluation share of an epoch", figures["eval_share_of_epoch"], ""))
     print(_row(f"study overhead per trial (SQLite, {m.overhead_trials} trials)", m.overhead))
     print(_row(f"peak RSS of a {m.rss_trials}-trial study", m.rss, "MiB"))
+    for precision, best in figures.get("cohort", {}).get("best_k", {}).items():
+        if best:
+            print(_row(f"best cohort, {precision}: K={best['k']}, member-epochs/s",
+                       best["speedup"], "") + " x fit")
     print(f"wrote {args.json.relative_to(REPO) if args.json.is_relative_to(REPO) else args.json}")
 
 
@@ -384,6 +393,12 @@ def main(argv: list[str] | None = None) -> int:
     measured = _Measured(seconds, acc, ceiling, starts, evals, overhead, overhead_trials, rss,
                          rss_trials)
     figures = _figures(args, repeats, bf16, measured)
+    if args.cohort_ks:
+        print("timing the cohort trainer against fit ...", file=sys.stderr)
+        figures["cohort"] = cohort_speed.measure(
+            data, device=args.device, batch_size=args.batch_size,
+            ks=[int(k) for k in args.cohort_ks.split(",")],
+            precisions=["fp32", "bf16"] if bf16 else ["fp32"], repeats=repeats)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(figures, indent=2))
     _print_table(args, repeats, bf16, measured, figures)

@@ -9,6 +9,7 @@ autograd on its own (tests/test_model.py).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -17,6 +18,8 @@ from torch import nn
 __all__ = [
     "MLP",
     "Dropout",
+    "random_bits",
+    "mask_from_bits",
     "linear_forward",
     "linear_backward",
     "relu_dropout_forward",
@@ -46,19 +49,42 @@ class Dropout(nn.Dropout):
 
     def cpu_mask(self, x: torch.Tensor) -> tuple[torch.Tensor, float]:
         """The keep mask (1 keeps, 0 drops; ``x``'s shape and dtype) and the scale of the
-        kept elements, drawn as :meth:`forward` draws them on the CPU.
+        kept elements, drawn as :meth:`forward` draws them on the CPU
+        (:func:`random_bits`, then :func:`mask_from_bits`)."""
+        bits = random_bits(x.numel(), device=x.device)
+        return mask_from_bits(bits, x.shape, self.p, x.dtype)
 
-        The mask is made with float arithmetic only (on the CPU a comparison, or a product
-        with a bool tensor, is slower than its float form): ``clamp(t - lanes, 0, 1)`` is 1
-        exactly where the integer ``lanes < t``, and float32 holds these integers exactly.
-        """
-        keep = round((1.0 - self.p) * 65536)
-        n = x.numel()
-        bits = torch.randint(-(2**63), 2**63 - 1, ((n + _LANES - 1) // _LANES,),
-                             dtype=torch.int64, device=x.device)
-        lanes = bits.view(torch.int16)[:n].view(x.shape).to(torch.float32)  # -32768..32767
-        mask = torch.rsub(lanes, keep - 32768).clamp_(0.0, 1.0)
-        return mask if x.dtype == torch.float32 else mask.to(x.dtype), 65536.0 / keep
+
+def random_bits(
+    n: int,
+    *,
+    generator: torch.Generator | None = None,
+    device: torch.device | None = None,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Random 64-bit integers holding ``n`` 16-bit lanes, one per element of a dropout mask,
+    drawn from ``generator`` (default: torch's global one), into ``out`` where given."""
+    words = (n + _LANES - 1) // _LANES
+    return torch.randint(-(2**63), 2**63 - 1, (words,), dtype=torch.int64, device=device,
+                         generator=generator, out=out)
+
+
+def mask_from_bits(
+    bits: torch.Tensor, shape: Sequence[int], p: float, dtype: torch.dtype
+) -> tuple[torch.Tensor, float]:
+    """:class:`Dropout`'s keep mask of ``shape`` (in ``dtype``) from :func:`random_bits`,
+    and the scale of the kept elements. ``bits`` holds one row of words per leading index
+    of ``shape`` (a stack of masks, each from its own generator) or one row for all.
+
+    The mask is made with float arithmetic only (on the CPU a comparison, or a product with
+    a bool tensor, is slower than its float form): ``clamp(t - lanes, 0, 1)`` is 1 exactly
+    where the integer ``lanes < t``, and float32 holds these integers exactly.
+    """
+    keep = round((1.0 - p) * 65536)
+    per_row = math.prod(shape) // math.prod(bits.shape[:-1])
+    lanes = bits.view(torch.int16)[..., :per_row].reshape(shape).to(torch.float32)
+    mask = torch.rsub(lanes, keep - 32768).clamp_(0.0, 1.0)  # lanes: -32768..32767
+    return mask if dtype == torch.float32 else mask.to(dtype), 65536.0 / keep
 
 
 # --- one layer each: forward and backward, no autograd ------------------------------------
@@ -125,19 +151,23 @@ def cross_entropy_forward(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Each example's cross-entropy (float32) and predicted class, written into ``nll`` and
     ``pred`` where given, and the log-probabilities (float32) for the backward:
-    ``(nll, pred, log_p)``."""
-    log_p = torch.log_softmax(logits.float(), dim=1)
-    nll = torch.gather(log_p, 1, y[:, None], out=None if nll is None else nll[:, None])
-    nll = nll.view(y.shape[0]).neg_()
-    pred = torch.argmax(logits, dim=1, out=pred)
+    ``(nll, pred, log_p)``. The classes are the last dimension: ``logits`` of shape
+    ``(n, classes)``, or ``(members, n, classes)`` for a stack of models (``y`` then
+    ``(members, n)``)."""
+    log_p = torch.log_softmax(logits.float(), dim=-1)
+    target = y.unsqueeze(-1)
+    nll = torch.gather(log_p, -1, target, out=None if nll is None else nll.unsqueeze(-1))
+    nll = nll.view(y.shape).neg_()
+    pred = torch.argmax(logits, dim=-1, out=pred)
     return nll, pred, log_p
 
 
 def cross_entropy_backward(log_p: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """``n`` times the gradient of the mean cross-entropy with respect to the logits,
-    ``softmax - one_hot(y)``, computed in place in ``log_p`` (which it consumes)."""
+    ``softmax - one_hot(y)``, computed in place in ``log_p`` (which it consumes); any
+    leading dimensions, as :func:`cross_entropy_forward`."""
     grad = log_p.exp_()
-    return grad.scatter_add_(1, y[:, None], grad.new_full((y.shape[0], 1), -1.0))
+    return grad.scatter_add_(-1, y.unsqueeze(-1), grad.new_full((*y.shape, 1), -1.0))
 
 
 class MLP(nn.Module):
@@ -247,6 +277,7 @@ class MLP(nn.Module):
         if buffers["weights16"] is not None:
             buffers["weights32"].copy_(buffers["weights16"])
         return nll, pred
+
     def _grad_buffers(self, linears: list[nn.Linear], dtype: torch.dtype) -> dict:
         """Where :meth:`train_step` writes the gradients: views of one float32 buffer, which
         are the parameters' ``.grad`` (made again when a ``.grad`` was replaced, e.g. by
