@@ -21,7 +21,7 @@ The file declares what :class:`~search_spaces.SearchSpace` holds, one table each
     floor = { low = 0.0, high = 0.1 }
 
     [shared]
-    warmup_epochs = { low = 0.0, high = 1.0 }
+    warmup_epochs = { low = 0.0, high = "min(1.0, epochs / 2)" }   # follows --epochs
 
 Your own optimizer, named by import path, is registered before the rest is read (in every
 worker process that reads the file) and is then searched like a built-in one::
@@ -35,9 +35,11 @@ worker process that reads the file) and is then searched like a built-in one::
     lr = { low = 1e-5, high = 1e-1, log = true }
 
 A range is ``{ low, high }`` with optional ``log = true``, ``step`` and ``int = true``
-(integers); a choice is ``{ choices = [...] }``; anything else is a fixed value. A space of
-fixed runs (the lab's) has ``[configs.NAME]`` tables of ``TrialConfig`` fields instead of
-optimizers and schedules; a grid has ``lr_grid = [low, high, points per decade]``.
+(integers); a choice is ``{ choices = [...] }``; anything else is a fixed value. A number
+that follows the run's length is arithmetic in ``epochs`` in quotes (a range's end, a
+choice, a fixed value; :mod:`search_spaces.formulas`), worked out for the study's epochs.
+A space of fixed runs (the lab's) has ``[configs.NAME]`` tables of ``TrialConfig`` fields
+instead of optimizers and schedules; a grid has ``lr_grid = [low, high, points per decade]``.
 
 :func:`load_space` checks the whole file before any trial runs: every optimizer and schedule
 is one the toolkit knows, and every combination of optimizer and schedule builds a valid
@@ -67,7 +69,16 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from search_spaces.spaces import SearchSpace, drop_inapplicable
+from search_spaces.formulas import Choices, Formula, Range, at_epochs, mentions_epochs
+from search_spaces.spaces import (
+    BATCH_LIMIT,
+    EPOCHS_LIMIT,
+    MAX_BATCH_SIZE,
+    MAX_EPOCHS,
+    SearchSpace,
+    drop_inapplicable,
+)
+from study.store.storage import StorageError, check_study_name
 from study.train.config import ConfigError, TrialConfig
 from study.train.optim import OptimInfo, get_optimizer_info, list_optimizers
 from study.train.optim import register as register_optimizer
@@ -135,10 +146,26 @@ def _where(path: Path, key: str) -> str:
     return f"{path}: {key}"
 
 
+def _fixed(path: Path, key: str, value: Any) -> Any:
+    """A fixed TOML value: a string in ``epochs`` as a :class:`Formula`, lists and tables
+    looked through, anything else as it is."""
+    if isinstance(value, str) and mentions_epochs(value):
+        try:
+            return Formula(value)
+        except ValueError as exc:
+            raise SpaceFileError(f"{_where(path, key)} = {value!r}: {exc}") from None
+    if isinstance(value, list):
+        return [_fixed(path, key, v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _fixed(path, f"{key}.{k}", v) for k, v in value.items()}
+    return value
+
+
 def _distribution(path: Path, key: str, value: Any) -> Any:
-    """A TOML value as a distribution, or the value itself when it is fixed."""
+    """A TOML value as a distribution (a :class:`Range` or :class:`Choices` where a value
+    follows the epochs), or the value itself when it is fixed."""
     if not isinstance(value, Mapping):
-        return value
+        return _fixed(path, key, value)
     if "choices" in value:
         if set(value) != {"choices"} or not isinstance(value["choices"], list) or not value[
                 "choices"]:
@@ -146,7 +173,10 @@ def _distribution(path: Path, key: str, value: Any) -> Any:
                 f"{_where(path, key)} = {value!r}: a choice is {{ choices = [a, b, ...] }} "
                 f"with at least one value and no other key."
             )
-        return CategoricalDistribution(tuple(value["choices"]))
+        choices = tuple(_fixed(path, key, v) for v in value["choices"])
+        if any(isinstance(v, Formula) for v in choices):
+            return Choices(choices)
+        return CategoricalDistribution(choices)
     unknown = set(value) - _RANGE_KEYS
     if unknown or not {"low", "high"} <= set(value):
         raise SpaceFileError(
@@ -155,24 +185,66 @@ def _distribution(path: Path, key: str, value: Any) -> Any:
             f"{{ choices = [...] }}" + (f" (unknown key {sorted(unknown)[0]!r})" if unknown
                                        else " (low and high are required)") + "."
         )
-    low, high = value["low"], value["high"]
-    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high))
-    if not numbers or not math.isfinite(low) or not math.isfinite(high) or not low <= high:
+    return _range(path, key, value)
+
+
+def _range(path: Path, key: str, value: Mapping[str, Any]) -> Any:
+    """``{ low, high, ... }`` as a distribution; a :class:`Range`, checked at the study's
+    epochs, where an end is a formula in ``epochs``."""
+    low, high = _fixed(path, key, value["low"]), _fixed(path, key, value["high"])
+    log, integer, step = _range_options(path, key, value)
+    ends = [isinstance(v, (int, float, Formula)) and not isinstance(v, bool) for v in (low, high)]
+    if all(ends) and (isinstance(low, Formula) or isinstance(high, Formula)):
+        return Range(low, high, log=log, step=step, integer=integer)
+    if not all(ends) or not math.isfinite(low) or not math.isfinite(high) or not low <= high:
         raise SpaceFileError(
             f"{_where(path, key)}: low = {low!r}, high = {high!r}; both must be finite numbers "
-            f"with low <= high."
+            f"(or arithmetic in epochs, in quotes) with low <= high."
         )
-    log = bool(value.get("log", False))
     if log and low <= 0:
         raise SpaceFileError(
             f"{_where(path, key)}: log = true needs low > 0, but got low = {low!r}."
         )
+    if integer and not (low == int(low) and high == int(high)):
+        raise SpaceFileError(f"{_where(path, key)}: int = true needs whole ends, but got "
+                             f"low = {low!r}, high = {high!r}.")
+    if step is not None and step > high - low > 0:
+        raise SpaceFileError(
+            f"{_where(path, key)}: step = {step!r} is larger than high - low = "
+            f"{high - low:g}, so the range holds one value, low = {low!r}; give a step of at "
+            "most high - low, or leave step out.")
     try:
-        if value.get("int", False):
-            return IntDistribution(int(low), int(high), log=log, step=int(value.get("step", 1)))
-        return FloatDistribution(float(low), float(high), log=log, step=value.get("step"))
+        if integer:
+            return IntDistribution(int(low), int(high), log=log, step=int(step or 1))
+        return FloatDistribution(float(low), float(high), log=log, step=step)
     except ValueError as exc:  # Optuna's own checks (step with log, step larger than range)
         raise SpaceFileError(f"{_where(path, key)} = {value!r}: {exc}") from None
+
+
+def _range_options(path: Path, key: str, value: Mapping[str, Any]) -> tuple[bool, bool, Any]:
+    """A range's ``log``, ``int`` and ``step``, each checked for its type: a quoted "false"
+    would otherwise read as true."""
+    flags = []
+    for name in ("log", "int"):
+        flag = value.get(name, False)
+        if not isinstance(flag, bool):
+            raise SpaceFileError(f"{_where(path, key)}: {name} = {flag!r}; give true or false, "
+                                 "without quotes.")
+        flags.append(flag)
+    step = value.get("step")
+    number = isinstance(step, (int, float)) and not isinstance(step, bool)
+    if step is not None and not (number and math.isfinite(step) and step > 0):
+        raise SpaceFileError(f"{_where(path, key)}: step = {step!r}; give a number > 0, or "
+                             "leave step out.")
+    return flags[0], flags[1], step
+
+
+def _at(path: Path, key: str, spec: Any, epochs: int) -> Any:
+    """``spec`` for runs of ``epochs`` epochs; a formula that fails there names its key."""
+    try:
+        return at_epochs(spec, epochs)
+    except (ValueError, TypeError) as exc:
+        raise SpaceFileError(f"{_where(path, key)} at {epochs} epochs: {exc}") from None
 
 
 def _table(path: Path, key: str, value: Any) -> dict[str, Any]:
@@ -198,7 +270,11 @@ def _check_combinations(path: Path, space: SearchSpace, epochs: int) -> None:
         shared = space.shared
         names = [*fields, *params, *shared]
         kinds = ["opt"] * len(fields) + ["sch"] * len(params) + ["sh"] * len(shared)
-        options = [_edges(s) for s in (*fields.values(), *params.values(), *shared.values())]
+        keys = [*(f"optimizers.{optimizer}.{k}" for k in fields),
+                *(f"schedules.{schedule}.{k}" for k in params), *(f"shared.{k}" for k in shared)]
+        specs = (*fields.values(), *params.values(), *shared.values())
+        options = [_edges(_at(path, key, spec, epochs)) for key, spec in zip(keys, specs,
+                                                                               strict=True)]
         for values in itertools.islice(itertools.product(*options), 256):
             changes: dict[str, Any] = {"optimizer": optimizer, "schedule": schedule,
                                        "epochs": epochs}
@@ -208,6 +284,7 @@ def _check_combinations(path: Path, space: SearchSpace, epochs: int) -> None:
                     schedule_params[name] = list(value) if isinstance(value, tuple) else value
                 else:
                     changes[name] = value
+            _check_batch_size(path, "shared.batch_size", changes.get("batch_size"))
             changes = drop_inapplicable(changes)  # as the space samples it
             try:
                 TrialConfig(schedule_params=schedule_params, **changes)
@@ -216,6 +293,15 @@ def _check_combinations(path: Path, space: SearchSpace, epochs: int) -> None:
                     f"{path}: optimizers.{optimizer} with schedules.{schedule} gives an invalid "
                     f"configuration at {dict(zip(names, values, strict=True))}: {exc}"
                 ) from None
+
+
+def _check_batch_size(path: Path, key: str, value: Any) -> None:
+    """A batch size the file sets is at most :data:`MAX_BATCH_SIZE` (``TrialConfig`` checks
+    the rest)."""
+    whole = isinstance(value, int) and not isinstance(value, bool)
+    if whole and value > MAX_BATCH_SIZE:
+        raise SpaceFileError(f"{_where(path, key)} = {value!r}: give at most {MAX_BATCH_SIZE} "
+                             f"({BATCH_LIMIT}).")
 
 
 _FLAGS = tuple(f.name for f in dataclasses.fields(OptimInfo)
@@ -280,12 +366,7 @@ def load_space(path: str | Path, *, epochs: int | None = None) -> SearchSpace:
     """
     path = resolve_space_file(path).absolute()
     data = _read(path)
-    name = data.get("name", path.stem)
-    if not isinstance(name, str) or not name.strip():
-        raise SpaceFileError(f"{_where(path, 'name')} = {name!r}: give a non-empty string.")
-    declared = data.get("epochs")
-    if declared is not None and (not isinstance(declared, int) or declared < 1):
-        raise SpaceFileError(f"{_where(path, 'epochs')} = {declared!r}: give an integer >= 1.")
+    name, declared = _name_and_epochs(path, data)
     epochs = epochs or declared or 5
     for optimizer, fields in _table(path, "custom_optimizers",
                                     data.get("custom_optimizers", {})).items():
@@ -317,6 +398,24 @@ def load_space(path: str | Path, *, epochs: int | None = None) -> SearchSpace:
     if optimizers:
         _check_combinations(path, space, epochs)
     return space
+
+
+def _name_and_epochs(path: Path, data: Mapping[str, Any]) -> tuple[str, int | None]:
+    """The space's name (the study's, unless --study-name is given; the file's name without
+    .toml by default) and the ``epochs`` the file declares, if any."""
+    name = data.get("name", path.stem)
+    if not isinstance(name, str) or not name.strip():
+        raise SpaceFileError(f"{_where(path, 'name')} = {name!r}: give a non-empty string.")
+    try:
+        check_study_name(name)
+    except StorageError as exc:
+        raise SpaceFileError(f"{_where(path, 'name')}: {exc}") from None
+    declared = data.get("epochs")
+    whole = isinstance(declared, int) and not isinstance(declared, bool)
+    if declared is not None and not (whole and 1 <= declared <= MAX_EPOCHS):
+        raise SpaceFileError(f"{_where(path, 'epochs')} = {declared!r}: give an integer in "
+                             f"[1, {MAX_EPOCHS}] ({EPOCHS_LIMIT}).")
+    return name, declared
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -396,11 +495,14 @@ def _configs(path: Path, data: Mapping[str, Any], epochs: int) -> dict[str, dict
     """``[configs.NAME]``: fixed runs, each a valid ``TrialConfig`` of ``epochs``."""
     configs = {}
     for config_name, fields in _table(path, "configs", data.get("configs", {})).items():
-        fields = _table(path, f"configs.{config_name}", fields)
+        key = f"configs.{config_name}"
+        fields = _fixed(path, key, _table(path, key, fields))
+        resolved = _at(path, key, fields, epochs)
+        _check_batch_size(path, f"{key}.batch_size", resolved.get("batch_size"))
         try:
-            TrialConfig(**{"epochs": epochs, **fields})
+            TrialConfig(**{"epochs": epochs, **resolved})
         except (ConfigError, TypeError, ValueError) as exc:
-            raise SpaceFileError(f"{_where(path, 'configs.' + config_name)}: {exc}") from None
+            raise SpaceFileError(f"{_where(path, key)}: {exc}") from None
         configs[config_name] = fields
     return configs
 
@@ -436,11 +538,30 @@ def _toml_value(value: Any) -> str:
 
 
 def _spec(spec: Any, epochs: int) -> Any:
-    spec = spec(epochs) if callable(spec) else spec
+    """A declared value as TOML data: a formula as its text (so it keeps following the
+    epochs), ranges and choices as tables, a Python function of the epochs (which has no
+    text) as its value for ``epochs``."""
+    if isinstance(spec, Formula):
+        return spec.text
+    if isinstance(spec, Choices):
+        return {"choices": [_spec(v, epochs) for v in spec.values]}
+    if isinstance(spec, Range):
+        out: dict[str, Any] = {"low": _spec(spec.low, epochs), "high": _spec(spec.high, epochs)}
+        if spec.log:
+            out["log"] = True
+        if spec.step is not None and not (spec.integer and spec.step == 1):
+            out["step"] = spec.step
+        return {**out, "int": True} if spec.integer else out
+    if callable(spec):
+        return _spec(spec(epochs), epochs)
+    if isinstance(spec, Mapping):
+        return {k: _spec(v, epochs) for k, v in spec.items()}
+    if isinstance(spec, list):
+        return [_spec(v, epochs) for v in spec]
     if isinstance(spec, CategoricalDistribution):
         return {"choices": list(spec.choices)}
     if isinstance(spec, (FloatDistribution, IntDistribution)):
-        out: dict[str, Any] = {"low": spec.low, "high": spec.high}
+        out = {"low": spec.low, "high": spec.high}
         if spec.log:
             out["log"] = True
         if spec.step is not None and not (isinstance(spec, IntDistribution) and spec.step == 1):
@@ -452,11 +573,18 @@ def _spec(spec: Any, epochs: int) -> Any:
 
 
 def space_to_toml(space: SearchSpace, *, epochs: int) -> str:
-    """``space`` as a TOML space file that :func:`load_space` reads back to the same space
-    (ranges that depend on the epochs written for ``epochs``)."""
-    lines = [f"# The {space.name!r} search space, for runs of {epochs} epochs.",
-             "# Edit it and run: python -m study.run --space this-file.toml", "",
-             f"name = {_toml_value(space.name)}",
+    """``space`` as a TOML space file that :func:`load_space` reads back to the same space.
+
+    The file has no ``name``: its study takes the file's name, never the name of the space it
+    was printed from (whose study may exist already). Values that follow the epochs are
+    written as arithmetic in ``epochs``, so the file runs at any ``--epochs`` the space
+    does; ``epochs`` is the run length when ``--epochs`` is not given.
+    """
+    lines = [f"# The {space.name!r} search space (python -m study.run --print-space).",
+             "# Edit it and run: python -m study.run --space THIS-FILE.toml",
+             "# Its study takes the file's name; add name = \"...\" to choose another.",
+             "# Quoted values in epochs follow --epochs; without it, the runs have `epochs`.",
+             "",
              f"description = {_toml_value(space.description)}",
              f"pruner = {_toml_value(space.pruner)}",
              f"epochs = {epochs}"]

@@ -25,8 +25,10 @@ from optuna.distributions import (
     IntDistribution,
 )
 
+from search_spaces.formulas import Choices, Formula, Range, at_epochs
 from study.store import records
 from study.train.config import TrialConfig
+from study.train.data import MNIST_TRAIN
 from study.train.optim import get_optimizer_info
 from study.train.registry import Registry
 from study.train.schedules import get_schedule_info
@@ -39,17 +41,32 @@ __all__ = [
     "suggest",
     "LAB_CONFIGS",
     "SEARCHED_OPTIMIZERS",
+    "MAX_EPOCHS",
+    "EPOCHS_LIMIT",
+    "MAX_BATCH_SIZE",
+    "BATCH_LIMIT",
     "WIDE_LR_RANGES",
     "drop_inapplicable",
 ]
 
-#: A declared value: a distribution is sampled; a function of the study's epochs returns
-#: one (ranges that depend on the run's length); anything else is a fixed value.
+#: A declared value: a distribution is sampled; one that depends on the run's length is a
+#: ``Range``, ``Choices`` or ``Formula`` of ``search_spaces.formulas`` (or any function of
+#: the study's epochs, which a space file can only hold for one run length); anything else is
+#: a fixed value.
 Spec = Any
-EpochsDistribution = Callable[[int], BaseDistribution]
 
 #: The optimizers the ``default`` and ``lr-sweep`` spaces choose from.
 SEARCHED_OPTIMIZERS = ("sgd", "rmsprop", "adam", "adamw")
+
+#: The most epochs a trial trains, and why (the refusal of a larger value says it): 1000
+#: epochs take about half an hour per trial on a CPU (docs/speed.md); the lab's runs take 5.
+MAX_EPOCHS = 1000
+EPOCHS_LIMIT = "1000 epochs train about half an hour per trial on a CPU; the lab's take 5"
+#: The largest batch, and why: a batch of the whole training set makes one update per epoch
+#: and stays near chance (accuracy 0.10).
+MAX_BATCH_SIZE = MNIST_TRAIN // 10
+BATCH_LIMIT = (f"at least 10 updates per epoch on MNIST's {MNIST_TRAIN} training images; "
+               "larger batches barely train")
 
 
 def suggest(trial: optuna.Trial, name: str, distribution: BaseDistribution) -> Any:
@@ -103,8 +120,6 @@ def drop_inapplicable(changes: Mapping[str, Any]) -> dict[str, Any]:
     return kept
 
 
-def _resolve(spec: Spec, epochs: int) -> Any:
-    return spec(epochs) if callable(spec) else spec
 
 
 @dataclass(frozen=True)
@@ -123,16 +138,17 @@ class SearchSpace:
         shared: other ``TrialConfig`` fields of every trial (``warmup_epochs``), sampled
             under their own names.
         configs: fixed configurations instead of ranges: ``name -> TrialConfig fields``
-            (a value may be a function of the study's epochs), enqueued in turn and cycled
-            with new seeds (the ``lab`` space).
+            (a value may follow the study's epochs), enqueued in turn and cycled with new
+            seeds (the ``lab`` space).
         pruner: the pruner used when the command line names none (``none`` for a space of
             fixed configurations, whose runs are meant to go the full length).
         lr_grid: ``(low, high, points per decade)``: instead of sampling, visit the same log
             grid of learning rates (shared parameter ``lr``) for every optimizer, each point
             once, with Optuna's ``GridSampler`` (the DeepOBS protocol).
 
-    A distribution may be given as a function of the study's epochs (``step_epochs`` runs
-    up to the last epoch); :meth:`distributions` resolves it.
+    A value may follow the study's epochs (``step_epochs`` runs up to the last epoch): a
+    ``Range``, ``Choices`` or ``Formula`` of :mod:`search_spaces.formulas`, which a space file
+    writes as arithmetic in ``epochs``; :meth:`distributions` resolves it.
     """
 
     name: str
@@ -205,18 +221,18 @@ class SearchSpace:
             out["optimizer"] = CategoricalDistribution(self.optimizer_names)
         for optimizer, fields in self.optimizers.items():
             for name, spec in fields.items():
-                value = _resolve(spec, epochs)
+                value = at_epochs(spec, epochs)
                 if isinstance(value, BaseDistribution):
                     out[f"{optimizer}_{name}"] = value
         if len(self.schedules) > 1:
             out["schedule"] = CategoricalDistribution(tuple(self.schedules))
         for schedule, params in self.schedules.items():
             for name, spec in params.items():
-                value = _resolve(spec, epochs)
+                value = at_epochs(spec, epochs)
                 if isinstance(value, BaseDistribution):
                     out[records.schedule_param(schedule, name)] = value
         for name, spec in self.shared.items():
-            value = _resolve(spec, epochs)
+            value = at_epochs(spec, epochs)
             if isinstance(value, BaseDistribution):
                 out[name] = value
         return out
@@ -228,7 +244,7 @@ class SearchSpace:
         def encode(specs: Mapping[str, Spec]) -> dict[str, Any]:
             out = {}
             for name, spec in specs.items():
-                value = _resolve(spec, epochs)
+                value = at_epochs(spec, epochs)
                 if isinstance(value, BaseDistribution):
                     value = records.encode_distribution(value)
                 elif isinstance(value, tuple):
@@ -237,7 +253,7 @@ class SearchSpace:
             return out
 
         if self.configs:
-            return {"configs": {name: {k: _resolve(v, epochs) for k, v in c.items()}
+            return {"configs": {name: {k: at_epochs(v, epochs) for k, v in c.items()}
                                 for name, c in self.configs.items()}}
         definition = {
             "optimizers": {name: encode(f) for name, f in self.optimizers.items()},
@@ -260,13 +276,13 @@ class SearchSpace:
         command line fixes (epochs, batch size, seed)."""
         if self.configs:
             name = suggest(trial, self.config_param, CategoricalDistribution(tuple(self.configs)))
-            fields = {k: _resolve(v, base.epochs) for k, v in self.configs[name].items()}
+            fields = {k: at_epochs(v, base.epochs) for k, v in self.configs[name].items()}
             return base.replace(**{"schedule": "constant", "schedule_params": {}, **fields})
         epochs = base.epochs
         dists = self.distributions(epochs)
 
         def value(name: str, spec: Spec) -> Any:
-            resolved = _resolve(spec, epochs)
+            resolved = at_epochs(spec, epochs)
             if isinstance(resolved, BaseDistribution):
                 return suggest(trial, name, dists[name])
             return resolved
@@ -395,13 +411,11 @@ def _log(low: float, high: float) -> FloatDistribution:
 #: orders of magnitude above the L2 penalty of the others.
 _BETA1 = FloatDistribution(0.5, 0.99)
 _STEP: dict[str, Spec] = {
-    "step_epochs": lambda epochs: IntDistribution(1, max(1, epochs - 1)),
+    "step_epochs": Range(1, Formula("max(1, epochs - 1)"), integer=True),
     "gamma": _log(0.05, 0.5),
 }
-
-
-def _warmup(epochs: int) -> FloatDistribution:
-    return FloatDistribution(0.0, min(1.0, epochs / 2))
+#: At most one epoch of warm-up, and at most half the run.
+_WARMUP = Range(0.0, Formula("min(1.0, epochs / 2)"))
 
 
 # asha: successive halving within each optimizer (the run's default: --prune-within): at
@@ -424,7 +438,7 @@ register(SearchSpace(
         "adamw": {"lr": _log(1e-5, 1e-2), "weight_decay": _log(1e-4, 1e-1), "beta1": _BETA1},
     },
     schedules={"constant": {}, "step": _STEP, "cosine": {}},
-    shared={"warmup_epochs": _warmup},
+    shared={"warmup_epochs": _WARMUP},
 ))
 
 
@@ -468,23 +482,27 @@ def _decay(weight_decay: FloatDistribution) -> dict[str, Spec]:
             "no_decay_1d": CategoricalDistribution((True, False))}
 
 
-def _lab_milestones(epochs: int) -> list[int]:
-    """The lab's milestones (6 and 11 of 15 epochs) scaled to the study's epochs."""
-    first = max(1, round(0.4 * epochs))
-    return [first, max(first + 1, round(11 / 15 * epochs))]
+#: The lab's milestones (6 and 11 of 15 epochs) scaled to the study's epochs: 40 % of the
+#: run (at least epoch 1), and 73 % (at least one epoch after the first).
+_FIRST_MILESTONE = "max(1, round(0.4 * epochs))"
+_LAB_MILESTONES = [Formula(_FIRST_MILESTONE),
+                   Formula(f"max({_FIRST_MILESTONE} + 1, round(11 / 15 * epochs))")]
+
+#: First periods whose restarts (period multiplier 1 or 2) end on the run's last update for
+#: some multiplier: a tenth, a fifth, a third or half of the run.
+_RESTART_PERIODS = Choices(tuple(Formula(f"round(epochs / {k}, 6)") for k in (10, 5, 3, 2)))
 
 
-def _restart_periods(epochs: int) -> CategoricalDistribution:
-    """First periods whose restarts (period multiplier 1 or 2) end on the run's last
-    update for some multiplier: a tenth, a fifth, a third or half of the run."""
-    return CategoricalDistribution(tuple(round(epochs / k, 6) for k in (10, 5, 3, 2)))
+def _lab_schedule(**params: Any) -> dict[str, Any]:
+    """Schedule parameters with the lab's milestones scaled to the study's epochs."""
+    return {"milestones": _LAB_MILESTONES, **params}
 
 
 def _cyclic() -> dict[str, Spec]:
     """A half-cycle that ends the run at the base rate (the run is 2, 4, 8 or 10
     half-cycles), and a base rate from 1 % to half of the peak (``lr``)."""
-    return {"step_epochs": lambda epochs: CategoricalDistribution(
-                tuple(round(epochs / (2 * k), 6) for k in (1, 2, 4, 5))),
+    return {"step_epochs": Choices(tuple(Formula(f"round(epochs / {2 * k}, 6)")
+                                         for k in (1, 2, 4, 5))),
             "base_ratio": _log(0.01, 0.5)}
 
 
@@ -522,11 +540,11 @@ register(SearchSpace(
     schedules={
         "constant": {},
         "step": _STEP,
-        "multistep": {"milestones": _lab_milestones, "gamma": _log(0.05, 0.5)},
+        "multistep": {"milestones": _LAB_MILESTONES, "gamma": _log(0.05, 0.5)},
         "exponential": {"gamma": FloatDistribution(0.3, 0.95)},
         "cosine": {},
         "linear": {},
-        "cosine_restarts": {"period_epochs": _restart_periods,
+        "cosine_restarts": {"period_epochs": _RESTART_PERIODS,
                             "period_mult": IntDistribution(1, 2),
                             "floor": FloatDistribution(0.0, 0.1)},
         "triangular": _cyclic(),
@@ -536,9 +554,9 @@ register(SearchSpace(
                       "div_factor": _log(5.0, 100.0),
                       "final_div_factor": _log(10.0, 1e4)},
         "plateau": {"factor": _log(0.1, 0.5), "patience": IntDistribution(0, 2)},
-        "batch_multistep": {"milestones": _lab_milestones, "gamma": _log(0.1, 0.5)},
+        "batch_multistep": {"milestones": _LAB_MILESTONES, "gamma": _log(0.1, 0.5)},
     },
-    shared={"warmup_epochs": _warmup, "head_lr_mult": _log(0.1, 10.0),
+    shared={"warmup_epochs": _WARMUP, "head_lr_mult": _log(0.1, 10.0),
             "batch_size": CategoricalDistribution((32, 64, 128, 256))},
 ))
 
@@ -608,11 +626,9 @@ register(SearchSpace(
     "equal epochs; cycled with new seeds",
     configs={
         "lr-decay": {**_LAB_SGD, "schedule": "multistep",
-                     "schedule_params": lambda epochs: {"milestones": _lab_milestones(epochs),
-                                                        "gamma": 0.2}},
+                     "schedule_params": _lab_schedule(gamma=0.2)},
         "batch-growth": {**_LAB_SGD, "schedule": "batch_multistep",
-                         "schedule_params": lambda epochs: {
-                             "milestones": _lab_milestones(epochs), "gamma": 0.2}},
+                         "schedule_params": _lab_schedule(gamma=0.2)},
     },
     pruner="none",
 ))
@@ -620,9 +636,6 @@ register(SearchSpace(
 
 # --- lab-full: every idea of the lab, one fixed run each ----------------------------------
 
-def _lab_schedule(**params: Any) -> Callable[[int], dict[str, Any]]:
-    """Schedule parameters with the lab's milestones scaled to the study's epochs."""
-    return lambda epochs: {"milestones": _lab_milestones(epochs), **params}
 
 
 register(SearchSpace(
@@ -639,8 +652,8 @@ register(SearchSpace(
         "sgd-multistep": {**_LAB_SGD, "schedule": "multistep",
                           "schedule_params": _lab_schedule(gamma=0.1)},
         "sgd-triangular": {**_LAB_SGD, "schedule": "triangular",
-                           "schedule_params": lambda epochs: {"step_epochs": epochs / 4,
-                                                              "base_ratio": 0.1}},
+                           "schedule_params": {"step_epochs": Formula("epochs / 4"),
+                                               "base_ratio": 0.1}},
         "sgd-warmup-linear": {**_LAB_SGD, "schedule": "linear", "warmup_epochs": 1.0},
         "sgd-batch-growth": {**_LAB_SGD, "schedule": "batch_multistep",
                              "schedule_params": _lab_schedule(gamma=0.1)},

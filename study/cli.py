@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 import optuna
 import torch
 
+from study.search.workers import cpu_cores, default_workers
 from study.store.storage import StorageError
 from study.train.config import ConfigError
 from study.train.data import DATA_DIR_ENV, DataError
@@ -31,6 +32,9 @@ __all__ = [
     "number",
     "resolve_device",
     "toolkit_version",
+    "torch_threads",
+    "set_training_threads",
+    "add_machine_options",
 ]
 
 
@@ -135,16 +139,37 @@ def toolkit_version() -> str:
         return "unknown"
 
 
+def torch_threads(threads: int | None, *, workers: int) -> int:
+    """The torch threads of each of ``workers`` training processes: ``threads`` (the
+    ``--threads`` given), else an equal share of the CPU cores this process may use, at
+    least 1. Never torch's own default, which takes every core of the machine."""
+    return threads or max(1, cpu_cores() // workers)
+
+
+def set_training_threads(threads: int | None, device: str) -> int:
+    """Set torch's threads for a command that trains in one process (``study.confirm``,
+    ``study.lr_range``) as ``study.run`` sets each of its default workers' (1 on a 2-core
+    CPU); returns the number set.
+
+    One process whose threads split each small matrix product of this MLP trains slower
+    than one thread per process, and several times slower while anything else runs on the
+    machine (its threads wait for each other)."""
+    count = torch_threads(threads, workers=default_workers(device))
+    torch.set_num_threads(count)
+    return count
+
+
 def add_machine_options(parser: argparse.ArgumentParser) -> None:
-    """``--data-dir``, ``--device`` and ``--threads``, as every command that trains takes
-    them (``study.run`` has its own ``--threads`` default, for its workers)."""
+    """``--data-dir``, ``--device`` and ``--threads``, as every command that trains in one
+    process takes them (``study.run`` has its own ``--threads``, per worker)."""
     parser.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
                         help="folder with the four MNIST .gz IDX files (default: "
                         f"${DATA_DIR_ENV} if set, else the copy installed with the package)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="where training runs; auto picks cuda when available")
     parser.add_argument("--threads", type=positive_int, default=None,
-                        help="CPU threads for torch (default: torch's choice)")
+                        help="CPU threads for torch (default: as each of study.run's default "
+                        "workers has, CORES/W: 1 on a 2-core CPU)")
 
 
 def run_command(

@@ -18,7 +18,6 @@ from typing import Any
 
 import optuna
 import pandas as pd
-import torch
 
 from analysis.load import StudyNotFoundError, load_studies, load_trials
 from analysis.tables import best_trials, confirmation, seed_noise_verdicts
@@ -28,14 +27,17 @@ from study.cli import (
     Parser,
     UsageError,
     add_machine_options,
+    int_in,
     positive_int,
     resolve_device,
     run_command,
+    set_training_threads,
     toolkit_version,
 )
 from study.search.trial_loop import FINISHED, run_trials
 from study.store import records
-from study.store.storage import default_storage_url, display_url, open_storage, open_study
+from study.store.storage import checked_url, display_url, open_storage, open_study
+from study.summary import password_hint, report_command
 from study.train.config import TrialConfig
 from study.train.data import Dataset, load_mnist
 
@@ -44,6 +46,10 @@ __all__ = ["main", "build_parser", "confirm_study_name"]
 logger = logging.getLogger(__name__)
 PROG = "python -m study.confirm"
 CONFIRM_SUFFIX = records.CONFIRM_SUFFIX
+#: The most fresh seeds per configuration, and why (the refusal of more says it).
+MAX_SEEDS = 1000
+SEEDS_LIMIT = ("each seed is one full training run of every configuration; 10 (the default) "
+               "tell a real difference from seed noise")
 #: How a source study that does not store one of these settings trained: it is read as this.
 _UNSTORED: dict[str, Any] = {
     records.BATCH_SIZE: 64,
@@ -73,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="its database URL (default: sqlite:///studies/<study-name>.db)")
     parser.add_argument("--top", type=positive_int, default=1,
                         help="configurations per optimizer: its best TOP complete trials")
-    parser.add_argument("--seeds", type=positive_int, default=10,
+    parser.add_argument("--seeds", type=int_in(1, MAX_SEEDS, why=SEEDS_LIMIT), default=10,
                         help="fresh seeds per configuration")
     add_machine_options(parser)
     return parser
@@ -108,14 +114,22 @@ def _study_seed(settings: Mapping[str, Any], trials: Iterable[optuna.trial.Froze
 
 def _confirm(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    threads = set_training_threads(args.threads, device)
     name = _source_name(args.study_name)
-    url = args.storage or default_storage_url(name)
+    url = checked_url(name, args.storage)
     storage = open_storage(url, create=False)
     source, chosen = _source_and_best(storage, name, top=args.top)
     source_trials = {t.number: t for t in source.get_trials(deepcopy=False)}
     settings = _confirm_settings(name, source.user_attrs)
+    # Read before the confirmation study is created or queued: a missing or corrupt file
+    # then stops the command with nothing written.
+    data = load_mnist(args.data_dir, device=device,
+                      validation_fraction=settings[records.VALIDATION],
+                      split_seed=_study_seed(source.user_attrs, source_trials.values()),
+                      train_size=settings[records.TRAIN_SIZE])
+    if args.seeds < records.MIN_SEEDS:
+        logger.warning("--seeds %d: the report gives no interval below %d seeds per "
+                       "configuration.", args.seeds, records.MIN_SEEDS)
     confirm_study = _open_confirm_study(storage, confirm_study_name(name), settings)
     seeds = _seeds(confirm_study, source_trials.values(), count=args.seeds)
     wanted = [(int(number), seed) for number in chosen["number"] for seed in seeds]
@@ -124,17 +138,15 @@ def _confirm(args: argparse.Namespace) -> int:
     if not queued:
         print(f"Study {confirm_study.study_name!r} already has all {len(wanted)} runs; nothing "
               "to run. Raise --seeds or --top for more.")
-        print(_summary(storage, confirm_study.study_name, shown, args.storage))
+        print(_summary(storage, confirm_study.study_name, shown, args.storage,
+                       wanted=len(wanted)))
         return 0
-    data = load_mnist(args.data_dir, device=device,
-                      validation_fraction=settings[records.VALIDATION],
-                      split_seed=_study_seed(source.user_attrs, source_trials.values()),
-                      train_size=settings[records.TRAIN_SIZE])
-    logger.info("study %r: %d configurations x %d seeds, %d runs to go; training on %s",
-                confirm_study.study_name, len(chosen), len(seeds), queued, device)
+    logger.info("study %r: %d configurations x %d seeds, %d runs to go; training on %s "
+                "(%d torch thread%s)", confirm_study.study_name, len(chosen), len(seeds),
+                queued, device, threads, "" if threads == 1 else "s")
     interrupted = _run_queued(confirm_study, source_trials, data,
                               epochs=settings[records.EPOCHS], queued=queued)
-    print(_summary(storage, confirm_study.study_name, shown, args.storage))
+    print(_summary(storage, confirm_study.study_name, shown, args.storage, wanted=len(wanted)))
     if interrupted:
         print("Interrupted: the running trial was marked failed. Run the same command to "
               "continue.")
@@ -266,19 +278,33 @@ def _run_queued(
     return interrupted
 
 
-def _summary(storage: Any, name: str, shown_url: str, storage_option: str | None) -> str:
+def _run_count(trials: pd.DataFrame, wanted: int) -> str:
+    """The finished runs against the ``wanted`` ones of this command; runs an interruption
+    failed (each run again) are said apart, never counted as runs."""
+    finished = int(trials["state"].isin([records.STATE_NAMES[s] for s in FINISHED]).sum())
+    failed = int((trials["state"] == records.STATE_NAMES[optuna.trial.TrialState.FAIL]).sum())
+    text = f"{finished} of {wanted} runs finished"
+    if finished > wanted:
+        text = f"{finished} runs finished ({wanted} asked for here, more by earlier commands)"
+    if failed:
+        text += f"; {failed} interrupted run{'s' if failed > 1 else ''} failed, not counted"
+    return text
+
+
+def _summary(
+    storage: Any, name: str, shown_url: str, storage_option: str | None, *, wanted: int
+) -> str:
     trials = load_trials(storage, name)
     table = confirmation(trials)
-    lines = ["", f"Confirmation study {name!r} ({shown_url}): {len(trials)} runs"]
+    lines = ["", f"Confirmation study {name!r} ({shown_url}): {_run_count(trials, wanted)}"]
     if not table.empty:
         columns = ["optimizer", "source_trial", "lr", "n", "mean", "std", "mean_lo", "mean_hi"]
         lines.append(table[columns].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
         for verdict in seed_noise_verdicts(trials)["verdict"]:
             lines.append(verdict)
     source = name.removesuffix(CONFIRM_SUFFIX)
-    option = f" --storage {storage_option}" if storage_option else ""
-    lines.append(f"Report: python -m analysis.report --study-name {source}{option}")
-    return "\n".join(lines)
+    lines.append("Report: " + report_command(source, storage_option=storage_option and shown_url))
+    return "\n".join(lines + password_hint(shown_url))
 
 
 if __name__ == "__main__":

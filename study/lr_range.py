@@ -18,10 +18,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import optuna
-import torch
 
 from analysis.range_test import newest_tests
 from search_spaces import get_space
+from search_spaces.spaces import BATCH_LIMIT, MAX_BATCH_SIZE
 from study.cli import (
     HelpFormatter,
     Parser,
@@ -30,17 +30,17 @@ from study.cli import (
     int_in,
     number,
     positive_float,
-    positive_int,
     registry_name,
     resolve_device,
     run_command,
+    set_training_threads,
     toolkit_version,
 )
 from study.store import records
 from study.store.range_tests import open_range_study, store_range_test
-from study.store.storage import default_storage_url, display_url, open_storage
+from study.store.storage import checked_url, display_url, open_storage
 from study.train.config import PRECISIONS, TrialConfig
-from study.train.data import load_mnist
+from study.train.data import MNIST_TRAIN, Dataset, load_mnist
 from study.train.optim import get_optimizer_info
 from study.train.range_test import (
     END_LR,
@@ -62,6 +62,12 @@ PROG = "python -m study.lr_range"
 #: The space whose fixed hyperparameters the test uses, so its suggestions compare with an
 #: LR-grid study.
 SPACE = "lr-grid"
+#: The most updates a test runs, and why (the refusal of more says it).
+MAX_NUM_UPDATES = 10_000
+UPDATES_LIMIT = (f"each is one batch: 10000 are about 10 epochs at batch 64, and the default "
+                 f"{NUM_UPDATES} find the divergence")
+#: The largest --seed: a 32-bit seed, which every random generator the test uses takes.
+MAX_SEED = 2**32 - 1
 
 
 def lr_range_config(
@@ -117,22 +123,25 @@ def build_parser() -> argparse.ArgumentParser:
                         help="learning rate of the first update")
     parser.add_argument("--end-lr", type=positive_float, default=END_LR, metavar="LR",
                         help="learning rate of the last update")
-    parser.add_argument("--num-updates", type=int_in(2), default=NUM_UPDATES, metavar="N",
+    parser.add_argument("--num-updates", type=int_in(2, MAX_NUM_UPDATES, why=UPDATES_LIMIT),
+                        default=NUM_UPDATES, metavar="N",
                         help="updates from --start-lr to --end-lr (spaced evenly in log lr)")
     parser.add_argument("--smooth", type=number, default=SMOOTH, metavar="BETA",
                         help="beta of the debiased moving average of the loss, in [0, 1)")
     parser.add_argument("--diverge-factor", type=number, default=RANGE_STOP_FACTOR, metavar="F",
                         help="stop when the smoothed loss exceeds this multiple of its minimum")
-    parser.add_argument("--seed", type=int, default=0,
+    parser.add_argument("--seed", type=int_in(0, MAX_SEED), default=0,
                         help="seeds the model's initialisation, dropout and batch order")
-    parser.add_argument("--batch-size", type=positive_int, default=64,
+    parser.add_argument("--batch-size", type=int_in(1, MAX_BATCH_SIZE, why=BATCH_LIMIT),
+                        default=64,
                         help="examples per update")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
                         help="fp32, or bf16 autocast")
     parser.add_argument("--again", action="store_true",
                         help="test an optimizer the study already holds once more (a new "
                         "trial; readers take the newest)")
-    parser.add_argument("--train-size", type=positive_int, default=None, metavar="N",
+    parser.add_argument("--train-size", type=int_in(1, MNIST_TRAIN, why="MNIST's training "
+                        "images"), default=None, metavar="N",
                         help="use only the first N training images (default: all 60000)")
     add_machine_options(parser)
     return parser
@@ -149,11 +158,16 @@ def _run(args: argparse.Namespace) -> int:
     configs = [lr_range_config(name, seed=args.seed, batch_size=args.batch_size,
                                precision=args.precision) for name in optimizers]
     device = resolve_device(args.device)
-    url = args.storage or default_storage_url(args.study_name)
+    threads = set_training_threads(args.threads, device)
+    url = checked_url(args.study_name, args.storage)
+    # Read before the database is opened: a missing or corrupt file then stops the command
+    # with nothing created.
+    data = load_mnist(args.data_dir, device=device, train_size=args.train_size)
     optuna_study = open_range_study(open_storage(url), args.study_name, url=url)
     todo = _to_test(configs, newest_tests(optuna_study), again=args.again)
     if todo:
-        _test_and_store(optuna_study, todo, args, device=device, settings=settings)
+        _test_and_store(optuna_study, todo, data, device=device, threads=threads,
+                        settings=settings)
     print(_summary(newest_tests(optuna_study), optimizers, args.study_name, display_url(url)))
     return 0
 
@@ -188,17 +202,16 @@ def _to_test(
 
 
 def _test_and_store(
-    optuna_study: optuna.Study, todo: Sequence[TrialConfig], args: argparse.Namespace, *,
-    device: str, settings: Mapping[str, Any]
+    optuna_study: optuna.Study, todo: Sequence[TrialConfig], data: Dataset, *,
+    device: str, threads: int, settings: Mapping[str, Any]
 ) -> None:
-    """Load MNIST on ``device`` and test each configuration, storing each as it ends."""
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    data = load_mnist(args.data_dir, device=device, train_size=args.train_size)
-    extra = {records.TRAIN_SIZE: data.num_train, "device": device,
+    """Test each configuration on ``data`` (on ``device``; ``threads``: torch's, as set),
+    storing each as it ends."""
+    extra = {records.TRAIN_SIZE: data.num_train, "device": device, "threads": threads,
              records.TOOLKIT_VERSION: toolkit_version()}
-    logger.info("range test of %s on %s, %d training images", ", ".join(
-        c.optimizer for c in todo), device, data.num_train)
+    logger.info("range test of %s on %s (%d torch thread%s), %d training images",
+                ", ".join(c.optimizer for c in todo), device, threads,
+                "" if threads == 1 else "s", data.num_train)
     for config in todo:
         result = lr_range_test(config, data, **settings)
         store_result(optuna_study, result, extra=extra)

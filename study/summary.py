@@ -4,6 +4,7 @@ summary, counted and ranked by ``analysis``' own rules (one counting rule everyw
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from analysis.load import load_trials
 from analysis.tables import best_trials
 from study.store import records
 
-__all__ = ["summarize", "format_duration", "next_steps"]
+__all__ = ["summarize", "format_duration", "next_steps", "report_command", "password_hint"]
 
 
 def format_duration(seconds: float) -> str:
@@ -128,22 +129,31 @@ def next_steps(study_name: str, shown_url: str, *, storage_option: str | None = 
 
     Under ``make`` (``make run``) they are the Makefile's own targets; otherwise they call
     this environment's ``python`` and ``optuna`` the way the shell will find them, so they
-    work whether or not the virtual environment is activated.
+    work whether or not the virtual environment is activated. Every word is quoted for the
+    shell (:func:`shlex.join`): a study name pasted back is that name, never shell code.
     """
-    name = _quote(study_name)
     if os.environ.get("MAKELEVEL") and not storage_option:
-        study = "" if study_name == "default" else f" STUDY={name}"
+        study = "" if study_name == "default" else f" {shlex.quote(f'STUDY={study_name}')}"
         return [f"Report: make report{study}",
                 f"Dashboard: make dashboard{study}   (installs optuna-dashboard on first use)"]
-    option = f" --storage {storage_option}" if storage_option else ""
-    lines = [f"Report: {_program('python')} -m analysis.report --study-name {name}{option}",
-             f"Trials: {_program('optuna')} trials --study-name {name} --storage {shown_url}"]
+    lines = [f"Report: {report_command(study_name, storage_option=storage_option)}",
+             "Best trial: " + shlex.join([_program("optuna"), "best-trial", "--study-name",
+                                          study_name, "--storage", shown_url, "-f", "yaml"])]
     if shutil.which("optuna-dashboard", path=str(Path(sys.executable).parent)):
-        lines.append(f"Dashboard: {_program('optuna-dashboard')} {shown_url}")
-    if ":***@" in shown_url:  # display_url hid the password: the commands need it back
-        lines.append("(The database password is shown as ***: put yours in its place.)")
-    return lines
+        lines.append("Dashboard: " + shlex.join([_program("optuna-dashboard"), shown_url]))
+    return lines + password_hint(shown_url)
 
 
-def _quote(text: str) -> str:
-    return f"'{text}'" if any(c in text for c in " \t'\"$&|;<>()*?") else text
+def report_command(study_name: str, *, storage_option: str | None = None) -> str:
+    """The shell command that writes ``study_name``'s report, every word quoted; with
+    ``storage_option`` (a URL as messages show it) it names the storage too."""
+    option = ["--storage", storage_option] if storage_option else []
+    return shlex.join([_program("python"), "-m", "analysis.report", "--study-name", study_name,
+                       *option])
+
+
+def password_hint(shown_url: str) -> list[str]:
+    """Where the password goes, when :func:`display_url` masked it in the printed commands."""
+    if ":***@" not in shown_url:
+        return []
+    return ["(The database password is shown as ***: put yours in its place.)"]

@@ -5,10 +5,12 @@
 runs ``study.run.main(ARGS)`` after installing the hooks asked for:
 
 ``--signal-at MOMENT:SIGNAL``
-    the process sends itself SIGNAL (``SIGINT``, ``SIGTERM``) once, at the first trial's
+    the process sends itself SIGNAL (``SIGINT``, ``SIGTERM``, or ``SIGSTOP``: it pauses until
+    the test sends ``SIGCONT``) once, at the first trial's
     MOMENT: ``created`` (the storage made the trial, before its heartbeat), ``started`` (the
-    objective begins), ``trained`` (the objective returned, its value not yet stored) or
-    ``stored`` (Optuna stored the trial).
+    objective begins), ``epoch`` (an epoch is reported, the objective still running),
+    ``trained`` (the objective returned, its value not yet stored) or ``stored`` (Optuna
+    stored the trial).
 ``--start-file PATH``
     when about to open the storage, the process touches ``PATH.<pid>`` and waits until
     ``PATH`` exists: a test starts several processes, waits for all of them to be ready, then
@@ -29,15 +31,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-MOMENTS = ("created", "started", "trained", "stored")
+MOMENTS = ("created", "started", "epoch", "trained", "stored")
 
 
 def _moment_and_signal(value: str) -> tuple[str, signal.Signals]:
     moment, _, name = value.partition(":")
-    if moment not in MOMENTS or name not in ("SIGINT", "SIGTERM"):
+    if moment not in MOMENTS or name not in ("SIGINT", "SIGTERM", "SIGSTOP"):
         raise argparse.ArgumentTypeError(
-            f"expected MOMENT:SIGNAL with MOMENT one of {', '.join(MOMENTS)} and SIGNAL SIGINT "
-            f"or SIGTERM, but got {value!r}"
+            f"expected MOMENT:SIGNAL with MOMENT one of {', '.join(MOMENTS)} and SIGNAL SIGINT, "
+            f"SIGTERM or SIGSTOP, but got {value!r}"
         )
     return moment, signal.Signals[name]
 

@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 import uuid
 
 import optuna
 import pytest
+import sqlalchemy
+from processes import child_env
 from sqlalchemy.engine import make_url
 
 from analysis.load import open_readonly
@@ -212,3 +216,71 @@ def test_heartbeat_and_grace_reach_the_storage(tmp_path):
     assert (storage.heartbeat_interval, storage.grace_period) == (1, 3)
     with pytest.raises(ValueError, match="grace > heartbeat"):
         open_storage(f"sqlite:///{tmp_path / 'h.db'}", heartbeat=5, grace=5)
+
+
+#: A process that opens storages when told: it reads "URL GO-FILE" lines, says "ready", waits
+#: for GO-FILE to exist and opens URL, then says "ok" or the error. No torch: it starts fast.
+OPENER = """
+import os, sys, time
+from study.store.storage import open_storage
+for line in sys.stdin:
+    url, go = line.split()
+    print("ready", flush=True)
+    while not os.path.exists(go):
+        time.sleep(0.0005)
+    try:
+        open_storage(url)
+        print("ok", flush=True)
+    except Exception as exc:
+        print(f"{type(exc).__name__}: {exc}".splitlines()[0], flush=True)
+"""
+
+
+def test_processes_opening_a_new_sqlite_file_at_the_same_instant_all_join(tmp_path):
+    """Four processes (more than the cores a CI runner has) open the same new file at once,
+    five times: each creates the schema, and all but one find it made a moment ago, written
+    twice (SQLite's "UNIQUE constraint failed: alembic_version.version_num")."""
+    openers = [
+        subprocess.Popen([sys.executable, "-c", OPENER], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, env=child_env(), text=True)
+        for _ in range(4)
+    ]
+    failures = []
+    try:
+        for attempt in range(5):
+            go = tmp_path / f"go-{attempt}"
+            for opener in openers:
+                opener.stdin.write(f"sqlite:///{tmp_path / f's{attempt}.db'} {go}\n")
+                opener.stdin.flush()
+            assert [o.stdout.readline().strip() for o in openers] == ["ready"] * 4
+            go.touch()
+            failures += [line for o in openers if (line := o.stdout.readline().strip()) != "ok"]
+    finally:
+        for opener in openers:
+            opener.stdin.close()
+            opener.wait(timeout=30)
+    assert failures == []
+
+
+def test_server_timeouts_reach_the_postgres_session(postgres_url, monkeypatch):
+    """A server that stops answering ends the run after OPTSTUDY_DB_TIMEOUT seconds (a frozen
+    one for real: tests/test_stuck.py); the URL's own options still apply, after ours."""
+    monkeypatch.setenv(storage_mod.TIMEOUT_ENV, "7")
+    separator = "&" if "?" in postgres_url else "?"
+    url = f"{postgres_url}{separator}options=-c%20lock_timeout%3D1234"
+    storage = open_storage(url)
+    assert storage.engine_kwargs["connect_args"]["connect_timeout"] == 7
+    shown = {}
+    with storage.engine.connect() as conn:
+        for name in ("statement_timeout", "idle_in_transaction_session_timeout", "lock_timeout"):
+            shown[name] = conn.execute(sqlalchemy.text(f"SHOW {name}")).scalar()
+    assert shown == {"statement_timeout": "7s", "idle_in_transaction_session_timeout": "3500ms",
+                     "lock_timeout": "1234ms"}
+    storage.engine.dispose()
+
+
+@pytest.mark.parametrize("value", ["0", "soon", "-5", "1.5"])
+def test_a_server_timeout_that_is_not_whole_seconds_is_refused(monkeypatch, value):
+    monkeypatch.setenv(storage_mod.TIMEOUT_ENV, value)
+    with pytest.raises(StorageError, match=f"OPTSTUDY_DB_TIMEOUT={value!r} is not a number of"):
+        open_storage("postgresql://me:secret@127.0.0.1:1/none")

@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import optuna
+
 from study.store.storage import storage_failure
 
 __all__ = ["Interrupts", "STOP", "SIGNALS"]
@@ -96,13 +98,14 @@ STOP = Interrupts()
 
 
 class _HideInterruptedTrials(logging.Filter):
-    """Drop Optuna's warning (with a traceback) for a trial failed by Ctrl-C, SIGTERM or the
-    database failing, and its "failed with value None" line: the command says it in one line.
+    """Drop Optuna's warning (with a traceback) for a trial failed by Ctrl-C, SIGTERM, the
+    database failing or another process (which failed it as dead while this one was paused),
+    and its "failed with value None" line: the command says it in one line.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, KeyboardInterrupt) or (
+        if isinstance(exc, KeyboardInterrupt | optuna.exceptions.UpdateFinishedTrialError) or (
             exc is not None and storage_failure(exc, "") is not None):
             return False
         return "failed with value None" not in record.getMessage()

@@ -18,12 +18,16 @@ import optuna
 
 from study.search.interrupts import STOP
 from study.store import records
+from study.store.storage import file_name
 from study.train.checkpoint import save_checkpoint
 from study.train.config import TrialConfig
 from study.train.data import Dataset
 from study.train.loop import EpochStats, FitResult, TrainingRun
 
 __all__ = ["Objective", "checkpoint_folder", "keep_best_checkpoints"]
+
+#: The names :meth:`Objective._save` gives checkpoint files, the only ones ever deleted.
+_CHECKPOINT_NAME = re.compile(r"trial-\d{5,}(-seed-\d+)?\.pt")
 
 
 def _mean(values: list[float]) -> float:
@@ -150,28 +154,35 @@ class Objective:
 
 
 def checkpoint_folder(root: Path, study_name: str) -> Path:
-    """Where ``--checkpoints ROOT`` puts a study's files: ``ROOT/<study name>/`` (characters
-    a file name cannot hold replaced by ``_``)."""
-    return Path(root) / (re.sub(r"[^A-Za-z0-9._-]+", "_", study_name).strip(".") or "study")
+    """Where ``--checkpoints ROOT`` puts a study's files: ``ROOT/<study name>/`` (the name made
+    a safe folder name by :func:`study.store.storage.file_name`)."""
+    return Path(root) / file_name(study_name)
 
 
-def keep_best_checkpoints(optuna_study: optuna.Study, keep: int) -> list[str]:
+def keep_best_checkpoints(optuna_study: optuna.Study, keep: int, *, folder: Path) -> list[str]:
     """Delete the checkpoint files of all but the best ``keep`` trials (complete trials by
     accuracy, then pruned ones by the accuracy they were stopped at); returns the deleted
     paths. The trials' ``checkpoint`` attributes stay: a path whose file is gone was not
-    among the best."""
+    among the best.
+
+    A path comes from the database, which anyone who can write to it may fill: only a file
+    this toolkit names (``trial-NNNNN.pt``, ``trial-NNNNN-seed-K.pt``) that, links resolved,
+    lies in ``folder`` itself (the run's own checkpoint folder) is ever deleted.
+    """
     trials = optuna_study.get_trials(deepcopy=False, states=(
         optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))
     with_files = [t for t in trials if t.user_attrs.get(records.CHECKPOINT)]
     ranked = sorted(with_files, key=lambda t: (
         t.state == optuna.trial.TrialState.COMPLETE and not t.user_attrs.get(records.DIVERGED),
         t.value if t.value is not None else -math.inf), reverse=True)
+    own = Path(folder).resolve()
     deleted = []
     for trial in ranked[keep:]:
         paths = trial.user_attrs.get(records.SEED_CHECKPOINTS) or [
             trial.user_attrs[records.CHECKPOINT]]
         for path in paths:
-            if Path(path).exists():
-                Path(path).unlink(missing_ok=True)
+            real = Path(str(path)).resolve()
+            if real.parent == own and _CHECKPOINT_NAME.fullmatch(real.name) and real.is_file():
+                real.unlink(missing_ok=True)
                 deleted.append(path)
     return deleted

@@ -10,11 +10,14 @@ failed) and a re-run continues.
 
 from __future__ import annotations
 
+import ctypes
 import os
+import re
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from typing import IO
@@ -23,16 +26,27 @@ import optuna
 from tqdm.auto import tqdm
 
 from study.search.interrupts import STOP
-from study.search.progress import PlainProgress, trial_label, trial_line
+from study.search.progress import PlainProgress, running_label, trial_line
 from study.search.trial_loop import FINISHED
-from study.store import records
 
-__all__ = ["WorkerFailed", "run_workers", "default_workers", "cpu_cores"]
+__all__ = [
+    "WorkerFailed", "run_workers", "default_workers", "cpu_cores", "stop_with_parent",
+    "worker_storage", "STORAGE_ENV",
+]
 
 #: Seconds between looks at the storage.
 POLL = 1.0
 #: Seconds a worker gets to close its running trial after SIGTERM before it is killed.
 STOP_TIMEOUT = 60.0
+#: The environment variable that gives a worker the ``--storage`` URL: on its command line
+#: the URL's password would show to every user of the machine (``ps``).
+STORAGE_ENV = "OPTSTUDY_WORKER_STORAGE"
+#: The environment variable that gives a worker its parent's process id.
+PARENT_ENV = "OPTSTUDY_WORKER_PARENT"
+#: The prefix of the one-line error a worker prints; the parent prints its own.
+_ERROR_PREFIX = re.compile(r"^python -m study\.run: error: ")
+#: ``prctl`` option: the signal the kernel sends this process when its parent dies (Linux).
+_PR_SET_PDEATHSIG = 1
 
 
 class WorkerFailed(Exception):
@@ -61,15 +75,65 @@ def default_workers(device: str) -> int:
     return 2 if cpu_cores() >= 2 else 1
 
 
+def worker_storage() -> str | None:
+    """In a worker: the ``--storage`` URL its parent passed through the environment."""
+    return os.environ.get(STORAGE_ENV) or None
+
+
+def stop_with_parent() -> None:
+    """In a worker: be sent SIGTERM (a clean stop: the running trial is marked failed) when
+    the parent process dies, even by SIGKILL, and stop at once if it is already gone.
+
+    Linux has the kernel send the signal (``prctl(PR_SET_PDEATHSIG)``); elsewhere a thread
+    looks for the parent every second.
+    """
+    parent = int(os.environ.get(PARENT_ENV) or os.getppid())
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    else:
+        threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    if os.getppid() != parent:  # it died before the kernel was asked to tell
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 @dataclass
 class _Worker:
+    number: int  # 1, 2, ... as the messages name it
     process: subprocess.Popen
     stderr: IO[bytes]
+    read: int = 0  # bytes of its stderr already looked through for warnings
+
+    def warnings(self) -> list[str]:
+        """The warnings the worker logged since the last call, whole lines only. Read at an
+        offset (``pread``): the worker writes through the same open file, and moving its
+        position would move where the worker writes."""
+        if not hasattr(os, "pread"):
+            return []
+        data = os.pread(self.stderr.fileno(), 1 << 20, self.read)
+        end = data.rfind(b"\n") + 1
+        self.read += end
+        lines = data[:end].decode(errors="replace").splitlines()
+        return [line for line in lines if line.startswith("WARNING ")]
 
     def error(self) -> str:
+        """Why the worker stopped, one line: its own error, without its prefix, or the
+        signal that killed it."""
+        code = self.process.returncode
+        if code is not None and code < 0:
+            name = signal.Signals(-code).name if -code in signal.valid_signals() else "?"
+            return (f"worker {self.number} was killed (signal {-code}, {name}); the other "
+                    "workers were stopped. Run the same command to continue.")
         self.stderr.seek(0)
         lines = self.stderr.read().decode(errors="replace").strip().splitlines()
-        return lines[-1] if lines else f"exit code {self.process.returncode}"
+        if not lines:
+            return f"worker {self.number} stopped with exit code {code}."
+        return _ERROR_PREFIX.sub("", lines[-1])
 
 
 def run_workers(
@@ -81,14 +145,21 @@ def run_workers(
     seed: int,
     target: int,
     finished: int,
+    storage: str | None = None,
 ) -> tuple[bool, float]:
     """Run ``python -m study.run argv`` as ``workers`` quiet worker processes until the
     study has ``target`` finished trials; returns (interrupted, wall seconds).
 
+    ``storage`` (the ``--storage`` URL, left out of ``argv``) reaches the workers through
+    their environment, never their command line. Each worker stops when this process dies.
+
     Raises:
         WorkerFailed: a worker stopped with an error (the others are stopped too).
     """
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", PARENT_ENV: str(os.getpid())}
+    env.pop(STORAGE_ENV, None)
+    if storage:
+        env[STORAGE_ENV] = storage
     pool: list[_Worker] = []
     start = time.perf_counter()
     bar = tqdm(total=target, initial=finished, unit="trial", desc=optuna_study.study_name,
@@ -124,11 +195,17 @@ def _watch(
             err = tempfile.TemporaryFile()
             # A session of its own: a Ctrl-C at the terminal reaches this process only, which
             # stops each worker once (a second signal could cut a worker's clean-up short).
-            pool.append(_Worker(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err,
-                                                 env=env, start_new_session=True), err))
+            pool.append(_Worker(k + 1, subprocess.Popen(
+                cmd, stdout=subprocess.DEVNULL, stderr=err, env=env, start_new_session=True),
+                err))
         while True:
-            done = all(w.process.poll() is not None for w in pool)
+            # Every worker polled (not all(), which stops at the first one running): a
+            # failed worker is noticed at once, whichever it is.
+            done = all([w.process.poll() is not None for w in pool])
             _show_progress(optuna_study, bar, shown, plain)
+            for worker in pool:  # this process shows what its quiet workers warn of
+                for line in worker.warnings():
+                    tqdm.write(f"worker {worker.number}: {line}", file=sys.stderr)
             failed = [w for w in pool if w.process.returncode not in (None, 0, 130)]
             if failed:
                 _stop(pool)
@@ -182,8 +259,7 @@ def _show_progress(
     running = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
     postfix = {"best": f"{max(complete):.4f}"} if complete else {}
     for t in running:
-        epochs = len(t.user_attrs.get(records.EVAL_ACCURACY, []))
-        postfix[f"#{t.number}"] = f"{trial_label(t)} epoch {epochs + 1}"
+        postfix[f"#{t.number}"] = running_label(t)
     bar.set_postfix(postfix, refresh=True)
     n_finished = sum(t.state in FINISHED for t in trials)
     plain(lambda: f"{optuna_study.study_name}: {n_finished} of {bar.total} trials finished"

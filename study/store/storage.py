@@ -17,7 +17,9 @@ from __future__ import annotations
 import os
 import random
 import re
+import shlex
 import sqlite3
+import tempfile
 import time
 import warnings
 from collections.abc import Mapping
@@ -31,8 +33,14 @@ from sqlalchemy.engine import make_url
 __all__ = [
     "StorageError",
     "DEFAULT_STUDY_DIR",
+    "MAX_STUDY_NAME",
+    "check_study_name",
+    "check_storage_url",
+    "checked_url",
+    "check_output_folder",
     "default_storage_url",
     "display_url",
+    "file_name",
     "resolve_sqlite_url",
     "open_storage",
     "open_study",
@@ -42,6 +50,9 @@ __all__ = [
     "SETTINGS_COMPLETE",
     "HEARTBEAT_INTERVAL",
     "GRACE_PERIOD",
+    "SERVER_TIMEOUT",
+    "TIMEOUT_ENV",
+    "server_timeout",
 ]
 
 DEFAULT_STUDY_DIR = Path("studies")
@@ -50,12 +61,27 @@ DEFAULT_STUDY_DIR = Path("studies")
 HEARTBEAT_INTERVAL = 60
 GRACE_PERIOD = 180
 SQLITE_TIMEOUT = 300
+#: Seconds a database server may take to accept a connection or to answer one statement;
+#: past it the run stops with a one-line error instead of waiting on a frozen server for ever.
+SERVER_TIMEOUT = 60
+#: The environment variable that sets :data:`SERVER_TIMEOUT` (whole seconds); the workers of
+#: ``--workers`` inherit it.
+TIMEOUT_ENV = "OPTSTUDY_DB_TIMEOUT"
+#: The drivers that take libpq's connection settings (``connect_timeout``, ``keepalives``,
+#: ``options``, ...).
+_LIBPQ_DRIVERS = ("psycopg", "psycopg2", "psycopg2cffi")
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-#: How another process creating the same schema at the same moment shows (PostgreSQL: a type
-#: or table name taken; SQLite: a table that already exists).
-_SCHEMA_RACE = re.compile(r"already exists|duplicate key value|UniqueViolation|DuplicateTable")
+#: How another process creating the same schema at the same moment shows: a table, type or
+#: index name taken, or the one row of ``version_info`` or ``alembic_version`` written twice
+#: (PostgreSQL: "duplicate key value"; SQLite: "UNIQUE constraint failed").
+_SCHEMA_RACE = re.compile(
+    r"already exists|duplicate key value|UniqueViolation|DuplicateTable"
+    r"|UNIQUE constraint failed"
+)
 _SCHEMA_TRIES = 10
 _URL_HELP = "use sqlite:///path/to/file.db or postgresql://user:password@host:5432/dbname"
+#: A password given as a query parameter (``?password=...``), masked like the URL's own.
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&]*", re.IGNORECASE)
 
 
 class StorageError(ValueError):
@@ -76,12 +102,31 @@ def default_storage_url(study_name: str, directory: str | Path = DEFAULT_STUDY_D
     return f"sqlite:///{Path(directory) / f'{study_name}.db'}"
 
 
+def file_name(name: str) -> str:
+    """``name`` (a study's) as one safe file or folder name: each run of characters outside
+    letters, digits, ``.``, ``_`` and ``-`` becomes ``_`` and leading or trailing dots go, so
+    it never climbs out of its folder (``..``), starts from the root, nests folders or hides;
+    ``study`` when nothing is left."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip(".") or "study"
+
+
 def display_url(url: str) -> str:
-    """``url`` with any password masked, for messages."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except sqlalchemy.exc.ArgumentError:
-        return url
+    """``url`` with any password masked, for every message and printed command.
+
+    The password is everything between the user name's ``:`` and the *last* ``@`` before
+    the host, so one holding an unencoded ``@`` (``user:p@ss@host``) is masked whole, and a
+    malformed URL is masked the same way; a ``password=`` query parameter is masked too.
+    A URL without an authority (``sqlite:///path``) has no password and comes back as given.
+    """
+    shown = _QUERY_PASSWORD.sub(r"\1***", url)
+    scheme, sep, rest = shown.partition("://")
+    if not sep:
+        scheme, rest = "", shown
+    if rest.startswith("/") or "@" not in rest:
+        return shown
+    credentials, _, location = rest.rpartition("@")
+    user, colon, _ = credentials.partition(":")
+    return f"{scheme}{sep}{user}:***@{location}" if colon else shown
 
 
 def _sqlite_path(url: str, base: str | Path | None = None) -> Path | None:
@@ -198,6 +243,12 @@ def storage_failure(exc: BaseException, url: str) -> StorageError | None:
     original = getattr(found, "orig", None) or found
     reason = (str(original).strip().splitlines() or [type(original).__name__])[0]
     path = _sqlite_path(url)
+    if path is not None and _moved(path, original):
+        return StorageError(
+            f"the study database {path} was deleted or moved during the run ({reason}), and "
+            "its trials are gone from there with it; put the file back (from a backup) and "
+            "run the same command to continue, or run it as it is to start the study anew."
+        )
     where = str(path) if path is not None else display_url(url)
     lowered = reason.lower()
     if "full" in lowered:
@@ -206,6 +257,9 @@ def storage_failure(exc: BaseException, url: str) -> StorageError | None:
         fix = f"make {where} and its folder writable"
     elif "locked" in lowered:
         fix = "another program holds the database locked; close it"
+    elif path is None and "timeout" in lowered:
+        fix = (f"the server did not answer in time; check that it runs and answers "
+               f"({TIMEOUT_ENV} sets the wait, in seconds)")
     elif path is None:
         fix = "check that the server runs and answers"
     else:
@@ -216,18 +270,114 @@ def storage_failure(exc: BaseException, url: str) -> StorageError | None:
     )
 
 
+def _moved(path: Path, error: BaseException) -> bool:
+    """Whether SQLite failed because its file at ``path`` was deleted or replaced under it
+    (it then calls the database read-only: ``SQLITE_READONLY_DBMOVED``)."""
+    if getattr(error, "sqlite_errorname", "") == "SQLITE_READONLY_DBMOVED":
+        return True
+    return "readonly" in str(error).lower() and not path.exists()
+
+
 def _parse_url(url: str) -> sqlalchemy.engine.URL:
+    """``url`` parsed; a malformed one, or one whose password holds an unencoded ``@`` (the
+    host would be read from the middle of the password), is refused, its password masked."""
     try:
-        return make_url(url)
-    except sqlalchemy.exc.ArgumentError:
-        raise StorageError(f"--storage {url!r} is not a database URL; {_URL_HELP}.") from None
+        parsed = make_url(url)
+    except (sqlalchemy.exc.ArgumentError, ValueError):
+        raise StorageError(
+            f"--storage {display_url(url)!r} is not a database URL; {_URL_HELP}."
+        ) from None
+    if parsed.host and "@" in parsed.host:
+        raise StorageError(
+            f"--storage {display_url(url)!r}: the user name or password holds an '@', so the "
+            "host cannot be told apart; percent-encode it as %40 (p@ss -> p%40ss), or leave "
+            "the password out of the URL and set PGPASSWORD or ~/.pgpass."
+        )
+    return parsed
+
+
+#: The longest study name: its default file ``<name>.db`` and its checkpoint folder stay
+#: within the 255 bytes of a file name, and ``<name>.confirm`` within the 512 characters of
+#: Optuna's study-name column on a database server.
+MAX_STUDY_NAME = 200
+
+
+def check_study_name(name: str) -> None:
+    """A study name every command can store, name files after and print on one line.
+
+    Raises:
+        StorageError: empty, longer than :data:`MAX_STUDY_NAME`, or holding a character
+            that does not print (a newline, a tab, ...); the message names the fix.
+    """
+    if not name.strip():
+        raise StorageError(f"study name {name!r} is empty; give a name, e.g. --study-name "
+                           "adam-vs-sgd.")
+    if len(name) > MAX_STUDY_NAME:
+        raise StorageError(
+            f"study name {name[:20]!r}... has {len(name)} characters; give at most "
+            f"{MAX_STUDY_NAME} characters (it names the study's file and folders, and a "
+            "database server stores at most 512).")
+    hidden = next((ch for ch in name if not ch.isprintable()), None)
+    if hidden is not None:
+        raise StorageError(f"study name {name!r} holds the non-printing character "
+                           f"{hidden!r}; use printing characters only.")
+
+
+def check_storage_url(url: str, *, option: str = "--storage") -> None:
+    """A database URL given on the command line (``option``), checked before anything
+    opens: not empty, and one SQLAlchemy parses (:func:`open_storage` checks the rest).
+
+    Raises:
+        StorageError: the message names the value and the fix.
+    """
+    if not url.strip():
+        raise StorageError(f"{option} {url!r} is empty; {_URL_HELP}, or leave {option} out "
+                           "for the default.")
+    _parse_url(url)
+
+
+def checked_url(study_name: str, storage: str | None) -> str:
+    """The database URL a command opens for ``study_name``: ``storage`` (its --storage) when
+    given, else :func:`default_storage_url`; the name and the URL checked first.
+
+    Raises:
+        StorageError: a name or URL :func:`check_study_name` or :func:`check_storage_url`
+            refuses.
+    """
+    check_study_name(study_name)
+    if storage is None:
+        return default_storage_url(study_name)
+    check_storage_url(storage)
+    return storage
+
+
+def check_output_folder(path: Path, *, option: str) -> None:
+    """``path`` (given as ``option``) is a folder, or can be made one, that this process can
+    write in; nothing is left behind. Its nearest existing folder is tried by making and
+    removing a folder in it: permissions alone pass a read-only disk, and every path for root.
+
+    Raises:
+        StorageError: a file stands in the way, or the folder cannot be written.
+    """
+    path = Path(os.path.abspath(path))
+    existing = path
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise StorageError(f"{option} {path}: {existing} is a file, not a folder; pass the "
+                           "path of a folder (it is made if missing).")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".write-check-", dir=existing))
+    except OSError as exc:
+        raise StorageError(f"{option} {path}: cannot write in {existing} "
+                           f"({exc.strerror}); pass a folder you can write to.") from None
 
 
 def _check_sqlite_url(url: str, parsed: sqlalchemy.engine.URL) -> Path:
     """The file a SQLite ``url`` names; it must name one, and one SQLite reads as written."""
     if not parsed.database or parsed.database == ":memory:":
         raise StorageError(
-            f"--storage {url!r} names no file; an in-memory database would lose the "
+            f"--storage {display_url(url)!r} names no file; an in-memory database would lose the "
             f"study. {_URL_HELP}."
         )
     query = url.partition("?")[2]
@@ -262,11 +412,67 @@ def _sqlite_settings(url: str, parsed: sqlalchemy.engine.URL, *, create: bool) -
     if not create and path.stat().st_size == 0:  # a reader never writes a schema into it
         raise StorageError(
             f"{path} is an empty file, not a study database; run a study into it first "
-            f"(python -m study.run --storage {url}) or check the storage URL."
+            f"(python -m study.run --storage {shlex.quote(url)}) or check the storage URL."
         )
     if create:
         _check_writable(path)
     return {"connect_args": {"timeout": SQLITE_TIMEOUT}}
+
+
+def server_timeout() -> int:
+    """Seconds a database server may take to connect or to answer a statement:
+    :data:`TIMEOUT_ENV` when set, else :data:`SERVER_TIMEOUT`.
+
+    Raises:
+        StorageError: :data:`TIMEOUT_ENV` is not a whole number of seconds >= 1.
+    """
+    value = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not value:
+        return SERVER_TIMEOUT
+    if not (value.isascii() and value.isdigit()) or int(value) < 1:
+        raise StorageError(
+            f"{TIMEOUT_ENV}={value!r} is not a number of seconds; set it to a whole number "
+            f">= 1 (default {SERVER_TIMEOUT}) or unset it."
+        )
+    return int(value)
+
+
+def _server_settings(parsed: sqlalchemy.engine.URL) -> dict[str, Any]:
+    """The engine's settings for a database server: a small pool per worker; with a libpq
+    driver (PostgreSQL), limits that turn a server which stops answering into an error.
+
+    ``connect_timeout`` bounds a new connection (a frozen postmaster accepts none);
+    ``statement_timeout`` a statement the server is stuck on (a lock held by a frozen
+    client); ``idle_in_transaction_session_timeout`` (half as long, so the lock is free
+    before a statement waiting on it gives up) has the server drop a frozen client's
+    transaction, and its locks; TCP keepalives and ``tcp_user_timeout`` notice a server host
+    that is gone (network down, machine frozen). A setting the URL gives itself is kept, and
+    its ``options`` come after these, so theirs win.
+    """
+    engine_kwargs: dict[str, Any] = {"pool_size": 2, "max_overflow": 2, "pool_pre_ping": True}
+    try:
+        driver = parsed.get_driver_name()
+    except sqlalchemy.exc.NoSuchModuleError:  # an unknown database: opening it says so
+        return engine_kwargs
+    if driver not in _LIBPQ_DRIVERS:
+        return engine_kwargs
+    seconds = server_timeout()
+    millis = seconds * 1000
+    limits: dict[str, Any] = {
+        "connect_timeout": seconds,
+        "keepalives": 1,
+        "keepalives_idle": max(1, seconds // 2),
+        "keepalives_interval": max(1, seconds // 6),
+        "keepalives_count": 3,
+        "tcp_user_timeout": millis,
+    }
+    connect_args = {key: value for key, value in limits.items() if key not in parsed.query}
+    given = parsed.query.get("options", "")
+    given = given if isinstance(given, str) else " ".join(given)
+    connect_args["options"] = " ".join(filter(None, [
+        f"-c statement_timeout={millis}",
+        f"-c idle_in_transaction_session_timeout={max(1000, millis // 2)}", given]))
+    return {**engine_kwargs, "connect_args": connect_args}
 
 
 def _rdb_storage(
@@ -294,6 +500,21 @@ def _rdb_storage(
     raise AssertionError("unreachable")
 
 
+def _cannot_open(url: str, exc: sqlalchemy.exc.SQLAlchemyError) -> StorageError:
+    """The one-line error for a database ``url`` that could not be opened."""
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    if "timeout" in reason.lower():
+        return StorageError(
+            f"cannot open --storage {display_url(url)}: the server did not answer within "
+            f"{server_timeout()} s ({reason}); check that it runs and answers ({TIMEOUT_ENV} "
+            "sets the wait), then run the same command."
+        )
+    return StorageError(
+        f"cannot open --storage {display_url(url)} ({reason}); check the URL, that the "
+        "server runs and the credentials."
+    )
+
+
 def open_storage(
     url: str,
     *,
@@ -305,7 +526,8 @@ def open_storage(
 
     SQLite: the parent folder is created, a long lock timeout (:data:`SQLITE_TIMEOUT`),
     heartbeat. PostgreSQL (and other servers): a small connection pool per worker,
-    heartbeat, and trials whose worker died failed and retried (up to 3 times).
+    heartbeat, and trials whose worker died failed and retried (up to 3 times); a server
+    that does not connect or answer within :func:`server_timeout` seconds is an error.
 
     Args:
         url: a SQLAlchemy database URL.
@@ -328,7 +550,7 @@ def open_storage(
     if backend == "sqlite":
         engine_kwargs = _sqlite_settings(url, parsed, create=create)
     else:
-        engine_kwargs = {"pool_size": 2, "max_overflow": 2, "pool_pre_ping": True}
+        engine_kwargs = _server_settings(parsed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)
@@ -340,11 +562,7 @@ def open_storage(
             "`pip install -e '.[postgres]'` (psycopg 3)."
         ) from None
     except sqlalchemy.exc.SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        raise StorageError(
-            f"cannot open --storage {display_url(url)} ({reason}); check the URL, that the "
-            "server runs and the credentials."
-        ) from None
+        raise _cannot_open(url, exc) from None
     except RuntimeError as exc:  # Optuna's schema-version check
         raise StorageError(
             f"--storage {display_url(url)}: {str(exc).splitlines()[0]} Run "
