@@ -35,6 +35,8 @@ RULE_MARKERS: dict[str, str] = {"steepest": "v", "valley": "o", "min_div_10": "s
 
 _CURVE_COLUMNS = ["optimizer", "update", "lr", "loss", "smoothed"]
 _SUGGESTION_COLUMNS = ["optimizer", "rule", "lr", "stopped_at", "why", "number"]
+_COMPARISON_COLUMNS = ["optimizer", "rule", "suggested_lr", "best_lr", "best_accuracy",
+                       "good_lr_low", "good_lr_high", "inside", "decades_off", "n_runs"]
 
 
 def newest_tests(optuna_study: optuna.Study) -> dict[str, optuna.trial.FrozenTrial]:
@@ -126,8 +128,10 @@ def lr_range_plot(
     markers = {**RULE_MARKERS, **(markers or {})}
     names = list(dict.fromkeys(curves[hue]))
     palette = kwargs.pop("palette", optimizer_palette(names))
+    # A dash pattern per optimizer as well as a colour: curves that coincide (Adam and AdamW
+    # without weight decay) stay visible one over the other.
     ax = sns.lineplot(data=curves, x=x, y=y, hue=hue, hue_order=names, palette=palette,
-                      estimator=None, sort=True, ax=ax, **kwargs)
+                      style=hue, style_order=names, estimator=None, sort=True, ax=ax, **kwargs)
     ax.set_xscale("log")
     ax.set_xlabel(LABELS.get(x, x))
     ax.set_ylabel("smoothed training loss" if y == "smoothed" else LABELS.get(y, y))
@@ -191,17 +195,20 @@ def compare_with_study(
     For each optimizer of ``suggestions``, from ``trials`` (:func:`analysis.load.load_trials`
     of one study, e.g. an LR grid): ``best_lr`` and ``best_accuracy`` (its best complete
     run; with ``--repeats``, the seeds' mean) and its good-LR band ``good_lr_low`` ..
-    ``good_lr_high``, the learning rates of the complete runs within ``tolerance`` of that
-    best (the runs ``analysis.tables.sensitivity_metrics`` counts in ``good_lr_width``;
-    diverged and pruned runs are never good). Then for each suggestion ``inside`` (in the
+    ``good_lr_high`` of its complete runs, as ``analysis.tables.sensitivity_metrics``
+    measures ``good_lr_width`` (neighbouring learning rates within ``tolerance`` of the
+    best; diverged and pruned runs are never good). Then for each suggestion ``inside`` (in the
     band, ends included) and ``decades_off``: 0 inside, else ``log10(lr / good_lr_low)``
     below the band (negative) or ``log10(lr / good_lr_high)`` above it (positive).
 
+    Only what can be compared gets a row: an optimizer the study has no complete run of
+    (or never searched) and a rule that made no suggestion (too few points) are left out,
+    so ``inside`` is always a real bool (the report names the optimizers left out).
+
     Returns:
         Columns ``optimizer``, ``rule``, ``suggested_lr``, ``best_lr``, ``best_accuracy``,
-        ``good_lr_low``, ``good_lr_high``, ``inside`` (nullable boolean: NA where the study
-        has no complete run of the optimizer or the rule no suggestion), ``decades_off``
-        and ``n_runs`` (complete runs of the optimizer in the study).
+        ``good_lr_low``, ``good_lr_high``, ``inside`` (bool), ``decades_off`` and ``n_runs``
+        (complete runs of the optimizer in the study).
 
     Raises:
         ValueError: ``trials`` holds several studies (compare with one at a time).
@@ -214,29 +221,22 @@ def compare_with_study(
     rows = []
     for row in suggestions.itertuples(index=False):
         runs = done[done["optimizer"] == row.optimizer]
+        suggested = float(row.lr)
+        if runs.empty or not np.isfinite(suggested):
+            continue
         lr = runs["lr"].to_numpy(dtype=float)
         accuracy = counted_accuracy(runs["final_accuracy"], runs["diverged"])
         metrics = sensitivity_metrics(lr, accuracy, tolerance=tolerance)
-        low = high = math.nan
-        if lr.size:
-            # sensitivity_metrics' good runs: within tolerance of the best
-            good = lr[accuracy >= metrics["best_accuracy"] - tolerance - 1e-12]
-            low, high = float(good.min()), float(good.max())
-        suggested = float(row.lr)
-        inside, off = pd.NA, math.nan
-        if lr.size and np.isfinite(suggested):
-            position = np.log10(suggested)
-            below = position - np.log10(low)
-            above = position - np.log10(high)
-            inside = bool(below >= -1e-9 and above <= 1e-9)
-            off = 0.0 if inside else float(below if below < 0 else above)
+        low, high = metrics["good_lr_low"], metrics["good_lr_high"]
+        below = np.log10(suggested) - np.log10(low)
+        above = np.log10(suggested) - np.log10(high)
+        inside = bool(below >= -1e-9 and above <= 1e-9)
         rows.append({
             "optimizer": row.optimizer, "rule": row.rule, "suggested_lr": suggested,
             "best_lr": metrics["best_lr"], "best_accuracy": metrics["best_accuracy"],
             "good_lr_low": low, "good_lr_high": high, "inside": inside,
-            "decades_off": off, "n_runs": int(lr.size),
+            "decades_off": 0.0 if inside else float(below if below < 0 else above),
+            "n_runs": int(lr.size),
         })
-    columns = ["optimizer", "rule", "suggested_lr", "best_lr", "best_accuracy", "good_lr_low",
-               "good_lr_high", "inside", "decades_off", "n_runs"]
-    return pd.DataFrame(rows, columns=columns).astype({"inside": "boolean"})
+    return pd.DataFrame(rows, columns=_COMPARISON_COLUMNS).astype({"inside": bool})
 

@@ -9,10 +9,13 @@ from __future__ import annotations
 import argparse
 import html
 import logging
+import math
+import shlex
 import sys
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -27,7 +30,14 @@ from analysis.diagnostics import (
     time_to_target_plot,
     time_to_target_summary,
 )
-from analysis.findings import Finding, accuracy_finding, findings, sensitivity_finding
+from analysis.findings import (
+    OWN_BEST,
+    Finding,
+    accuracy_finding,
+    findings,
+    grouped_range_messages,
+    sensitivity_finding,
+)
 from analysis.load import (
     StudyNotFoundError,
     list_study_names,
@@ -38,6 +48,7 @@ from analysis.load import (
 )
 from analysis.range_test import compare_with_study, load_lr_range, lr_range_plot
 from analysis.tables import (
+    MIN_IMPORTANCE_TRIALS,
     best_trials,
     ci_separation,
     confirmation,
@@ -48,13 +59,24 @@ from analysis.tables import (
     seed_noise_verdicts,
 )
 from study.store.records import CONFIRM_SUFFIX, LR_RANGE_STUDY, SETTINGS, SPACE_DEFINITION
-from study.store.storage import StorageError, default_storage_url, display_url
+from study.store.storage import (
+    StorageError,
+    check_output_folder,
+    check_storage_url,
+    checked_url,
+    default_storage_url,
+    display_url,
+    file_name,
+)
 
 __all__ = ["main", "write_report", "ReportError", "ForeignStudyError"]
 
 PROG = "python -m analysis.report"
 #: The accuracy the time-to-target table and plot count epochs to.
 TIME_TARGET = 0.97
+#: The fixed accuracies the trials-to-reach table counts trials to (each optimizer's own
+#: best less half a point is the other target).
+BUDGET_TARGETS = (0.97, 0.975, 0.98)
 logger = logging.getLogger(__name__)
 
 
@@ -69,13 +91,9 @@ class ForeignStudyError(Exception):
 
 def _range_test(storage: str, range_test: str | None) -> tuple[pd.DataFrame, pd.DataFrame] | None:
     """The LR range tests to compare the study with (``python -m study.lr_range``): from
-    ``range_test`` when given, else from the study's storage or ``studies/lr-range.db``
-    where either holds them; ``None`` when there are none."""
-    candidates = [range_test] if range_test else [storage, default_storage_url(LR_RANGE_STUDY)]
-    for url in candidates:
-        if not range_test and url.startswith("sqlite:///") and not Path(
-                url.removeprefix("sqlite:///")).exists():
-            continue
+    ``range_test`` when given, else from :func:`_beside` the study; ``None`` when there are
+    none."""
+    for url in [range_test] if range_test else _beside(storage):
         try:
             if LR_RANGE_STUDY in list_study_names(url):
                 return load_lr_range(url)
@@ -85,38 +103,83 @@ def _range_test(storage: str, range_test: str | None) -> tuple[pd.DataFrame, pd.
     if range_test:
         raise StorageError(
             f"{display_url(range_test)} holds no study {LR_RANGE_STUDY!r}; run `python -m "
-            f"study.lr_range --optimizer adam --storage {display_url(range_test)}` first.")
+            f"study.lr_range --optimizer adam --storage {shlex.quote(display_url(range_test))}` "
+            "first.")
     return None
 
 
-def write_report(
-    storage: str, study_names: Sequence[str], out: Path, *, range_test: str | None = None
-) -> Path:
-    """Write the report of ``study_names`` in ``storage`` to ``out``; returns index.html.
+def _beside(storage: str) -> list[str]:
+    """Where range tests are looked for without ``--range-test``: the study's own storage,
+    and for a SQLite file the ``lr-range.db`` in its folder where that file exists (where
+    ``python -m study.lr_range`` writes by default beside ``studies/<study>.db``). Never
+    the working folder's own ``studies/`` for a study stored elsewhere."""
+    database = storage.removeprefix("sqlite:///").partition("?")[0]
+    if database == storage or database in ("", ":memory:"):
+        return [storage]
+    beside = Path(database).parent / f"{LR_RANGE_STUDY}.db"
+    if not beside.is_file() or beside == Path(database):
+        return [storage]
+    return [storage, default_storage_url(LR_RANGE_STUDY, directory=beside.parent)]
 
-    ``range_test``: the storage of LR range tests to compare with (default: the study's own
-    storage or ``studies/lr-range.db``, where either holds the study ``lr-range``).
+
+def _range_comparison(
+    suggestions: pd.DataFrame, trials: pd.DataFrame, first: str
+) -> pd.DataFrame:
+    """The range test against the study ``first`` (:func:`compare_with_study`), with what it
+    leaves out said in ``attrs["note"]`` (shown under the table) and logged."""
+    table = compare_with_study(suggestions, trials[trials["study"] == first])
+    notes = []
+    if trials["study"].nunique() > 1:
+        notes.append(f"Compared with the first study, {first!r}.")
+    missing = [n for n in dict.fromkeys(suggestions["optimizer"])
+               if n not in set(table["optimizer"])]
+    if missing:
+        notes.append(f"Range-tested but left out (no complete run in {first!r}, or no "
+                     f"suggestion): {', '.join(missing)}.")
+    table.attrs["note"] = " ".join(notes)
+    if notes:
+        logger.info("LR range test: %s", " ".join(notes))
+    return table
+
+
+def write_report(
+    storage: str | Sequence[str], study_names: Sequence[str], out: Path, *,
+    range_test: str | None = None,
+) -> Path:
+    """Write the report of ``study_names`` to ``out``; returns index.html.
+
+    ``storage``: one database URL holding every study, or one URL per study (in the order
+    of ``study_names``), so that studies from different files are compared in one report.
+    ``range_test``: the storage of LR range tests to compare with (default: the first
+    study's own storage, or ``lr-range.db`` beside its SQLite file, where either holds the
+    study ``lr-range``); they are compared with the first study.
 
     Logs one line (INFO, logger ``analysis.report``) per table and plot written.
 
     Raises:
         ReportError: the studies have no trial, or no complete one.
         ForeignStudyError: a study was not written by ``python -m study.run``.
-        analysis.load.StudyNotFoundError, study.store.storage.StorageError: as from loading.
+        analysis.load.StudyNotFoundError, study.store.storage.StorageError: as from loading,
+            or two studies of the same name from different storages.
     """
-    backend = open_readonly(storage)  # one storage for every read below
-    studies, trials = _load_ours(backend, study_names)
-    curves = load_curves(backend, study_names)
+    sources = _sources(storage, study_names)
+    storage = sources[0][0]
+    loaded = [(open_readonly(url), names) for url, names in sources]
+    parts = [_load_ours(backend, names) for backend, names in loaded]
+    studies = [s for part in parts for s in part[0]]
+    trials = pd.concat([part[1] for part in parts], ignore_index=True)
+    curves = pd.concat([load_curves(backend, names) for backend, names in loaded],
+                       ignore_index=True)
     out.mkdir(parents=True, exist_ok=True)
     tables = _sensitivity_tables(trials)
-    tables.update(_confirmation_tables(backend, study_names))
+    tables.update(_confirmation_tables(loaded))
     tables["importance"] = pd.concat(
         [param_importance(s).assign(study=s.study_name) for s in studies], ignore_index=True)
     tables["outcomes"] = outcome_counts(trials)
     tables.update(_budget_tables(trials, tables["lr_sensitivity"]))
     ranges = _range_test(storage, range_test)
     if ranges is not None:
-        tables["lr_range"] = compare_with_study(ranges[1], trials)
+        tables["lr_range"] = _range_comparison(ranges[1], trials, study_names[0])
     tables.update(_diagnostic_tables(studies, trials, curves))
     tables["trials"] = trials
     tables["curves"] = curves
@@ -127,7 +190,8 @@ def write_report(
     found = _findings(trials, tables)
     (out / "findings.txt").write_text("".join(f"- {f.text}\n" for f in found), encoding="utf-8")
     index = out / "index.html"
-    index.write_text(_html(storage, study_names, trials, tables, images, found),
+    shown = ", ".join(dict.fromkeys(display_url(url) for url, _ in sources))
+    index.write_text(_html(shown, study_names, trials, tables, images, found),
                      encoding="utf-8")
     return index
 
@@ -165,39 +229,77 @@ def _sensitivity_tables(trials: pd.DataFrame) -> dict[str, pd.DataFrame]:
         "best_per_optimizer": best_trials(trials),
         "best_per_optimizer_schedule": best_trials(trials, by=("optimizer", "schedule")),
         "ci_separation": ci_separation(sensitivity),
-        "sensitivity_separation": ci_separation(sensitivity, "sensitivity",
-                                                higher_is_better=False),
+        "sensitivity_separation": ci_separation(sensitivity, "good_lr_width"),
     }
 
 
+def _sources(storage: str | Sequence[str], study_names: Sequence[str],
+             ) -> list[tuple[str, list[str]]]:
+    """``(url, names)`` per storage, in the order of the studies: one storage for all, or
+    one per study.
+
+    Raises:
+        StorageError: the counts do not match, or one name comes from two storages.
+    """
+    urls = [storage] * len(study_names) if isinstance(storage, str) else list(storage)
+    if len(urls) != len(study_names):
+        raise StorageError(f"{len(urls)} storages for {len(study_names)} studies: give one "
+                           "--storage for all of them, or one per --study-name.")
+    if len(set(study_names)) < len(study_names):
+        twice = sorted({n for n in study_names if study_names.count(n) > 1})
+        raise StorageError(f"study {twice[0]!r} is named twice; a report tells studies apart "
+                           "by name, so give it a copy with another name "
+                           "(optuna.copy_study) to compare them.")
+    grouped: dict[str, list[str]] = {}
+    for url, name in zip(urls, study_names, strict=True):
+        grouped.setdefault(url, []).append(name)
+    return list(grouped.items())
+
+
 def _confirmation_tables(
-    backend: optuna.storages.BaseStorage, study_names: Sequence[str]
+    loaded: Sequence[tuple[optuna.storages.BaseStorage, Sequence[str]]],
 ) -> dict[str, pd.DataFrame]:
-    """The confirmation studies' tables (``python -m study.confirm``), where there are any."""
-    available = list_study_names(backend)
-    confirms = [n + CONFIRM_SUFFIX for n in study_names if n + CONFIRM_SUFFIX in available]
-    if not confirms:
+    """The confirmation studies' tables (``python -m study.confirm``), where there are any:
+    ``S.confirm`` read from the storage of ``S``."""
+    frames = []
+    for backend, names in loaded:
+        available = list_study_names(backend)
+        confirms = [n + CONFIRM_SUFFIX for n in names if n + CONFIRM_SUFFIX in available]
+        if confirms:
+            frames.append(load_trials(backend, confirms))
+    if not frames:
         return {}
-    confirm_trials = load_trials(backend, confirms)
+    confirm_trials = pd.concat(frames, ignore_index=True)
     return {"confirmation": confirmation(confirm_trials),
             "seed_noise": seed_noise_verdicts(confirm_trials)}
 
 
 def _budget_tables(trials: pd.DataFrame, sensitivity: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Tuning curves, tunability (uniform and early weights) and the trials needed to reach
-    the best accuracy less a point and the optimizers' median best. The curves say where
-    the trials were not independent draws."""
+    the fixed :data:`BUDGET_TARGETS` and each optimizer's own best less half a point. The
+    curves say where the trials were not independent draws."""
     curve = tuning_curve(trials)
     uniform = tunability(curve)
     keys = [c for c in ("study", "optimizer") if c in uniform.columns]
     early = tunability(curve, weights="early")[[*keys, "tunability"]]
-    best = sensitivity["best_accuracy"]
-    targets = sorted({round(float(best.max()) - 0.01, 4), round(float(best.median()), 4)})
+    best = sensitivity[[*keys, "best_accuracy"]].rename(columns={"best_accuracy": "best"})
+    own = [trials_to_reach(_rows_of(trials, row, keys), round(row["best"] - 0.005, 4))
+           for row in best.to_dict("records")]
+    reach = pd.concat([trials_to_reach(trials, BUDGET_TARGETS).assign(target_kind="fixed"),
+                       *(r.assign(target_kind=OWN_BEST) for r in own)], ignore_index=True)
     return {
         "tuning_curve": curve,
         "tunability": uniform.merge(early, on=keys, suffixes=("", "_early")),
-        "trials_to_reach": trials_to_reach(trials, targets),
+        "trials_to_reach": reach.merge(best, on=keys, how="left"),
     }
+
+
+def _rows_of(trials: pd.DataFrame, row: dict, keys: list[str]) -> pd.DataFrame:
+    """The trials of one group (``keys`` valued as in ``row``)."""
+    mask = pd.Series(True, index=trials.index)
+    for key in keys:
+        mask &= trials[key] == row[key]
+    return trials[mask]
 
 
 def _diagnostic_tables(
@@ -247,10 +349,11 @@ def _figures(
         *([("lr_momentum", "Learning rate x momentum (SGD)",
             lambda: _axes(lambda ax: plots.hparam_scatter(trials, y="momentum", ax=ax)))]
           if _varies(complete, "momentum") else []),
-        ("importance", "Hyperparameter importance (PED-ANOVA)",
-         lambda: _axes(lambda ax: plots.importance_plot(
-             tables["importance"].groupby("param", as_index=False)["importance"].mean()
-             .sort_values("importance", ascending=False), ax=ax), (6, 5))),
+        *([("importance", "Hyperparameter importance (PED-ANOVA)",
+            lambda: _axes(lambda ax: plots.importance_plot(
+                tables["importance"].groupby("param", as_index=False)["importance"].mean()
+                .sort_values("importance", ascending=False), ax=ax), (6, 5)))]
+          if len(tables["importance"]) else []),
         ("best_so_far", "Best accuracy so far against trial number",
          lambda: _axes(lambda ax: plots.best_so_far_plot(trials, ax=ax))),
         ("time_to_target", f"Time to {TIME_TARGET:.2f} accuracy: share of trials that got "
@@ -279,16 +382,16 @@ def _draw(figures: list[tuple[str, str, Callable[[], object]]], out: Path,
 
 
 def _findings(trials: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> list[Finding]:
-    """The findings the report's tables support (the trials to reach the higher target)."""
-    reach = tables["trials_to_reach"]
+    """The findings the report's tables support."""
     return findings(
         trials=trials,
         best=tables["best_per_optimizer"],
         sensitivity=tables["lr_sensitivity"],
         accuracy_separation=tables["ci_separation"],
         sensitivity_separation=tables["sensitivity_separation"],
-        seed_noise=list(tables["seed_noise"]["verdict"]) if "seed_noise" in tables else None,
-        reach=reach[reach["target"] == reach["target"].max()],
+        confirmation=tables.get("confirmation"),
+        seed_noise=tables.get("seed_noise"),
+        reach=tables["trials_to_reach"],
         range_warnings=tables.get("range_warnings"),
         range_test=tables.get("lr_range"),
     )
@@ -323,32 +426,41 @@ def _axes(draw: Callable[[plt.Axes], object], size: tuple[float, float] = (7, 4.
     return figure
 
 
-def _with_interval(value: float, lo: float, hi: float, digits: int) -> str:
+def _with_interval(value: float, lo: float, hi: float, digits: int, prefix: str = "") -> str:
     if pd.isna(value):
         return ""
-    text = f"{value:.{digits}f}"
+    text = f"{prefix}{value:.{digits}f}"
     return text if pd.isna(lo) else f"{text} ({lo:.{digits}f} to {hi:.{digits}f})"
 
 
 def _sensitivity_view(table: pd.DataFrame) -> pd.DataFrame:
-    """The sensitivity table as the page shows it: each metric with its interval in one
-    column, the outcome counts left to the trials table (lr_sensitivity.csv has them all)."""
+    """The sensitivity table as the page shows it: each metric with its interval and n, the
+    range-averaged score with the range it averages over; lr_sensitivity.csv has every
+    column."""
     rows = []
     for r in table.to_dict("records"):
         rows.append({
             **({"study": r["study"]} if "study" in r else {}),
             "optimizer": r["optimizer"],
-            "trials used": r["n"],
+            "runs": r["n"],
+            "seeds per lr": r["n_seeds"],
             "best lr": f"{r['best_lr']:.3g}",
             "best accuracy": _with_interval(r["best_accuracy"], r["best_accuracy_lo"],
                                             r["best_accuracy_hi"], 4),
-            "good lr width (decades)": _with_interval(r["good_lr_width"], r["good_lr_width_lo"],
-                                                      r["good_lr_width_hi"], 2),
-            "sensitivity": _with_interval(r["sensitivity"], r["sensitivity_lo"],
-                                          r["sensitivity_hi"], 3),
+            "good lr band": "" if pd.isna(r["good_lr_width"]) else (
+                f"{r['good_lr_low']:.2g} to {r['good_lr_high']:.2g}"),
+            "good lr width (decades)": _with_interval(
+                r["good_lr_width"], r["good_lr_width_lo"], r["good_lr_width_hi"], 2,
+                ">= " if r["good_lr_width_at_edge"] else ""),
+            "within 0.5 point": _with_interval(r["good_lr_width_strict"], math.nan, math.nan,
+                                               2, ">= " if r["good_lr_width_strict_at_edge"]
+                                               else ""),
+            "sensitivity (range-averaged)": f"{r['sensitivity']:.3f} over "
+            f"{r['range_low']:.2g} to {r['range_high']:.2g}",
             "smallest diverged lr": "" if pd.isna(r["min_diverged_lr"]) else (
                 f"{r['min_diverged_lr']:.3g}"),
-            "interval": r["interval"] or f"none: {r['note']}",
+            "intervals": f"accuracy: {r['best_accuracy_method']}, width: "
+            f"{r['interval_method']}" + (f" ({r['note']})" if r["note"] else ""),
         })
     return pd.DataFrame(rows)
 
@@ -356,11 +468,10 @@ def _sensitivity_view(table: pd.DataFrame) -> pd.DataFrame:
 def _separation_view(separation: pd.DataFrame) -> pd.DataFrame:
     """``separated`` in words: yes, no, or why it cannot be told (never a blank cell)."""
     said = [
-        (f"cannot tell: {note}" if pd.isna(apart) else
-         "yes: the intervals do not overlap" if apart else "no: the intervals overlap")
+        (note if pd.isna(apart) else "yes" if apart else "no: within seed noise")
         for apart, note in zip(separation["separated"], separation["note"], strict=True)
     ]
-    return separation.drop(columns=["note"]).assign(separated=said)
+    return separation.drop(columns=["note", "pairs_tested"]).assign(separated=said)
 
 
 def _table(frame: pd.DataFrame, classes: str = "t") -> str:
@@ -387,8 +498,9 @@ def _html(
         body += [
             "<h2>Confirmation over fresh seeds</h2>",
             "<p>Each optimizer's best configurations re-run with new seeds, to the last epoch "
-            "(python -m study.confirm). mean_lo / mean_hi: 95 % bootstrap interval of the "
-            "mean over seeds.</p>",
+            "(python -m study.confirm). mean_lo / mean_hi: 95 % Student t interval of the "
+            "mean over the n seeds (none below 3 seeds). Pairs: Welch's t-test, "
+            "Holm-adjusted over the pairs tested.</p>",
             _table(tables["confirmation"]),
             *[f"<p><b>{html.escape(v)}</b></p>" for v in tables["seed_noise"]["verdict"]],
         ]
@@ -396,12 +508,17 @@ def _html(
         body.append(f'<h2>{html.escape(title)}</h2><img src="{name}.png" '
                     f'alt="{html.escape(title)}">')
         body += _beside_plot(name, tables)
+    if tables["importance"].empty:
+        body.append("<h2>Hyperparameter importance</h2><p>Not computed: too few complete "
+                    f"trials (PED-ANOVA needs {MIN_IMPORTANCE_TRIALS} or more in a study).</p>")
     if "range_warnings" in tables:
         warned = tables["range_warnings"]
         body.append("<h2>Search-range warnings</h2>")
-        body.append("<ul>" + "".join(f"<li>{html.escape(m)}</li>" for m in warned["message"])
+        body.append("<ul>" + "".join(f"<li>{html.escape(m)}</li>"
+                                     for m in grouped_range_messages(warned))
                     + "</ul>" if len(warned) else
-                    "<p>No best trial sits at the edge of a searched range.</p>")
+                    "<p>No best trial sits at an edge of a searched range that could "
+                    "sensibly be widened.</p>")
     body.append("<p>All tables are also in this folder as CSV (trials.csv, curves.csv, "
                 "lr_sensitivity.csv, ...).</p>")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>Study report</title>"
@@ -425,7 +542,7 @@ def _head(storage: str, study_names: Sequence[str], trials: pd.DataFrame,
     eval_sets = ", ".join(sorted(trials["eval_set"].dropna().unique()))
     return [
         f"<h1>Study {esc(', '.join(study_names))}</h1>",
-        f"<p>Storage <code>{esc(display_url(storage))}</code>. {len(trials)} trials. "
+        f"<p>Storage <code>{esc(storage)}</code>. {len(trials)} trials. "
         f"Accuracies are measured on the <b>{esc(eval_sets)}</b> set"
         + (" (held out of the training set; the test set is measured once per trial, column "
            "test_accuracy)" if "validation" in eval_sets else "") + ".</p>",
@@ -448,25 +565,33 @@ def _sensitivity_section(trials: pd.DataFrame, tables: dict[str, pd.DataFrame]) 
                                       tables["sensitivity_separation"])
     pruned = int((trials["outcome"] == "pruned").sum())
     counted = tables["lr_sensitivity"].attrs.get("pruned", "")
+    tolerance = f"{tables['lr_sensitivity'].attrs.get('tolerance', 0.01) * 100:g} point"
     return [
         "<h2>Learning-rate sensitivity</h2>",
         f"<p><b>{esc(accuracy.text)}</b></p>" if accuracy else "",
         f"<p><b>{esc(sensitivity.text)}</b></p>" if sensitivity else "",
-        "<p>trials used: complete, pruned and diverged trials. best lr / best accuracy: the "
-        "best run. good lr width: decades of learning rate whose runs reach within 1 "
-        "percentage point of the best. sensitivity: best accuracy minus the mean accuracy "
-        "over log-LR bins (half a decade), diverged runs counted at chance (10 %), after "
-        "Wortsman et al. 2023: 0 means insensitive. In brackets: 95 % bootstrap intervals; "
-        "the interval column says what was resampled (the seeds of each run, or the sampled "
-        "runs, from 5 runs on) or why there is none. "
+        "<p>runs: complete, pruned and diverged trials, each seed of a trial counted at "
+        "its learning rate. best lr / best accuracy: the best point of the seeds' mean "
+        "curve, in brackets its 95 % Student t interval over the seeds at that learning "
+        "rate (from 3 seeds). good lr width: decades of the band of neighbouring learning "
+        f"rates whose mean accuracy stays within {tolerance} of the best (and within 0.5 "
+        "point), in brackets its 95 % BCa bootstrap interval over each learning rate's seeds "
+        "(from 5 seeds); '>=' where the band reaches the first or last learning rate tried, "
+        "so it may be wider. It does not depend on how far the searched range reaches "
+        "beyond the band. sensitivity: best accuracy minus the mean over half-decade log-LR "
+        "bins, after Wortsman et al. 2023 (0 means insensitive); it averages over the range "
+        "beside it and changes with it. With one seed per learning rate there are no "
+        "intervals: the figures describe those runs. "
         f"{pruned} pruned run{'' if pruned == 1 else 's'}: {esc(counted)}. Every column, "
         "with the counts per outcome, is in lr_sensitivity.csv.</p>",
         _table(_sensitivity_view(tables["lr_sensitivity"]), "t notes"),
-        "<h3>Do the differences exceed the intervals?</h3>",
-        "<p>Separated: whether the two optimizers' 95 % intervals above do not overlap.</p>",
-        "<p>Best accuracy (higher first):</p>",
+        "<h3>Do the differences exceed seed noise?</h3>",
+        "<p>Best accuracy (higher first): Welch's t-test on the seeds at each optimizer's "
+        "best learning rate, p Holm-adjusted over the pairs tested; separated where the "
+        "adjusted p is below 0.05.</p>",
         _table(_separation_view(tables["ci_separation"]), "t notes"),
-        "<p>Sensitivity (lower first):</p>",
+        "<p>Good lr width (wider first): separated where the two 95 % BCa intervals do not "
+        "overlap.</p>",
         _table(_separation_view(tables["sensitivity_separation"]), "t notes"),
     ]
 
@@ -486,6 +611,8 @@ def _beside_plot(name: str, tables: dict[str, pd.DataFrame]) -> list[str]:
             "percentage point of the best): inside the band or not, and by how many "
             "decades a suggestion misses it (negative: below).</p>",
             _table(tables["lr_range"]),
+            *([f"<p>{html.escape(tables['lr_range'].attrs['note'])}</p>"]
+              if tables["lr_range"].attrs.get("note") else []),
         ]
     if name == "time_to_target":
         return [
@@ -502,41 +629,72 @@ def _beside_plot(name: str, tables: dict[str, pd.DataFrame]) -> list[str]:
 
 def _budget_section(tables: dict[str, pd.DataFrame]) -> list[str]:
     """Under the tuning curves: whether they are valid, what they are, tunability and the
-    trials needed to reach a target."""
+    trials needed to reach a target; the note once, and no tables where no optimizer's trials
+    were independent draws (the CSV files still hold them)."""
     curve = tables["tuning_curve"]
     body = []
     if not curve["valid"].all():
         body.append(f"<p><b>Not independent draws:</b> "
                     f"{html.escape(str(curve.loc[~curve['valid'], 'note'].iloc[0]))}</p>")
+    if not curve["valid"].any():
+        return body + ["<p>The tunability and trials-to-target tables are left out: they "
+                       "assume independent draws (tunability.csv and trials_to_reach.csv hold "
+                       "them).</p>"]
     return body + [
         "<p>Expected best accuracy after n trials of each optimizer (Dodge et al. "
         "2019), from its trials by the with-replacement estimator; band: "
         f"{html.escape(str(curve['interval'].iloc[0]))}. Tunability: the mean of the curve "
         "over n = 1 .. N (Sivaprasad et al. 2020), uniform weights, and weights 1/n "
         "(early) favouring small budgets.</p>",
-        _table(tables["tunability"]),
-        "<p>Trials needed to reach a target accuracy with probability 90 %:</p>",
-        _table(tables["trials_to_reach"]),
+        _table(tables["tunability"].drop(columns=["note"])),
+        "<p>Trials needed to reach a target accuracy with probability 90 %, if trials are "
+        "drawn at random from the ones the study ran: fixed targets, and each optimizer's "
+        "own best less half a point:</p>",
+        _table(tables["trials_to_reach"].drop(columns=["note"])),
     ]
 
 
+class _Parser(argparse.ArgumentParser):
+    """study.cli's one-line usage error, which this command cannot import: the analysis
+    reads a study without loading torch."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description="Write an HTML report (tables, plots, CSV) of one or more studies.",
     )
     parser.add_argument("--study-name", action="append", required=True, dest="study_names",
                         help="study to report; repeat to compare several in one report")
-    parser.add_argument("--storage", default=None, metavar="URL",
-                        help="database URL (default: sqlite:///studies/<study-name>.db of the "
-                        "first study)")
+    parser.add_argument("--storage", action="append", default=None, metavar="URL",
+                        help="database URL of the studies; repeat it, one per --study-name in "
+                        "the same order, to compare studies from different files (default: "
+                        "sqlite:///studies/<study-name>.db of each study)")
     parser.add_argument("--range-test", default=None, metavar="URL",
                         help="storage of LR range tests (python -m study.lr_range) to compare "
-                        "with (default: the study's storage or sqlite:///studies/lr-range.db, "
-                        "where either holds the study 'lr-range')")
+                        "with (default: the study's storage, or lr-range.db in the folder of "
+                        "a SQLite study file, where either holds the study 'lr-range')")
     parser.add_argument("--out", type=Path, default=None, metavar="DIR",
                         help="output folder (default: reports/<study-name>)")
     return parser
+
+
+def _checked_storages(args: argparse.Namespace) -> list[str]:
+    """Each study's storage URL, once every study name and URL given passes the checks of
+    ``study.store.storage`` (before anything is read): the one --storage for all, one per
+    --study-name, or each study's default file."""
+    names, given = args.study_names, args.storage or []
+    if args.range_test is not None:
+        check_storage_url(args.range_test, option="--range-test")
+    if len(given) not in (0, 1, len(names)):
+        raise StorageError(f"{len(given)} --storage options for {len(names)} studies: give "
+                           "one for all of them, or one per --study-name, in the same order.")
+    if len(given) == 1:
+        given = given * len(names)
+    return [checked_url(name, given[i] if given else None) for i, name in enumerate(names)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -556,8 +714,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logger.setLevel(logging.INFO)
     logger.propagate = False
     try:
-        storage = args.storage or default_storage_url(names[0])
-        out = args.out or Path("reports") / "-".join(names)
+        storage = _checked_storages(args)
+        out = args.out or Path("reports") / "-".join(file_name(name) for name in names)
+        check_output_folder(out, option="--out")
         index = write_report(storage, names, out, range_test=args.range_test)
     except ReportError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)

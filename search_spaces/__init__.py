@@ -1,5 +1,6 @@
 """Search spaces: the registry of named spaces, each an ``optuna.Trial`` -> ``TrialConfig``."""
 
+from search_spaces.formulas import Choices, Formula, Range
 from search_spaces.spaces import (
     LAB_CONFIGS,
     SEARCHED_OPTIMIZERS,
@@ -13,6 +14,9 @@ from search_spaces.spaces import (
 )
 
 __all__ = [
+    "Choices",
+    "Formula",
+    "Range",
     "LAB_CONFIGS",
     "SEARCHED_OPTIMIZERS",
     "WIDE_LR_RANGES",

@@ -13,7 +13,7 @@ from study.lazy import lazy_exports
 __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "study.train.checkpoint": ("Checkpoint", "load_checkpoint", "save_checkpoint"),
     "study.train.config": ("ConfigError", "TrialConfig"),
-    "study.train.data": ("DataError", "Dataset", "load_mnist"),
+    "study.train.data": ("DataError", "Dataset", "load_mnist", "tensor_dataset"),
     "study.train.model": ("MLP",),
     "study.train.optim": (
         "LabMomentumSGD", "OptimInfo", "create_optimizer", "get_optimizer_info", "head_parameters",

@@ -18,6 +18,7 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ if __name__ == "__main__":  # while the libraries load nothing is written: a sig
 
 import optuna
 import torch
+from torch import nn
 
 from search_spaces import SearchSpace, get_space, list_spaces
 from search_spaces.space_file import (
@@ -45,6 +47,7 @@ from search_spaces.space_file import (
     load_space,
     space_to_toml,
 )
+from search_spaces.spaces import BATCH_LIMIT, EPOCHS_LIMIT, MAX_BATCH_SIZE, MAX_EPOCHS
 from study.cli import (
     HelpFormatter,
     Parser,
@@ -55,6 +58,7 @@ from study.cli import (
     registry_name,
     resolve_device,
     toolkit_version,
+    torch_threads,
 )
 from study.search.interrupts import STOP
 from study.search.objective import checkpoint_folder
@@ -67,13 +71,23 @@ from study.search.samplers import (
     list_samplers,
 )
 from study.search.trial_loop import FINISHED, run_trials, waiting_retries
-from study.search.workers import WorkerFailed, cpu_cores, default_workers, run_workers
+from study.search.workers import (
+    WorkerFailed,
+    cpu_cores,
+    default_workers,
+    run_workers,
+    stop_with_parent,
+    worker_storage,
+)
 from study.store import records
 from study.store.storage import (
     GRACE_PERIOD,
     HEARTBEAT_INTERVAL,
     StorageError,
     check_direction,
+    check_output_folder,
+    check_storage_url,
+    check_study_name,
     default_storage_url,
     display_url,
     open_storage,
@@ -90,8 +104,9 @@ from study.train.data import (
     Dataset,
     check_files,
     load_mnist,
+    tensor_dataset,
 )
-from study.train.loop import fast_bf16_available
+from study.train.loop import TrainingRun, fast_bf16_available
 from study.train.optim import get_optimizer_info
 
 __all__ = ["main", "build_parser", "RunOptions", "resolve_options"]
@@ -167,7 +182,7 @@ def _add_study_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trials", type=positive_int, default=None,
                         help="target number of finished (complete or pruned) trials "
                         "(default: 50; the whole grid for the lr-grid space)")
-    parser.add_argument("--epochs", type=positive_int, default=None,
+    parser.add_argument("--epochs", type=int_in(1, MAX_EPOCHS, why=EPOCHS_LIMIT), default=None,
                         help="training epochs per trial (default: 5, the lab's; a space "
                         "file's own 'epochs' where it has one)")
     parser.add_argument("--space", type=_space, default="default", metavar="NAME|FILE.toml",
@@ -200,7 +215,9 @@ def _add_search_options(parser: argparse.ArgumentParser) -> None:
     pruners = ", ".join(f"{s.name}: {s.pruner}" for s in (get_space(n) for n in list_spaces()))
     parser.add_argument("--pruner", type=registry_name(get_pruner_info), default=None,
                         help=f"pruner: {', '.join(list_pruners())} (default: the space's; "
-                        f"{pruners})")
+                        f"{pruners}). Not kept with the study: a resumed study prunes its "
+                        "new trials with the pruner of this run; finished trials keep their "
+                        "outcome")
     parser.add_argument("--prune-within", choices=PRUNE_WITHIN, default=None,
                         help="compare a trial with the trials of its own optimizer, or with "
                         "every trial of the study (default: optimizer where the space "
@@ -223,7 +240,8 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     """Where and on what each trial trains."""
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="where training runs; auto picks cuda when available")
-    parser.add_argument("--batch-size", type=positive_int, default=64,
+    parser.add_argument("--batch-size", type=int_in(1, MAX_BATCH_SIZE, why=BATCH_LIMIT),
+                        default=64,
                         help="training batch size")
     parser.add_argument("--precision", choices=("auto", *PRECISIONS), default=None,
                         help="fp32, or bf16 (autocast with float32 master weights); auto "
@@ -273,8 +291,23 @@ def _add_checkpoint_options(parser: argparse.ArgumentParser) -> None:
 # --- the command -------------------------------------------------------------------------
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line ``argv``; returns the exit code (2 for a usage error)."""
+def main(
+    argv: Sequence[str] | None = None, *, data: Dataset | None = None,
+    model: Callable[[], nn.Module] | None = None,
+) -> int:
+    """Run the command line ``argv``; returns the exit code (2 for a usage error).
+
+    Args:
+        argv: the options of ``python -m study.run`` (default: ``sys.argv[1:]``).
+        data: train and evaluate on this instead of MNIST: a dataset of your own tensors from
+            :func:`study.train.data.tensor_dataset`, unsplit (``--validation`` and
+            ``--train-size`` split it here, with the study's seed).
+        model: train a model this makes (``() -> nn.Module``, called once per trial and seed
+            with the random state seeded by the trial's seed) instead of the lab's MLP.
+
+    With ``data`` or ``model`` the run trains in this process (``--workers`` above 1 is
+    refused: worker processes cannot receive Python objects) and needs ``--study-name``.
+    """
     # group=True and heartbeat are "experimental" in Optuna 5; we rely on them on purpose.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     global _STARTED
@@ -288,7 +321,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Ctrl-C and SIGTERM from here on are requests to stop, acted on where nothing is lost
     # (study.search.interrupts): the run ends with no RUNNING trial of its own, the summary, 130.
     with STOP.handling():
-        code = _exit_code(args, argv)
+        if args.worker:
+            stop_with_parent()
+        code = _exit_code(args, argv, data=data, model=model)
         if STOP.requested and code == 0:  # the run had finished, or not begun
             if not args.worker:
                 print(f"{PROG}: stopped by {STOP.name or 'Ctrl-C'}; run the same command to "
@@ -305,12 +340,15 @@ def _set_up_logging(*, worker: bool) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def _exit_code(args: argparse.Namespace, argv: list[str]) -> int:
+def _exit_code(
+    args: argparse.Namespace, argv: list[str], *, data: Dataset | None = None,
+    model: Callable[[], nn.Module] | None = None,
+) -> int:
     """Resolve the options and run; a user's mistake, or the database failing outside a
     trial, is one line on stderr and exit code 2, never a traceback."""
     options: RunOptions | None = None
     try:
-        options = resolve_options(args, argv=argv)
+        options = resolve_options(args, argv=argv, data=data, model=model)
         return _run(options)
     except (UsageError, ConfigError, DataError, StorageError, WorkerFailed) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
@@ -333,6 +371,13 @@ def _run(options: RunOptions) -> int:
     if options.threads:
         torch.set_num_threads(options.threads)
     _check_data(options)
+    if options.space.grid() is not None and options.repeats < records.MIN_SEEDS and not (
+            options.worker):
+        logger.warning(
+            "--repeats %d: %d seed%s per learning rate give the grid no intervals; the report "
+            "gives a t-interval from %d seeds and the band width's from %d (--repeats %d).",
+            options.repeats, options.repeats, "" if options.repeats == 1 else "s",
+            records.MIN_SEEDS, records.MIN_BOOTSTRAP_SEEDS, records.MIN_BOOTSTRAP_SEEDS)
     storage = open_storage(options.url, heartbeat=options.heartbeat, grace=options.grace)
     optuna_study, options = _open_study(storage, options)
     study_seed = _study_seed(optuna_study, options)
@@ -381,7 +426,7 @@ class RunOptions:
     train_size: int | None
     data_dir: Path | None
     workers: int
-    threads: int | None  # per worker; None leaves torch's choice
+    threads: int | None  # per worker; None (one worker, no --threads) leaves torch's choice
     threads_given: bool
     study_name: str
     url: str
@@ -393,6 +438,8 @@ class RunOptions:
     print_space: bool
     worker: bool
     given: frozenset[str]  # the options of _ADOPTED the command line gives
+    data: Dataset | None = None  # main's data: trained on instead of MNIST
+    model: Callable[[], nn.Module] | None = None  # main's model: trained instead of the MLP
 
     @property
     def eval_set(self) -> str:
@@ -406,9 +453,16 @@ class RunOptions:
 _ADOPTED = (records.ALLOCATION, records.PRUNE_WITHIN, records.REPEATS, records.PRECISION)
 
 
-def resolve_options(args: argparse.Namespace, *, argv: Sequence[str]) -> RunOptions:
-    """``args`` (parsed from ``argv``) resolved and checked; raises ``UsageError``."""
-    _check_option_pairs(args)
+def resolve_options(
+    args: argparse.Namespace, *, argv: Sequence[str], data: Dataset | None = None,
+    model: Callable[[], nn.Module] | None = None,
+) -> RunOptions:
+    """``args`` (parsed from ``argv``) resolved and checked, for :func:`main`'s ``data`` and
+    ``model``; raises ``UsageError``."""
+    own = data is not None or model is not None
+    if own:
+        _check_own(args, data)
+    _check_option_pairs(args, mnist=data is None)
     device = resolve_device(args.device)
     space, epochs = _load_space(args)
     space = _narrow_space(space, args)
@@ -421,8 +475,10 @@ def resolve_options(args: argparse.Namespace, *, argv: Sequence[str]) -> RunOpti
             f"turn; leave --allocation out."
         )
     precision = _precision(args.precision, device)
-    workers = _workers(args, device)
-    study_name = args.study_name or space.name
+    workers = 1 if own else _workers(args, device)
+    study_name = space.name if args.study_name is None else args.study_name
+    _check_where(study_name, args)
+    storage = args.storage or (worker_storage() if args.worker else None)
     return RunOptions(
         argv=tuple(argv), space=space, epochs=epochs, target=target,
         space_file=args.space if is_space_file(args.space) else None,
@@ -432,21 +488,50 @@ def resolve_options(args: argparse.Namespace, *, argv: Sequence[str]) -> RunOpti
         repeats=args.repeats or 1, precision=precision, seed=args.seed, device=device,
         batch_size=args.batch_size, validation=args.validation, train_size=args.train_size,
         data_dir=args.data_dir, workers=workers,
-        threads=args.threads or (max(1, cpu_cores() // workers) if workers > 1 else None),
+        threads=torch_threads(args.threads, workers=workers) if workers > 1 else args.threads,
         threads_given=args.threads is not None, study_name=study_name,
-        url=args.storage or default_storage_url(study_name), storage=args.storage,
+        url=storage or default_storage_url(study_name), storage=storage,
         heartbeat=args.heartbeat, grace=args.grace, checkpoints=args.checkpoints,
         keep_checkpoints=args.keep_checkpoints, print_space=args.print_space,
         worker=args.worker,
         given=frozenset(key for key in _ADOPTED if getattr(args, key) is not None),
+        data=data, model=model,
     )
 
 
-def _check_option_pairs(args: argparse.Namespace) -> None:
-    """Options that are only valid together with others, or within others' bounds."""
+def _check_where(study_name: str, args: argparse.Namespace) -> None:
+    """The study's name, --storage and --checkpoints, checked before anything is read or
+    written (a name or URL a database refuses, a folder that cannot be written)."""
+    check_study_name(study_name)
+    if args.storage is not None:
+        check_storage_url(args.storage)
+    if args.checkpoints is not None:
+        check_output_folder(args.checkpoints, option="--checkpoints")
+
+
+def _check_own(args: argparse.Namespace, data: Dataset | None) -> None:
+    """The options a run of :func:`main`'s own ``data`` or ``model`` cannot take."""
+    if args.workers is not None and args.workers > 1:
+        raise UsageError(f"--workers {args.workers}: a run given its own data or model in "
+                         "Python trains in this process only (worker processes cannot receive "
+                         "them); leave --workers out, or give --workers 1.")
+    if args.study_name is None:
+        raise UsageError("--study-name is needed with your own data or model, so that its "
+                         "trials never join an MNIST study of the same space; give one.")
+    if data is not None and args.data_dir is not None:
+        raise UsageError(f"--data-dir {args.data_dir}: it names MNIST's files, and this run "
+                         "trains on the data given to main(); leave --data-dir out.")
+    if data is not None and data.eval_set != "test":
+        raise UsageError("data: give it unsplit (tensor_dataset without validation_fraction) "
+                         "and --validation FRACTION, so that the study's seed splits it.")
+
+
+def _check_option_pairs(args: argparse.Namespace, *, mnist: bool = True) -> None:
+    """Options that are only valid together with others, or within others' bounds
+    (``mnist``: --train-size is checked against MNIST's size)."""
     held_out = max(1, round(args.validation * MNIST_TRAIN)) if args.validation > 0 else 0
     available = MNIST_TRAIN - held_out
-    if args.train_size is not None and args.train_size > available:
+    if mnist and args.train_size is not None and args.train_size > available:
         raise UsageError(
             f"--train-size {args.train_size}: MNIST has {MNIST_TRAIN} training images"
             + (f", {available} after the validation share" if args.validation > 0 else "")
@@ -562,11 +647,17 @@ def _training_data(options: RunOptions, *, split_seed: int) -> Dataset:
     """MNIST as this run trains on it, split with ``split_seed`` when there is a validation
     share. ``load_mnist`` keeps the files it read and each split it made, so asking again
     reads nothing; without a validation share the split seed plays no part, and the copy
-    the check made is the one trained on."""
+    the check made is the one trained on. :func:`main`'s own data is split the same way."""
+    split_seed = split_seed if options.validation > 0 else options.seed
+    own = options.data
+    if own is not None:
+        return tensor_dataset(own.train_x, own.train_y, own.test_x, own.test_y,
+                              device=options.device, validation_fraction=options.validation,
+                              split_seed=split_seed, train_size=options.train_size,
+                              num_classes=own.num_classes)
     return load_mnist(options.data_dir, device=options.device,
                       validation_fraction=options.validation,
-                      split_seed=split_seed if options.validation > 0 else options.seed,
-                      train_size=options.train_size)
+                      split_seed=split_seed, train_size=options.train_size)
 
 
 def _open_study(
@@ -676,10 +767,12 @@ def _train(
                 f"{workers} workers x {threads}" if workers > 1 else "training",
                 options.device, options.precision, options.eval_set)
     if workers > 1:
+        # The URL goes to the workers through their environment: a password on their
+        # command line would show to every user of the machine.
         return run_workers(
-            _without(list(options.argv), ("--workers", "--threads", "--seed")), optuna_study,
-            workers=workers, threads=options.threads or 1, seed=options.seed,
-            target=options.target, finished=finished)
+            _without(list(options.argv), ("--workers", "--threads", "--seed", "--storage")),
+            optuna_study, workers=workers, threads=options.threads or 1, seed=options.seed,
+            target=options.target, finished=finished, storage=options.storage)
     return _train_here(optuna_study, options, study_seed=study_seed, finished=finished)
 
 
@@ -714,7 +807,8 @@ def _train_here(
                       show_progress=not options.worker, siblings=options.worker,
                       done=space.grid_points_done if space.grid() else None,
                       checkpoints=checkpoints, keep_checkpoints=options.keep_checkpoints,
-                      claim_key=f"{options.url}\n{options.study_name}", url=options.url)
+                      claim_key=f"{options.url}\n{options.study_name}", url=options.url,
+                      make_run=partial(TrainingRun, model=options.model))
 
 
 def _sampler(

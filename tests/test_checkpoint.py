@@ -3,6 +3,8 @@ had never stopped."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -116,3 +118,47 @@ def test_loading_something_else_says_what_it_is(tmp_path):
     torch.save({"parameters": {}}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="is not a checkpoint of this toolkit"):
         load_checkpoint(tmp_path / "other.pt")
+
+
+def _finished_checkpoint(config: TrialConfig, data, path):
+    run = TrainingRun(config, data)
+    while not run.finished:
+        run.train_epoch()
+    save_checkpoint(run, path)
+    with pytest.raises(RuntimeError, match=r"resume\(data, epochs=N\)"):
+        run.train_epoch()
+    return load_checkpoint(path)
+
+
+def test_a_finished_run_trains_on_for_more_epochs(tiny_data, tmp_path):
+    config = TrialConfig(optimizer="sgd", lr=0.05, momentum=0.9, epochs=2, batch_size=16,
+                         precision="fp32")
+    checkpoint = _finished_checkpoint(config, tiny_data, tmp_path / "c.pt")
+    run = checkpoint.resume(tiny_data, epochs=4)
+    assert run.config.epochs == 4 and len(run.history) == 2
+    while not run.finished:
+        assert run.train_epoch() is not None
+    assert [e.epoch for e in run.history] == [1, 2, 3, 4]
+    # Continuing is the run a 4-epoch run would have been (constant schedule).
+    whole = TrainingRun(dataclasses.replace(config, epochs=4), tiny_data)
+    while not whole.finished:
+        whole.train_epoch()
+    for mine, theirs in zip(run.model.parameters(), whole.model.parameters(), strict=True):
+        assert torch.equal(mine, theirs)
+    with pytest.raises(ValueError, match="above the 2 trained"):
+        checkpoint.resume(tiny_data, epochs=2)
+
+
+def test_a_checkpoint_is_fine_tuned_at_another_learning_rate(tiny_data, tmp_path):
+    config = TrialConfig(optimizer="adam", lr=3e-3, schedule="cosine", warmup_epochs=0.5,
+                         head_lr_mult=10.0, epochs=2, batch_size=16, precision="fp32")
+    checkpoint = _finished_checkpoint(config, tiny_data, tmp_path / "c.pt")
+    run = checkpoint.resume(tiny_data, epochs=3, lr=1e-4)
+    assert run.config.schedule == "constant" and run.config.lr == 1e-4
+    rates = sorted(group["lr"] for group in run.optimizer.param_groups)
+    assert rates[0] == pytest.approx(1e-4) and rates[-1] == pytest.approx(1e-3)  # head x10
+    assert run.optimizer.state  # Adam's moments carried over
+    stats = run.train_epoch()
+    assert stats is not None and stats.lr == pytest.approx(1e-4)
+    with pytest.raises(ValueError, match="positive learning rate"):
+        checkpoint.resume(tiny_data, epochs=3, lr=0.0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import optuna
 import pytest
+import torch
 from conftest import QUICK, add_trial
 
 from analysis import confirmation, load_trials, seed_noise_verdicts
@@ -74,7 +75,7 @@ def test_confirm_runs_each_best_config_with_fresh_seeds_and_resumes(source, caps
     [
         (["--study-name", "nope"], "no study 'nope' in this storage; its studies: 's'"),
         (["--study-name", "s.confirm"], "is a confirmation study already"),
-        (["--study-name", "s", "--seeds", "0"], "--seeds: must be an integer >= 1"),
+        (["--study-name", "s", "--seeds", "0"], "--seeds: must be an integer in [1, 1000]"),
     ],
 )
 def test_confirm_bad_input_is_one_line_and_exit_code_2(source, capsys, argv, message):
@@ -83,6 +84,23 @@ def test_confirm_bad_input_is_one_line_and_exit_code_2(source, capsys, argv, mes
     assert confirm_main([*argv, "--storage", source]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_confirm_sets_torch_threads_as_each_study_run_worker_has(tmp_path):
+    from study.run import build_parser, resolve_options
+    from study.search.workers import cpu_cores
+
+    missing = ["--study-name", "x", "--storage", f"sqlite:///{tmp_path}/n.db", "--device", "cpu"]
+    run_options = resolve_options(build_parser().parse_args(["--device", "cpu"]), argv=[])
+    before = torch.get_num_threads()
+    try:
+        assert confirm_main([*missing, "--threads", "3"]) == 2  # threads set before the error
+        assert torch.get_num_threads() == 3
+        # Not torch's default (every core): the threads of one of study.run's workers.
+        assert confirm_main(missing) == 2
+        assert torch.get_num_threads() == (run_options.threads or cpu_cores())
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_confirm_without_the_database_says_so(tmp_path, capsys):
@@ -111,7 +129,8 @@ def test_a_margin_larger_than_seed_noise_is_called_so(tmp_path):
     assert table.loc["sgd", "mean_lo"] < 0.982 < table.loc["sgd", "mean_hi"]
     (verdict,) = seed_noise_verdicts(trials).itertuples()
     assert (verdict.a, verdict.b, verdict.exceeds_noise) == ("sgd", "adam", True)
-    assert "exceeds seed noise" in verdict.verdict and "bootstrap over seeds" in verdict.verdict
+    assert "exceeds seed noise" in verdict.verdict and "Welch t-interval" in verdict.verdict
+    assert "mean over 5 and 5 seeds" in verdict.verdict and "1 pair tested" in verdict.verdict
 
 
 def test_a_margin_within_seed_noise_is_called_so(tmp_path):
@@ -137,16 +156,22 @@ def test_an_interrupted_confirmation_finishes_its_queued_runs_on_the_next_run(
 
     def one_then_interrupted(optuna_study, propose, data, *, epochs, target, finished):
         real(optuna_study, propose, data, epochs=epochs, target=finished + 1, finished=finished)
-        return True, 0.0  # as if Ctrl-C came after the first run
+        # Ctrl-C in the second run: it is marked failed, as run_trials marks it.
+        optuna_study.tell(optuna_study.ask(), state=optuna.trial.TrialState.FAIL)
+        return True, 0.0
 
-    argv = ["--study-name", "s", "--storage", url, "--seeds", "2"]
+    argv = ["--study-name", "s", "--storage", url, "--seeds", "2", "--threads", "1"]
     monkeypatch.setattr(study.confirm, "run_trials", one_then_interrupted)
     assert confirm_main(argv) == 130
+    assert "1 of 4 runs finished; 1 interrupted run failed, not counted" in (
+        capsys.readouterr().out)
     monkeypatch.setattr(study.confirm, "run_trials", real)
-    assert confirm_main(argv) == 0  # the three runs still queued, and nothing twice
+    assert confirm_main(argv) == 0  # the failed run again, the two still queued, nothing twice
+    # The summary counts the runs of the target, never the failed one as a run.
+    assert "4 of 4 runs finished; 1 interrupted run failed" in capsys.readouterr().out
     runs = optuna.load_study(study_name="s.confirm", storage=url).get_trials()
-    assert len(runs) == 4 and all(t.state == optuna.trial.TrialState.COMPLETE for t in runs)
-    assert len({(t.user_attrs["source_trial"], t.user_attrs["seed"]) for t in runs}) == 4
-    capsys.readouterr()
+    done = [t for t in runs if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(runs) == 5 and len(done) == 4
+    assert len({(t.user_attrs["source_trial"], t.user_attrs["seed"]) for t in done}) == 4
     assert confirm_main(argv) == 0
     assert "nothing to run" in capsys.readouterr().out

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import optuna
+import pandas as pd
 import pytest
 import torch
-from conftest import add_trial
+from conftest import add_seeded_grid, add_trial
 from torch import nn
 
 from analysis import load_trials
@@ -22,7 +23,12 @@ from analysis.tables import sensitivity_metrics
 from study.lr_range import lr_range_config, main, store_result
 from study.store import records
 from study.store.range_tests import open_range_study, store_range_test
-from study.store.storage import SETTINGS_COMPLETE, StorageError, open_storage
+from study.store.storage import (
+    SETTINGS_COMPLETE,
+    StorageError,
+    default_storage_url,
+    open_storage,
+)
 from study.train.config import TrialConfig
 from study.train.data import Dataset
 from study.train.range_test import (
@@ -219,7 +225,7 @@ def test_cli_stores_one_trial_per_optimizer_and_skips_or_repeats(tmp_path, capsy
             "start_lr must be below end_lr",
         ),
         (["--optimizer", "sgd", "--smooth", "1"], "smooth must be in [0, 1)"),
-        (["--optimizer", "sgd", "--num-updates", "1"], "must be an integer >= 2, but got '1'"),
+        (["--optimizer", "sgd", "--num-updates", "1"], "an integer in [2, 10000] (each is"),
         (["--optimizer", "sgd", "--start-lr", "0"], "must be a finite number > 0, but got '0'"),
         (["--optimizer", "sgd", "--smooth", "x"], "must be a number, but got 'x'"),
     ],
@@ -238,6 +244,25 @@ def test_cli_refuses_a_study_that_is_not_a_range_test(tmp_path, capsys):
     assert main(["--storage", url, "--study-name", "grid", "--optimizer", "sgd"]) == 2
     assert "is not a range-test study" in capsys.readouterr().err
     assert optuna.load_study(study_name="grid", storage=url).user_attrs == {}  # untouched
+
+
+def test_cli_sets_torch_threads_as_each_study_run_worker_has(tmp_path):
+    from study.run import build_parser, resolve_options
+    from study.search.workers import cpu_cores
+
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    optuna.create_study(study_name="grid", storage=url, direction="maximize")
+    refused = ["--storage", url, "--study-name", "grid", "--optimizer", "sgd", "--device", "cpu"]
+    run_options = resolve_options(build_parser().parse_args(["--device", "cpu"]), argv=[])
+    before = torch.get_num_threads()
+    try:
+        assert main([*refused, "--threads", "3"]) == 2  # threads set before the refusal
+        assert torch.get_num_threads() == 3
+        # Not torch's default (every core): the threads of one of study.run's workers.
+        assert main(refused) == 2
+        assert torch.get_num_threads() == (run_options.threads or cpu_cores())
+    finally:
+        torch.set_num_threads(before)
 
 
 # --- the study database ----------------------------------------------------------------------
@@ -330,6 +355,10 @@ def test_plot_draws_each_optimizer_and_marks_each_suggestion(stored, tmp_path):
     assert ax.get_ylim()[1] < curves["smoothed"].max()  # the blow-ups leave the axes
     labels = [text.get_text() for text in ax.get_legend().get_texts()]
     assert {"sgd", "adam", *RULES} <= set(labels)
+    # Each optimizer its own dash pattern: coinciding curves stay visible.
+    curves_drawn = [line for line in ax.lines if len(line.get_xdata()) > 2]
+    assert len({str(line.get_linestyle()) + str(line.get_dashes() if hasattr(line, "get_dashes")
+                else "") for line in curves_drawn}) == 2
     marked = [
         line
         for line in ax.lines
@@ -353,16 +382,17 @@ def grid(tmp_path):
 
 
 def test_compare_with_study_says_inside_and_by_how_many_decades(grid):
-    import pandas as pd
-
     suggestions = pd.DataFrame(
         {
-            "optimizer": ["adam", "adam", "adam", "adam", "sgd"],
-            "rule": ["steepest", "valley", "min_div_10", "edge", "steepest"],
-            "lr": [1.5e-3, 1e-4, 3e-2, 3e-3, 0.1],
+            "optimizer": ["adam", "adam", "adam", "adam", "adam", "sgd"],
+            "rule": ["steepest", "valley", "min_div_10", "edge", "none", "steepest"],
+            "lr": [1.5e-3, 1e-4, 3e-2, 3e-3, math.nan, 0.1],
         }
     )
     table = compare_with_study(suggestions, grid, tolerance=0.01).set_index("rule")
+    # Only what can be compared: sgd (not in the study) and the rule without a suggestion
+    # are left out, so every inside is a real bool.
+    assert table["optimizer"].tolist() == ["adam"] * 4 and table["inside"].dtype == bool
     adam = table[table["optimizer"] == "adam"]
     assert (adam["best_lr"] == 2e-3).all() and (adam["best_accuracy"] == 0.98).all()
     assert (adam["good_lr_low"] == 1e-3).all() and (adam["good_lr_high"] == 3e-3).all()
@@ -373,13 +403,10 @@ def test_compare_with_study_says_inside_and_by_how_many_decades(grid):
     runs = grid[grid["outcome"] == "complete"]
     width = sensitivity_metrics(runs["lr"], runs["final_accuracy"])["good_lr_width"]
     assert math.log10(3e-3 / 1e-3) == pytest.approx(width)
-    sgd = table[table["optimizer"] == "sgd"].iloc[0]  # not in the study
-    assert sgd["inside"] is pd.NA and math.isnan(sgd["decades_off"]) and sgd["n_runs"] == 0
+    assert compare_with_study(suggestions[suggestions["optimizer"] == "sgd"], grid).empty
 
 
 def test_compare_refuses_several_studies(grid):
-    import pandas as pd
-
     both = pd.concat([grid, grid.assign(study="other")])
     suggestions = pd.DataFrame({"optimizer": ["adam"], "rule": ["valley"], "lr": [1e-3]})
     with pytest.raises(ValueError, match="several studies"):
@@ -395,3 +422,60 @@ def test_reading_range_tests_loads_no_torch():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+# --- the report beside a study ------------------------------------------------------------
+
+
+def _store_range_tests(url: str, optimizers: tuple[str, ...]) -> None:
+    """Range tests of ``optimizers`` in the study ``lr-range`` at ``url``, as
+    ``python -m study.lr_range`` stores them (known suggestions; ``min_div_10`` none)."""
+    optuna_study = open_range_study(open_storage(url), records.LR_RANGE_STUDY, url=url)
+    for name in optimizers:
+        store_range_test(
+            optuna_study, config={"optimizer": name, "lr": 1e-7}, optimizer=name,
+            lrs=(1e-4, 1e-3, 1e-2), losses=(2.3, 1.0, 5.0), smoothed=(2.3, 1.5, 3.0),
+            suggestions={"steepest": 1e-3, "valley": 10**-3.25, "min_div_10": math.nan},
+            stopped_at=1e-2, why="loss above 4 x its minimum", settings={}, seconds=1.0)
+
+
+def _grid_study(url: str, name: str) -> None:
+    """A study of SGD and Adam only (no RMSprop, no AdamW), as an LR grid writes it."""
+    add_seeded_grid(optuna.create_study(storage=url, study_name=name, direction="maximize"))
+
+
+def test_the_report_compares_a_range_test_with_a_study_lacking_some_optimizers(in_tmp):
+    from analysis.report import main as report_main
+
+    # Both where the commands put them by default: studies/lab.db, lr-range.db beside it.
+    (in_tmp / "studies").mkdir()
+    _grid_study(default_storage_url("lab"), "lab")
+    _store_range_tests(default_storage_url(records.LR_RANGE_STUDY), ("sgd", "rmsprop", "adam"))
+    assert report_main(["--study-name", "lab"]) == 0
+    out = in_tmp / "reports" / "lab"
+    compared = pd.read_csv(out / "lr_range.csv")
+    assert compared["optimizer"].tolist() == ["sgd", "sgd", "adam", "adam"]
+    assert compared["inside"].dtype == bool  # never NaN: no row for what cannot be compared
+    assert compared.set_index(["optimizer", "rule"])["inside"].to_dict() == {
+        ("sgd", "steepest"): True, ("sgd", "valley"): True,
+        ("adam", "steepest"): False, ("adam", "valley"): True}
+    assert "The LR range test against this study" in (out / "findings.txt").read_text()
+    page = (out / "index.html").read_text()
+    assert "Range-tested but left out" in page and "rmsprop" in page
+
+
+def test_the_report_reads_range_tests_beside_its_storage_not_the_working_folder(
+        in_tmp, tmp_path_factory):
+    from analysis.report import main as report_main
+
+    _store_range_tests("sqlite:///studies/lr-range.db", ("sgd", "adam"))  # the working folder
+    data = tmp_path_factory.mktemp("data")
+    url = f"sqlite:///{data / 'g.db'}"
+    _grid_study(url, "g")
+    out = in_tmp / "rep"
+    assert report_main(["--storage", url, "--study-name", "g", "--out", str(out)]) == 0
+    assert not (out / "lr_range.csv").exists()
+    # Beside the study's own file: found.
+    _store_range_tests(f"sqlite:///{data / 'lr-range.db'}", ("adam",))
+    assert report_main(["--storage", url, "--study-name", "g", "--out", str(out)]) == 0
+    assert set(pd.read_csv(out / "lr_range.csv")["optimizer"]) == {"adam"}

@@ -10,7 +10,7 @@ from pathlib import Path
 import nbformat
 import optuna
 import pytest
-from conftest import add_seeded_grid, add_trial, count_images, execute_notebook
+from conftest import add_trial, count_images, execute_notebook
 from nbclient.exceptions import CellExecutionError
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
@@ -70,17 +70,17 @@ def test_lr_sensitivity_names_the_absolute_path_of_a_missing_database(project, m
     assert not (project / "notebooks" / "studies").exists()
 
 
-def test_compare_studies_by_default_reads_default_and_lr_grid_from_their_files(project):
-    # What `python -m study.run --trials 50` and `--space lr-grid --repeats 3` write.
+def test_compare_studies_by_default_reads_default_and_quick_from_their_files(project):
+    # What `python -m study.run --trials 50` and `... --study-name quick` write.
     _tuned_study(f"sqlite:///{project / 'studies' / 'default.db'}", "default")
-    grid_url = f"sqlite:///{project / 'studies' / 'lr-grid.db'}"
-    add_seeded_grid(optuna.create_study(storage=grid_url, study_name="lr-grid"))
+    quick_url = f"sqlite:///{project / 'studies' / 'quick.db'}"
+    _tuned_study(quick_url, "quick")
     outputs = _execute(project, "compare_studies.ipynb")
     text = _text(outputs)
     assert f"study 'default' in sqlite:///{project / 'studies' / 'default.db'}" in text
-    assert f"study 'lr-grid' in {grid_url}" in text
+    assert f"study 'quick' in {quick_url}" in text
     tables = [o["data"]["text/plain"] for o in outputs if "text/plain" in o.get("data", {})]
-    assert any("lr-grid" in t and "default" in t for t in tables)  # both studies in a table
+    assert any("quick" in t and "default" in t for t in tables)  # both studies in a table
     assert count_images(outputs) >= 2
 
 

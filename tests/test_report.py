@@ -31,7 +31,6 @@ PLOTS = (
     "lr_schedules",
     "lr_weight_decay",
     "lr_momentum",
-    "importance",
     "best_so_far",
 )
 TABLES = (
@@ -67,7 +66,14 @@ def test_report_writes_the_page_its_plots_and_tables(study_db, tmp_path, capsys)
     assert all(f'src="{name}.png"' in page for name in PLOTS)
     assert "<b>test</b> set" in page  # the evaluation set is stated
     assert "Trials per optimizer" in page
-    assert "confidence intervals" in page  # whether differences exceed the CIs
+    assert "Do the differences exceed seed noise?" in page
+    # 8 complete trials: too few for PED-ANOVA, said instead of a plot of noise.
+    assert not (out / "importance.png").exists()
+    assert "Not computed: too few complete trials" in page
+    # TPE chose the trials: the budget tables that assume independent draws are left out,
+    # their note said once.
+    assert page.count("Not independent draws") == 1
+    assert "tunability and trials-to-target tables are left out" in page
     plt.close("all")
 
 
@@ -182,24 +188,24 @@ def test_report_sensitivity_table_fits_the_page_and_says_what_is_separated(mixed
     out = tmp_path / "rep"
     assert report_main(["--storage", mixed, "--study-name", "m", "--out", str(out)]) == 0
     page = (out / "index.html").read_text()
-    ((header, *rows),) = _tables(page, "optimizer", "trials used")
-    assert len(header) <= 9  # the counts are in the trials table, intervals inline
+    ((header, *rows),) = _tables(page, "optimizer", "runs")
+    assert len(header) <= 12  # the counts are in the trials table, intervals inline
     cells = {row[0]: dict(zip(header, row, strict=True)) for row in rows}
-    assert cells["adam"]["interval"] == "none: n too small (3 < 5)"
-    assert cells["sgd"]["interval"] == "over sampled runs"
-    assert " to " in cells["sgd"]["sensitivity"]  # the interval beside its value
+    # One run per learning rate: no interval, and the table says why.
+    assert cells["sgd"]["intervals"].startswith("accuracy: none, width: none (1 seed per")
+    assert " to " not in cells["sgd"]["best accuracy"]
+    assert cells["sgd"]["sensitivity (range-averaged)"].endswith("over 0.001 to 3")
     assert page.count('<div class="scroll"><table') == page.count("<table")
     assert "lr_sensitivity.csv" in page
     # The whole table is still in the CSV.
-    assert {"note", "sensitivity_lo", "n_diverged"} <= set(
+    assert {"note", "n_seeds", "interval_method", "good_lr_width_at_edge", "n_diverged"} <= set(
         pd.read_csv(out / "lr_sensitivity.csv").columns
     )
-    separations = _tables(page, "a", "b", "difference", "separated")
-    assert len(separations) == 2  # best accuracy, sensitivity
-    for _header, *rows in separations:
-        assert [row[3] for row in rows] == [
-            "cannot tell: no interval for adam: n too small (3 < 5)"
-        ]
+    separations = _tables(page, "a", "b", "difference")
+    assert len(separations) == 2  # best accuracy, good lr width
+    for header, *rows in separations:
+        (row,) = rows
+        assert dict(zip(header, row, strict=True))["separated"].startswith("cannot tell: ")
     plt.close("all")
 
 
@@ -288,11 +294,39 @@ def test_report_of_a_seeded_grid_with_a_confirmation_says_what_exceeds_the_noise
     assert report_main(["--storage", url, "--study-name", "g", "--out", str(out)]) == 0
     page = (out / "index.html").read_text()
     assert "sgd is the least sensitive to its learning rate" in page
-    assert "over seeds (3 per run)" in page
-    assert "Against adam the difference exceeds seed noise" in page
+    assert "sgd at least 2.00 decades" in page and "3 seeds per lr, no interval" in page
+    assert "mean of 3 seeds; 95 % t-interval" in page
     assert 'src="lr_seeds.png"' in page and (out / "lr_seeds.png").stat().st_size > 1000
     assert "1 pruned run: pruned runs at the accuracy they were stopped at" in page
     assert "Confirmation over fresh seeds" in page
     assert "sgd leads adam by +0.0120" in page and "exceeds seed noise" in page
+    found = (out / "findings.txt").read_text()
+    assert found.startswith("- Over fresh seeds (python -m study.confirm)")  # leads
     assert (out / "confirmation.csv").is_file() and (out / "seed_noise.csv").is_file()
+    plt.close("all")
+
+
+def test_one_report_compares_studies_from_different_files(tmp_path, monkeypatch):
+    """Each study in its own default file (what `study.run --study-name` writes), then the
+    same with one --storage per name; a mismatched count is one line, exit 2."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "studies").mkdir()
+    for name, level in (("default", 0.98), ("my-space", 0.97)):
+        url = f"sqlite:///studies/{name}.db"
+        optuna_study = optuna.create_study(storage=url, study_name=name, direction="maximize")
+        for lr in (1e-3, 1e-2, 1e-1):
+            add_trial(optuna_study, "sgd", lr, level)
+            add_trial(optuna_study, "adam", lr / 10, level - 0.01)
+    out = tmp_path / "both"
+    assert report_main(["--study-name", "default", "--study-name", "my-space",
+                        "--out", str(out)]) == 0
+    assert set(pd.read_csv(out / "trials.csv")["study"]) == {"default", "my-space"}
+    page = (out / "index.html").read_text()
+    assert "studies/default.db" in page and "studies/my-space.db" in page
+    argv = ["--study-name", "default", "--study-name", "my-space",
+            "--storage", "sqlite:///studies/default.db",
+            "--storage", "sqlite:///studies/my-space.db", "--out", str(tmp_path / "again")]
+    assert report_main(argv) == 0
+    assert report_main([*argv[:-4], "--storage", "sqlite:///studies/default.db",
+                        "--out", str(tmp_path / "one")]) == 2  # my-space is not in it
     plt.close("all")

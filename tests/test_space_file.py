@@ -54,10 +54,39 @@ def write(tmp_path: Path, text: str, name: str = "space.toml") -> Path:
 @pytest.mark.parametrize("name", list_spaces())
 def test_every_registered_space_survives_a_round_trip_through_toml(tmp_path, name):
     space = get_space(name)
-    path = write(tmp_path, space_to_toml(space, epochs=5))
+    path = write(tmp_path, space_to_toml(space, epochs=5), name="mine.toml")
     again = load_space(path)
-    assert again.name == space.name and again.pruner == space.pruner
-    assert again.definition(5) == space.definition(5)
+    # Its own study: named after the file, never after the space it was printed from.
+    assert again.name == "mine" and again.pruner == space.pruner
+    # The same space at other run lengths too: what follows the epochs stays a formula.
+    for epochs in (3, 5, 15):
+        assert load_space(path, epochs=epochs).definition(epochs) == space.definition(epochs)
+
+
+def test_a_printed_space_takes_any_epochs_the_built_in_one_takes(tmp_path):
+    text = space_to_toml(get_space("default"), epochs=5)
+    assert 'high = "min(1.0, epochs / 2)"' in text and "\nname =" not in text
+    path = write(tmp_path, text)
+    one_epoch = load_space(path, epochs=1)  # a 1.0 warm-up printed for 5 epochs would not be
+    assert one_epoch.definition(1) == get_space("default").definition(1)
+    assert one_epoch.distributions(1)["warmup_epochs"].high == 0.5
+    assert one_epoch.distributions(1)["step_epochs"].high == 1
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ('"epochs ** 2"', "'epochs ** 2' is not arithmetic in epochs (Pow); use numbers"),
+        ('"__import__(epochs)"', "is not arithmetic in epochs (__import__(epochs))"),
+        ('"epochs / (epochs - 2)"', "shared.warmup_epochs at 2 epochs"),
+    ],
+)
+def test_a_bad_formula_names_its_key_and_what_a_formula_may_hold(tmp_path, value, message):
+    path = write(tmp_path, f"[optimizers.sgd]\n[shared]\nwarmup_epochs = {{ low = 0.0, "
+                           f"high = {value} }}\n")
+    with pytest.raises(SpaceFileError) as err:
+        load_space(path, epochs=2)
+    assert message in str(err.value) and str(path) in str(err.value)
 
 
 def test_a_file_space_samples_what_it_declares(tmp_path):
@@ -151,6 +180,22 @@ def test_the_shipped_lab_example_is_the_labs_multistep_run():
         5e-4,
     )
     assert built.schedule == "multistep" and built.epochs == 15
+
+
+@pytest.mark.slow
+def test_the_printed_default_space_runs_as_printed_beside_the_default_study(in_tmp, capsys):
+    tiny = ["--train-size", "500", "--batch-size", "100", "--workers", "1", "--threads", "1"]
+    assert main(["--trials", "1", *tiny]) == 0  # make run: the study 'default'
+    capsys.readouterr()
+    assert main(["--print-space"]) == 0
+    write(in_tmp, capsys.readouterr().out, name="my-space.toml")
+    # The README's recipe, unedited, and at another run length than it was printed for.
+    assert main(["--space", "my-space.toml", "--trials", "1", "--epochs", "1", *tiny]) == 0
+    assert "Study 'my-space'" in capsys.readouterr().out
+    mine = optuna.load_study(study_name="my-space", storage="sqlite:///studies/my-space.db")
+    assert mine.user_attrs["epochs"] == 1 and len(mine.trials) == 1
+    assert len(optuna.load_study(study_name="default",
+                                 storage="sqlite:///studies/default.db").trials) == 1
 
 
 @pytest.mark.slow

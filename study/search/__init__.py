@@ -11,7 +11,9 @@ from study.lazy import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "study.search.interrupts": ("Interrupts", "STOP", "SIGNALS"),
-    "study.search.progress": ("EVERY", "PlainProgress", "trial_label", "trial_line"),
+    "study.search.progress": (
+        "EVERY", "PlainProgress", "running_label", "trial_label", "trial_line",
+    ),
     "study.search.samplers": (
         "SamplerInfo", "list_samplers", "get_sampler_info", "create_sampler", "BalancedSampler",
         "ALLOCATIONS",
@@ -22,5 +24,8 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     ),
     "study.search.objective": ("Objective", "checkpoint_folder", "keep_best_checkpoints"),
     "study.search.trial_loop": ("FINISHED", "run_trials", "waiting_retries"),
-    "study.search.workers": ("WorkerFailed", "run_workers", "default_workers", "cpu_cores"),
+    "study.search.workers": (
+        "WorkerFailed", "run_workers", "default_workers", "cpu_cores", "stop_with_parent",
+        "worker_storage", "STORAGE_ENV",
+    ),
 })

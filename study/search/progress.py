@@ -20,7 +20,7 @@ import optuna
 
 from study.store import records
 
-__all__ = ["EVERY", "PlainProgress", "trial_label", "trial_line"]
+__all__ = ["EVERY", "PlainProgress", "running_label", "trial_label", "trial_line"]
 
 #: Seconds between two plain progress lines.
 EVERY = 10.0
@@ -67,6 +67,20 @@ def trial_label(trial: optuna.trial.FrozenTrial | optuna.Trial) -> str:
         return str(fixed).partition("=")[2]
     return (trial.user_attrs.get(records.CONFIG, {}).get("optimizer")
             or trial.params.get("optimizer", ""))
+
+
+def running_label(trial: optuna.trial.FrozenTrial) -> str:
+    """A running trial as the progress display shows it: ``adam epoch 3/5`` (the epoch it
+    trains now, of its epochs), ``adam finishing`` once every epoch has run (the test set,
+    the checkpoint), ``starting`` before it has a configuration."""
+    label = trial_label(trial)
+    if not label:
+        return "starting"
+    done = len(trial.user_attrs.get(records.EVAL_ACCURACY, []))
+    total = trial.user_attrs.get(records.CONFIG, {}).get("epochs")
+    if total is None:
+        return f"{label} epoch {done + 1}"
+    return f"{label} finishing" if done >= total else f"{label} epoch {done + 1}/{total}"
 
 
 def trial_line(trial: optuna.trial.FrozenTrial) -> str:

@@ -3,11 +3,16 @@
 Ctrl-C and SIGTERM stop the run where nothing is lost (:mod:`study.search.interrupts`): the trial
 being trained is marked failed, a trial whose training has finished is stored, none of this
 worker's trials is left RUNNING, and the caller prints the summary.
+
+A worker paused for longer than ``--grace`` (a suspended laptop, a migrated VM) finds its trial
+failed by another process as dead (and retried, on a server database): it says so in one line,
+drops that trial's result and carries on.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import sys
 import tempfile
 import time
@@ -30,12 +35,18 @@ from study.search.progress import PlainProgress, trial_label, trial_line
 from study.store.storage import storage_failure
 from study.train.config import TrialConfig
 from study.train.data import Dataset
-from study.train.loop import EpochStats
+from study.train.loop import EpochStats, TrainingRun
 
 __all__ = ["FINISHED", "MOMENT_OBSERVERS", "run_trials", "waiting_retries"]
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 RUNNING = optuna.trial.TrialState.RUNNING
+#: How Optuna refuses to store into a trial another process has already finished: while it
+#: trains (``UpdateFinishedTrialError``) or when its value is told (``Cannot tell a FAIL
+#: trial``).
+_TOLD_ELSEWHERE = "Cannot tell a "
+
+logger = logging.getLogger(__name__)
 
 
 class _Claim:
@@ -62,8 +73,9 @@ class _Claim:
 
 
 #: Observers of a trial's moments in this process, each called with the moment's name:
-#: ``"started"`` (the objective begins), ``"trained"`` (the objective returned, its value not
-#: yet stored) and ``"stored"`` (Optuna stored the trial). Runs leave it empty; the signal
+#: ``"started"`` (the objective begins), ``"epoch"`` (an epoch's result is reported, the
+#: objective still running), ``"trained"`` (the objective returned, its value not yet stored)
+#: and ``"stored"`` (Optuna stored the trial). Runs leave it empty; the signal
 #: tests add an observer (``tests/hooked_run.py``) that signals the process at one moment.
 MOMENT_OBSERVERS: list[Callable[[str], None]] = []
 
@@ -131,6 +143,7 @@ class _Progress:
         self.epoch_bar.update(1)
         self.epoch_bar.set_postfix(loss=f"{stats.train_loss:.3f}",
                                    acc=f"{stats.eval_accuracy:.4f}")
+        _moment("epoch")
 
     def on_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         """Optuna's callback after each trial is stored."""
@@ -179,14 +192,46 @@ def _target_reached(
 
 
 def _callbacks(
-    progress: _Progress, keep_checkpoints: int | None
+    progress: _Progress, keep_checkpoints: int | None, checkpoints: Path | None
 ) -> list[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]]:
     """Optuna's callbacks after each stored trial: the progress, the observers' ``stored``
-    moment, and with ``keep_checkpoints`` K the pruning of all but the best K trials' files."""
+    moment, and with ``keep_checkpoints`` K the pruning of all but the best K trials' files
+    (only ever files in the ``checkpoints`` folder)."""
     callbacks = [progress.on_trial, lambda study, trial: _moment("stored")]
-    if keep_checkpoints is not None:
-        callbacks.append(lambda study, trial: keep_best_checkpoints(study, keep_checkpoints))
+    if keep_checkpoints is not None and checkpoints is not None:
+        callbacks.append(lambda study, trial: keep_best_checkpoints(
+            study, keep_checkpoints, folder=checkpoints))
     return callbacks
+
+
+def _finished_elsewhere(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it arose from) is Optuna refusing to write into a trial that
+    is no longer RUNNING."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, optuna.exceptions.UpdateFinishedTrialError) or (
+                isinstance(exc, ValueError) and str(exc).startswith(_TOLD_ELSEWHERE)):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _taken_over(optuna_study: optuna.Study, begun: list[int], exc: Exception) -> bool:
+    """Whether ``exc`` means that the trial this worker had begun (the last of ``begun``) was
+    failed as dead by another process while this one was paused past the grace period; if
+    so, says it in one line."""
+    if not begun or not _finished_elsewhere(exc):
+        return False
+    number = begun[-1]
+    trial = next(t for t in optuna_study.get_trials(deepcopy=False) if t.number == number)
+    if trial.state != optuna.trial.TrialState.FAIL:
+        return False
+    logger.warning(
+        "trial %d went without a heartbeat for longer than --grace while this process was "
+        "paused, so another process marked it failed (and retried it, on a server "
+        "database); its result is dropped and the run carries on.", number)
+    return True
 
 
 def _optimize_until(
@@ -196,19 +241,27 @@ def _optimize_until(
     *,
     reached: Callable[[], bool],
     claim: _Claim | None,
+    started: list[int],
 ) -> None:
     """Run trials one per ``optimize`` call until ``reached()`` or a stop is requested: the
     check comes before every trial. With ``claim`` the check and the trial's creation happen
     under the lock the sibling workers share, as one step: the study never runs more trials
-    than the target (nor a grid point twice), however short the trials."""
+    than the target (nor a grid point twice), however short the trials. ``started``: the
+    numbers of the trials the objective began; one that another process failed as dead
+    meanwhile (:func:`_taken_over`) is dropped, and the loop goes on."""
     while not STOP.requested:
         if claim is not None:
             claim.acquire()
         try:
             if STOP.requested or reached():
                 break
-            optuna_study.optimize(objective, n_trials=1, callbacks=callbacks,
-                                  gc_after_trial=False)
+            before = len(started)
+            try:
+                optuna_study.optimize(objective, n_trials=1, callbacks=callbacks,
+                                      gc_after_trial=False)
+            except Exception as exc:
+                if not _taken_over(optuna_study, started[before:], exc):
+                    raise
         finally:
             if claim is not None:
                 claim.release()
@@ -255,6 +308,7 @@ def run_trials(
     keep_checkpoints: int | None = None,
     claim_key: str | None = None,
     url: str | None = None,
+    make_run: Callable[[TrialConfig, Dataset], TrainingRun] = TrainingRun,
 ) -> tuple[bool, float]:
     """Run trials until ``target`` are finished; returns (interrupted, wall seconds).
 
@@ -267,6 +321,8 @@ def run_trials(
     counts (default: finished trials; a grid counts its distinct points). With
     ``checkpoints`` (a folder) each trial that completes or is pruned leaves a checkpoint per
     seed there, and with ``keep_checkpoints`` K only the best K trials' files are kept.
+    ``make_run``: ``(config, data) -> run``, as :class:`~study.search.objective.Objective`
+    takes it (another model: ``partial(TrainingRun, model=factory)``).
 
     Raises:
         StorageError: the database (``url``) failed during the run, a full disk for example;
@@ -275,13 +331,13 @@ def run_trials(
     progress = _Progress(optuna_study, epochs=epochs, target=target, finished=finished,
                          enabled=show_progress)
     objective = Objective(propose, data, repeats=repeats, on_epoch=progress.on_epoch,
-                          checkpoints=checkpoints)
+                          make_run=make_run, checkpoints=checkpoints)
     claim = _Claim(claim_key) if siblings and claim_key else None
-    callbacks = _callbacks(progress, keep_checkpoints if checkpoints is not None else None)
+    callbacks = _callbacks(progress, keep_checkpoints, checkpoints)
     reached = partial(_target_reached, optuna_study, count=done or _count_finished,
                       target=target, siblings=siblings)
     loop = partial(_optimize_until, optuna_study, _claimed(objective, claim), callbacks,
-                   reached=reached, claim=claim)
+                   reached=reached, claim=claim, started=objective.started)
     start = time.perf_counter()
     with STOP.handling():
         try:

@@ -19,7 +19,7 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
         "schedule_param", "format_schedule_params", "encode_distribution", "decode_distribution",
     ),
     "study.store.storage": (
-        "StorageError", "DEFAULT_STUDY_DIR", "default_storage_url", "display_url",
+        "StorageError", "DEFAULT_STUDY_DIR", "default_storage_url", "display_url", "file_name",
         "resolve_sqlite_url", "open_storage", "open_study", "storage_failure", "stored_settings",
         "SETTINGS_COMPLETE", "HEARTBEAT_INTERVAL", "GRACE_PERIOD", "check_direction",
     ),

@@ -1,5 +1,6 @@
 """Training, with no Optuna: the run's configuration, MNIST in memory, the lab's MLP, the
-optimizer and schedule registries, the training loop (``fit``) and checkpoints.
+optimizer and schedule registries, the training loop (``fit``), the cohort trainer
+(``train_cohort``) and checkpoints.
 
 The names below are imported on first use (PEP 562).
 """
@@ -13,7 +14,8 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "study.train.config": ("TrialConfig", "ConfigError", "PRECISIONS"),
     "study.train.data": (
         "DataError", "MNIST_FILES", "PACKAGED_ROOT", "MNIST_TRAIN", "DATA_DIR_ENV", "data_root",
-        "MEAN", "STD", "Dataset", "read_idx", "check_files", "load_mnist", "epoch_permutation",
+        "MEAN", "STD", "Dataset", "read_idx", "check_files", "load_mnist", "tensor_dataset",
+        "epoch_permutation",
         "iter_batches",
     ),
     "study.train.model": ("MLP", "Dropout"),
@@ -31,8 +33,12 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
         "one_cycle_factor", "one_cycle_momentum", "warmup_factor",
     ),
     "study.train.loop": (
-        "EpochStats", "FitResult", "TrainingRun", "fit", "evaluate", "fast_bf16_available",
+        "EpochStats", "FitResult", "TrainingRun", "fit", "evaluate", "collapse_levels",
+        "fast_bf16_available",
     ),
+    "study.train.cohort": ("train_cohort", "OnMemberEpoch"),
+    "study.train.stacked": ("StackedMLP",),
+    "study.train.cohort_optim": ("StackedOptimizer", "stacked_optimizer_class"),
     "study.train.checkpoint": ("FORMAT", "Checkpoint", "save_checkpoint", "load_checkpoint"),
     "study.train.range_test": ("LrRangeResult", "lr_range_test"),
 })

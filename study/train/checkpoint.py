@@ -9,10 +9,13 @@ is the model's ``state_dict``, as in the lab.
     save_checkpoint(run, "ckpt.pt")            # after any epoch
     checkpoint = load_checkpoint("ckpt.pt")    # the model and optimizer, rebuilt
     run = checkpoint.resume(load_mnist())      # the same run, continued
+    run = checkpoint.resume(load_mnist(), epochs=10)          # a finished run, trained on
+    run = checkpoint.resume(load_mnist(), epochs=8, lr=1e-4)  # fine-tuned at another rate
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,19 +81,65 @@ class Checkpoint:
     history: list[EpochStats]
     _payload: dict[str, Any]
 
-    def resume(self, data: Dataset) -> TrainingRun:
-        """The run this checkpoint came from, ready to train its next epoch: with the same
-        data it continues exactly as the uninterrupted run would have (same batches, same
-        dropout, same schedule)."""
-        run = TrainingRun(self.config, data, model=self.model)
+    def resume(
+        self, data: Dataset, *, epochs: int | None = None, lr: float | None = None
+    ) -> TrainingRun:
+        """The run this checkpoint came from, ready to train its next epoch.
+
+        Without options it continues exactly as the uninterrupted run would have (same
+        batches, dropout and schedule), up to its own epoch count.
+
+        Args:
+            epochs: train on to this many epochs in all (more than :attr:`epoch`): a
+                finished run goes on. A schedule that depends on the epoch count (cosine,
+                one-cycle, ...) is recomputed over the new total, so its learning rate
+                changes at the join.
+            lr: fine-tune at this constant learning rate from here on (the schedule and
+                warm-up are dropped; param groups keep their ratios, e.g. the head's
+                multiplier); the optimizer's state (momentum, Adam's moments) is kept.
+
+        Raises:
+            ValueError: ``epochs`` is not above the epochs trained, or ``lr`` is not a
+                positive number.
+        """
+        config = self._continued(epochs, lr)
+        run = TrainingRun(config, data, model=self.model)
         run.load_state_dict({
             "model": self._payload["parameters"],
             "optimizer": self._payload["optimizer"],
             "scheduler": self._payload["scheduler"],
             **self._payload["run"],
         })
+        if lr is not None:
+            _scale_learning_rate(run, lr / self.config.lr)
         run.model.train()
         return run
+
+    def _continued(self, epochs: int | None, lr: float | None) -> TrialConfig:
+        """The configuration :meth:`resume` trains on with ``epochs`` and ``lr``."""
+        changes: dict[str, Any] = {}
+        if epochs is not None:
+            if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs <= self.epoch:
+                raise ValueError(f"epochs is the total to train to, above the {self.epoch} "
+                                 f"trained in {self.path.name}, but got {epochs=}.")
+            changes["epochs"] = epochs
+        if lr is not None:
+            if isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0:
+                raise ValueError(f"lr must be a positive learning rate, but got {lr=}.")
+            changes.update(lr=float(lr), schedule="constant", schedule_params={},
+                           warmup_epochs=0.0)
+        return dataclasses.replace(self.config, **changes) if changes else self.config
+
+
+def _scale_learning_rate(run: TrainingRun, factor: float) -> None:
+    """Multiply every param group's base learning rate by ``factor`` (the schedule's state,
+    loaded from the checkpoint, holds the old ones) and set the rate in effect from it."""
+    scheduler = run.scheduler
+    scheduler.base_lrs = [base * factor for base in scheduler.base_lrs]
+    for group, base, rule in zip(run.optimizer.param_groups, scheduler.base_lrs,
+                                 scheduler.lr_lambdas, strict=True):
+        group["initial_lr"] = base
+        group["lr"] = base * rule(scheduler.last_epoch)
 
 
 def load_checkpoint(path: str | Path, *, device: str | torch.device = "cpu") -> Checkpoint:

@@ -1,5 +1,5 @@
 """MNIST from the IDX files shipped inside the package (``study/mnist/``), as tensors on the
-device.
+device; or your own classification tensors in the same form (:func:`tensor_dataset`).
 
 Where the files are read from: the ``root`` argument (``--data-dir``), else the folder named
 by the ``STUDY_DATA_DIR`` environment variable, else the copy installed with the package
@@ -36,6 +36,7 @@ __all__ = [
     "read_idx",
     "check_files",
     "load_mnist",
+    "tensor_dataset",
     "epoch_permutation",
     "iter_batches",
 ]
@@ -58,7 +59,8 @@ MNIST_FILES = {
 
 
 class DataError(RuntimeError):
-    """A data file is missing, corrupt or not an IDX file."""
+    """A data file is missing, corrupt or not an IDX file; or tensors given as a dataset are
+    not a classification set (see :func:`tensor_dataset`)."""
 
 
 def data_root(root: str | Path | None = None) -> Path:
@@ -85,11 +87,13 @@ def _restore(path: Path) -> str:
 
 @dataclass(frozen=True)
 class Dataset:
-    """Normalised MNIST tensors on one device.
+    """Classification tensors on one device: normalised MNIST (:func:`load_mnist`), or your
+    own (:func:`tensor_dataset`).
 
     ``train_*`` is what the optimizer sees; ``eval_*`` is what is measured every epoch: the
     test set, or a validation split held out of the training set (then ``eval_set`` is
-    ``"validation"`` and ``test_*`` is measured once at the end).
+    ``"validation"`` and ``test_*`` is measured once at the end). ``num_classes`` is the
+    number of classes the labels can take (10 for MNIST): chance accuracy is 1 / it.
     """
 
     train_x: torch.Tensor
@@ -99,6 +103,7 @@ class Dataset:
     test_x: torch.Tensor
     test_y: torch.Tensor
     eval_set: str
+    num_classes: int = 10
 
     @property
     def device(self) -> torch.device:
@@ -107,11 +112,6 @@ class Dataset:
     @property
     def num_train(self) -> int:
         return self.train_x.shape[0]
-
-    @property
-    def num_classes(self) -> int:
-        """Classes the labels can take (10 for MNIST): chance accuracy is 1 / this."""
-        return 10
 
     def train_inputs(self, dtype: torch.dtype) -> torch.Tensor:
         """``train_x`` in ``dtype``, made once per dataset and kept (a bfloat16 copy of the
@@ -194,29 +194,9 @@ def _load_cpu(root: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tor
 def _load(
     root: Path, device: str, validation_fraction: float, split_seed: int, train_size: int | None
 ) -> Dataset:
-    train_x, train_y, test_x, test_y = _load_cpu(root)
-    if validation_fraction > 0:
-        n_val = max(1, round(validation_fraction * train_x.shape[0]))
-        generator = torch.Generator().manual_seed(split_seed)
-        perm = torch.randperm(train_x.shape[0], generator=generator)
-        val_idx, train_idx = perm[:n_val], perm[n_val:]
-        eval_x, eval_y = train_x[val_idx], train_y[val_idx]
-        train_x, train_y = train_x[train_idx], train_y[train_idx]
-        eval_set = "validation"
-    else:
-        eval_x, eval_y, eval_set = test_x, test_y, "test"
-    if train_size is not None:
-        train_x, train_y = train_x[:train_size], train_y[:train_size]
-    dev = torch.device(device)
-    return Dataset(
-        train_x=train_x.to(dev),
-        train_y=train_y.to(dev),
-        eval_x=eval_x.to(dev),
-        eval_y=eval_y.to(dev),
-        test_x=test_x.to(dev),
-        test_y=test_y.to(dev),
-        eval_set=eval_set,
-    )
+    return tensor_dataset(*_load_cpu(root), device=device,
+                          validation_fraction=validation_fraction, split_seed=split_seed,
+                          train_size=train_size, num_classes=10)
 
 
 def load_mnist(
@@ -243,17 +223,94 @@ def load_mnist(
         DataError: a file is missing or corrupt.
         ValueError: ``validation_fraction`` outside [0, 0.5] or ``train_size`` < 1.
     """
+    _check_split(validation_fraction, train_size)
+    root = data_root(root)
+    return _load(
+        root.resolve(), str(torch.device(device)), float(validation_fraction), split_seed,
+        train_size,
+    )
+
+
+def _check_split(validation_fraction: float, train_size: int | None) -> None:
     if not 0.0 <= validation_fraction <= 0.5:
         raise ValueError(
             f"validation_fraction must be in [0, 0.5], but got {validation_fraction=}."
         )
     if train_size is not None and train_size < 1:
         raise ValueError(f"train_size must be >= 1 or None, but got {train_size=}.")
-    root = data_root(root)
-    return _load(
-        root.resolve(), str(torch.device(device)), float(validation_fraction), split_seed,
-        train_size,
-    )
+
+
+def _check_tensors(
+    train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
+    num_classes: int,
+) -> None:
+    """Inputs with one row per label, of one shape; integer labels in [0, num_classes)."""
+    for name, x, y in (("train", train_x, train_y), ("test", test_x, test_y)):
+        if not x.is_floating_point() or y.dtype != torch.int64 or y.ndim != 1:
+            raise DataError(f"{name}_x must be floating point and {name}_y 1-d int64 class "
+                            f"labels, but got {x.dtype} and {y.dtype} of shape "
+                            f"{tuple(y.shape)}; convert with .float() and .long().")
+        if x.shape[0] != y.shape[0] or x.shape[0] == 0:
+            raise DataError(f"{name}_x has {x.shape[0]} rows and {name}_y {y.shape[0]} labels; "
+                            "give one label per row, and at least one row.")
+        if int(y.min()) < 0 or int(y.max()) >= num_classes:
+            raise DataError(f"{name}_y has labels {int(y.min())} to {int(y.max())}, but "
+                            f"num_classes is {num_classes}; labels must be 0 to "
+                            f"{num_classes - 1}.")
+    if train_x.shape[1:] != test_x.shape[1:]:
+        raise DataError(f"train_x rows have shape {tuple(train_x.shape[1:])} and test_x rows "
+                        f"{tuple(test_x.shape[1:])}; the model takes one shape.")
+
+
+def tensor_dataset(
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    *,
+    device: str | torch.device | None = None,
+    validation_fraction: float = 0.0,
+    split_seed: int = 0,
+    train_size: int | None = None,
+    num_classes: int | None = None,
+) -> Dataset:
+    """Your own classification tensors as a :class:`Dataset`, split like :func:`load_mnist`.
+
+    Args:
+        train_x, test_x: floating-point inputs, one example per row (any shape the model
+            takes); normalise them yourself.
+        train_y, test_y: int64 class labels, 0 to ``num_classes - 1``.
+        device: where the tensors live; default: ``train_x``'s device.
+        validation_fraction, split_seed, train_size: as :func:`load_mnist`.
+        num_classes: the number of classes; default: the largest label + 1.
+
+    Raises:
+        DataError: the tensors are not a classification set, or ``train_size`` is more
+            than the training rows left after the validation share.
+        ValueError: ``validation_fraction`` outside [0, 0.5] or ``train_size`` < 1.
+    """
+    _check_split(validation_fraction, train_size)
+    num_classes = num_classes or 1 + int(max(train_y.max(), test_y.max()))
+    _check_tensors(train_x, train_y, test_x, test_y, num_classes)
+    if validation_fraction > 0:
+        n_val = max(1, round(validation_fraction * train_x.shape[0]))
+        generator = torch.Generator().manual_seed(split_seed)
+        perm = torch.randperm(train_x.shape[0], generator=generator).to(train_x.device)
+        val_idx, train_idx = perm[:n_val], perm[n_val:]
+        eval_x, eval_y = train_x[val_idx], train_y[val_idx]
+        train_x, train_y = train_x[train_idx], train_y[train_idx]
+        eval_set = "validation"
+    else:
+        eval_x, eval_y, eval_set = test_x, test_y, "test"
+    if train_size is not None and train_size > train_x.shape[0]:
+        raise DataError(f"train_size {train_size}: there are {train_x.shape[0]} training "
+                        "rows (after any validation share); give at most that many.")
+    if train_size is not None:
+        train_x, train_y = train_x[:train_size], train_y[:train_size]
+    dev = torch.device(device) if device is not None else train_x.device
+    return Dataset(train_x=train_x.to(dev), train_y=train_y.to(dev), eval_x=eval_x.to(dev),
+                   eval_y=eval_y.to(dev), test_x=test_x.to(dev), test_y=test_y.to(dev),
+                   eval_set=eval_set, num_classes=num_classes)
 
 
 def iter_batches(

@@ -38,6 +38,7 @@ __all__ = [
     "TrainingRun",
     "fit",
     "evaluate",
+    "collapse_levels",
     "fast_bf16_available",
 ]
 
@@ -55,6 +56,7 @@ CHECK_EVERY = 25
 #: A run has collapsed when, after reaching this accuracy, its evaluation accuracy falls
 #: back below twice chance and stays there (a network that learned, then lost it without a
 #: non-finite loss: dead units after a too-large step). It is recorded like a divergence.
+#: Both levels are MNIST's (ten classes); :func:`collapse_levels` gives them for any number.
 COLLAPSE_AFTER = 0.5
 #: Updates a transient may last without being divergence, the same at every training size,
 #: so it matters only in short runs. RMSprop at its default lr 0.01 spikes to ~1000-2000 at
@@ -73,6 +75,15 @@ COLLAPSE_AFTER = 0.5
 #: most of an epoch still counts as a blow-up.
 SETTLE_UPDATES = 16
 _EVAL_CHUNK = 10_000
+
+
+def collapse_levels(num_classes: int) -> tuple[float, float]:
+    """(the accuracy a run must have reached, the one it then falls below) for a collapse:
+    :data:`COLLAPSE_AFTER` and twice chance with ten classes (0.5, 0.2); with C classes the
+    same shares of the way from chance (1/C) to 1, 4/9 and 1/9, so that on three classes a
+    run learning slowly past 0.5 is no collapse."""
+    c = num_classes
+    return (4 * c + 5) / (9 * c), (c + 8) / (9 * c)
 
 
 def fast_bf16_available(device: str | torch.device) -> bool:
@@ -204,8 +215,11 @@ class TrainingRun:
 
     Args:
         config: optimizer, learning rate, schedule, batch size, epochs, seed and precision.
-        data: tensors from :func:`study.train.data.load_mnist` (training runs on their device).
-        model: a model to train instead of a fresh ``MLP()`` seeded with ``config.seed``.
+        data: tensors from :func:`~study.train.data.load_mnist` or
+            :func:`~study.train.data.tensor_dataset` (training runs on their device).
+        model: a model to train instead of a fresh ``MLP()`` seeded with ``config.seed``; or
+            a function that makes one (``() -> nn.Module``), called like ``MLP()`` with the
+            random state seeded by ``config.seed``, so each seed gets its own initialisation.
         divergence_factor: the run is diverged when an epoch's mean training loss (past the
             run's first ``SETTLE_UPDATES`` updates) exceeds this multiple of its first
             batch's loss, or at once when a loss is not finite.
@@ -216,7 +230,7 @@ class TrainingRun:
         config: TrialConfig,
         data: Dataset,
         *,
-        model: nn.Module | None = None,
+        model: nn.Module | Callable[[], nn.Module] | None = None,
         divergence_factor: float = LOSS_DIVERGENCE_FACTOR,
     ) -> None:
         self.config = config
@@ -225,7 +239,8 @@ class TrainingRun:
         self.divergence_factor = divergence_factor
         outer = _get_rng_state(self.device)
         torch.manual_seed(config.seed)
-        self.model = (model if model is not None else MLP()).to(self.device)
+        self.model = (model if isinstance(model, nn.Module) else (model or MLP)()).to(
+            self.device)
         self.model.train()
         self.optimizer = create_optimizer(
             self.model, config.optimizer, **config.optimizer_hparams()
@@ -258,7 +273,7 @@ class TrainingRun:
         self.diverged_epoch: int | None = None
         self.diverged_reason: str | None = None
         self._loss_limit: float | None = None
-        self._collapse_level = 2.0 / data.num_classes
+        self._collapse_after, self._collapse_level = collapse_levels(data.num_classes)
         self._updates = 0  # optimizer updates made so far
         self._below_updates = 0  # updates spanned by the evaluations below collapse level
 
@@ -328,7 +343,10 @@ class TrainingRun:
     def train_epoch(self) -> EpochStats | None:
         """Train and evaluate one more epoch; ``None`` when the run diverged in it."""
         if self.finished:
-            raise RuntimeError("this run has finished; nothing left to train.")
+            raise RuntimeError(
+                f"this run has finished ({len(self.history)} of {self.config.epochs} epochs"
+                f"{', diverged' if self.diverged else ''}); nothing left to train. A "
+                "checkpoint trains on with checkpoint.resume(data, epochs=N).")
         outer = _get_rng_state(self.device)
         _set_rng_state(self.device, self._rng)
         try:
@@ -363,7 +381,7 @@ class TrainingRun:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self._autocast):
             eval_loss, eval_acc = evaluate(model, data.eval_x, data.eval_y)
         best = max((s.eval_accuracy for s in self.history), default=0.0)
-        below = best >= COLLAPSE_AFTER and eval_acc < self._collapse_level
+        below = best >= self._collapse_after and eval_acc < self._collapse_level
         self._below_updates = self._below_updates + steps if below else 0
         if self._below_updates >= SETTLE_UPDATES:
             return self._diverge(epoch, lr_used, "collapsed to chance")
@@ -504,17 +522,18 @@ def fit(
     data: Dataset,
     *,
     on_epoch: Callable[[EpochStats], None] | None = None,
-    model: nn.Module | None = None,
+    model: nn.Module | Callable[[], nn.Module] | None = None,
     divergence_factor: float = LOSS_DIVERGENCE_FACTOR,
 ) -> FitResult:
     """Train the lab's MLP (or ``model``) on ``data`` as ``config`` says.
 
     Args:
         config: optimizer, learning rate, schedule, batch size, epochs, seed and precision.
-        data: tensors from :func:`study.train.data.load_mnist` (training runs on their device).
+        data: tensors from :func:`~study.train.data.load_mnist` or
+            :func:`~study.train.data.tensor_dataset` (training runs on their device).
         on_epoch: called after each epoch's evaluation; it may raise to stop the run (the
             study's pruning does), and the exception propagates.
-        model: a model to train instead of a fresh ``MLP()`` seeded with ``config.seed``.
+        model: a model, or a function making one, as :class:`TrainingRun` takes it.
         divergence_factor: the run is diverged when an epoch's mean training loss (past the
             run's first ``SETTLE_UPDATES`` updates) exceeds this multiple of its first
             batch's loss, or at once when a loss is not finite.
