@@ -170,6 +170,7 @@ def write_report(
     trials = pd.concat([part[1] for part in parts], ignore_index=True)
     curves = pd.concat([load_curves(backend, names) for backend, names in loaded],
                        ignore_index=True)
+    ranges = _range_test(storage, range_test)  # a --range-test without one: before writing
     out.mkdir(parents=True, exist_ok=True)
     tables = _sensitivity_tables(trials)
     tables.update(_confirmation_tables(loaded))
@@ -177,7 +178,6 @@ def write_report(
         [param_importance(s).assign(study=s.study_name) for s in studies], ignore_index=True)
     tables["outcomes"] = outcome_counts(trials)
     tables.update(_budget_tables(trials, tables["lr_sensitivity"]))
-    ranges = _range_test(storage, range_test)
     if ranges is not None:
         tables["lr_range"] = _range_comparison(ranges[1], trials, study_names[0])
     tables.update(_diagnostic_tables(studies, trials, curves))

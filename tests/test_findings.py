@@ -138,4 +138,7 @@ def test_the_report_compares_a_range_test_in_the_same_storage(tmp_path):
     # Asked for explicitly where there is none: one line, exit 2.
     empty = f"sqlite:///{tmp_path / 'none.db'}"
     optuna.create_study(storage=empty, study_name="x")
-    assert report_main(["--storage", url, "--study-name", "g", "--range-test", empty]) == 2
+    nowhere = tmp_path / "not-written"
+    assert report_main(["--storage", url, "--study-name", "g", "--range-test", empty,
+                        "--out", str(nowhere)]) == 2
+    assert not nowhere.exists()  # refused before anything is written
