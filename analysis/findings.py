@@ -106,7 +106,9 @@ def accuracy_finding(sensitivity: pd.DataFrame, separation: pd.DataFrame) -> Fin
             "interval, and whether the optimizers differ beyond seed noise cannot be told: "
             f"{_WHAT_ANSWERS}.", "Learning-rate sensitivity")
     head += (f" (mean of {_seeds(seeds)}; "
-             f"{_ci(top['best_accuracy_lo'], top['best_accuracy_hi'], 4, 't', seeds)})")
+             f"{_ci(top['best_accuracy_lo'], top['best_accuracy_hi'], 4, 't', seeds)}; the "
+             "same seeds chose this learning rate, so it leans high: python -m study.confirm "
+             "measures the best configurations on fresh seeds)")
     pairs = separation[separation["a"] == top["optimizer"]]
     tested = int(separation["pairs_tested"].max()) if len(separation) else 0
     apart = pairs.loc[pairs["separated"].eq(True), "b"].tolist()
@@ -338,7 +340,25 @@ def findings(
     range_warnings: pd.DataFrame | None = None,
 ) -> list[Finding]:
     """Every finding the tables support, most important first: the confirmation over fresh
-    seeds leads where it exists."""
+    seeds leads where it exists.
+
+    With several studies (a ``study`` column of more than one value in ``sensitivity``),
+    each study's findings in turn, each sentence opening with its study's name: optimizers
+    are ranked and compared within a study, never across. ``confirmation`` and
+    ``seed_noise`` then carry the ``study`` they confirm; the range test goes with the first.
+    """
+    if "study" in sensitivity and sensitivity["study"].nunique() > 1:
+        tables = {"trials": trials, "best": best, "sensitivity": sensitivity,
+                  "accuracy_separation": accuracy_separation,
+                  "sensitivity_separation": sensitivity_separation,
+                  "confirmation": confirmation, "seed_noise": seed_noise, "reach": reach,
+                  "range_warnings": range_warnings}
+        out = []
+        for k, name in enumerate(dict.fromkeys(sensitivity["study"])):
+            mine = {key: _of_study(frame, name) for key, frame in tables.items()}
+            found = findings(**mine, range_test=range_test if k == 0 else None)
+            out += [Finding(f"{name}: {f.text}", f.backed_by) for f in found]
+        return out
     out = [
         *confirmation_findings(confirmation, seed_noise),
         best_finding(best, trials),
@@ -350,3 +370,11 @@ def findings(
         *range_warning_findings(range_warnings),
     ]
     return [f for f in out if f is not None]
+
+
+def _of_study(frame: pd.DataFrame | None, name: str) -> pd.DataFrame | None:
+    """The rows of ``frame`` for study ``name``; the frame as it is when it has no ``study``
+    column."""
+    if frame is None or "study" not in frame:
+        return frame
+    return frame[frame["study"] == name].reset_index(drop=True)

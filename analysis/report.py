@@ -270,8 +270,18 @@ def _confirmation_tables(
     if not frames:
         return {}
     confirm_trials = pd.concat(frames, ignore_index=True)
-    return {"confirmation": confirmation(confirm_trials),
-            "seed_noise": seed_noise_verdicts(confirm_trials)}
+    tables = {"confirmation": [], "seed_noise": []}
+    for name, runs in confirm_trials.groupby("study", sort=False):
+        study = name.removesuffix(CONFIRM_SUFFIX)  # the study it confirms
+        tables["confirmation"].append(confirmation(runs).assign(study=study))
+        tables["seed_noise"].append(seed_noise_verdicts(runs).assign(study=study))
+    return {key: _study_first(pd.concat(parts, ignore_index=True))
+            for key, parts in tables.items()}
+
+
+def _study_first(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its ``study`` column first."""
+    return frame[["study", *frame.columns.drop("study")]]
 
 
 def _budget_tables(trials: pd.DataFrame, sensitivity: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -284,7 +294,7 @@ def _budget_tables(trials: pd.DataFrame, sensitivity: pd.DataFrame) -> dict[str,
     early = tunability(curve, weights="early")[[*keys, "tunability"]]
     best = sensitivity[[*keys, "best_accuracy"]].rename(columns={"best_accuracy": "best"})
     own = [trials_to_reach(_rows_of(trials, row, keys), round(row["best"] - 0.005, 4))
-           for row in best.to_dict("records")]
+           .assign(**{k: row[k] for k in keys}) for row in best.to_dict("records")]
     reach = pd.concat([trials_to_reach(trials, BUDGET_TARGETS).assign(target_kind="fixed"),
                        *(r.assign(target_kind=OWN_BEST) for r in own)], ignore_index=True)
     return {

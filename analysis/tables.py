@@ -126,16 +126,22 @@ def best_trials(
 
 
 def lr_curve(
-    lr: np.ndarray | pd.Series, seeds: Sequence[Sequence[float]]
+    lr: np.ndarray | pd.Series, seeds: Sequence[Sequence[float]],
+    configs: Sequence[str] | None = None,
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """The learning rates tried, ascending, and the pooled seed accuracies at each: every
-    run at the same learning rate (its seeds, or its one accuracy) in one array."""
+    run at the same learning rate (its seeds, or its one accuracy) in one array. With
+    ``configs`` (one label per run for the rest of its configuration), only runs of the same
+    configuration pool: two configurations at one learning rate are two points."""
     lr = np.asarray(lr, dtype=float)
-    points, inverse = np.unique(lr, return_inverse=True)
-    pools: list[list[float]] = [[] for _ in points]
-    for index, values in zip(inverse, seeds, strict=True):
-        pools[index].extend(values)
-    return points, [np.asarray(p, dtype=float) for p in pools]
+    labels = list(configs) if configs is not None else [""] * lr.size
+    keys = sorted(set(zip(lr.tolist(), labels, strict=True)))
+    index = {key: i for i, key in enumerate(keys)}
+    pools: list[list[float]] = [[] for _ in keys]
+    for key, values in zip(zip(lr.tolist(), labels, strict=True), seeds, strict=True):
+        pools[index[key]].extend(values)
+    return np.array([k[0] for k in keys], dtype=float), [np.asarray(p, dtype=float)
+                                                          for p in pools]
 
 
 def good_lr_band(
@@ -171,11 +177,13 @@ def sensitivity_metrics(
     strict_tolerance: float = 0.005,
     bins_per_decade: int = 2,
     chance: float = CHANCE,
+    configs: Sequence[str] | None = None,
 ) -> dict[str, float]:
     """Learning-rate sensitivity of one optimizer from its runs' (lr, accuracy) pairs.
 
-    Runs at the same learning rate are averaged first (the seeds' mean curve); accuracies
-    below ``chance`` (or NaN) count at ``chance``.
+    Runs at the same learning rate (and, with ``configs``, of the same configuration: see
+    :func:`lr_curve`) are averaged first (the seeds' mean curve); accuracies below
+    ``chance`` (or NaN) count at ``chance``.
 
     - ``best_lr``, ``best_accuracy``: the best point of the curve.
     - ``good_lr_width`` (the headline): decades of the good band of :func:`good_lr_band`
@@ -194,7 +202,7 @@ def sensitivity_metrics(
     if lr.size == 0:
         return dict.fromkeys(_METRIC_COLUMNS, math.nan) | {
             "good_lr_width_at_edge": False, "good_lr_width_strict_at_edge": False}
-    points, pools = lr_curve(lr, [[a] for a in acc])
+    points, pools = lr_curve(lr, [[a] for a in acc], configs)
     curve = np.array([p.mean() for p in pools])
     best = int(np.argmax(curve))
     low, high, width, at_edge = good_lr_band(points, curve, tolerance)
@@ -246,7 +254,8 @@ def lr_sensitivity(
     seeds (from 5 seeds per learning rate; ``interval_method`` ``bca`` or ``none``).
     ``n_seeds`` is the fewest seeds at any learning rate, ``best_seed_accuracies`` the
     seeds at the best one (for :func:`ci_separation`), ``note`` says why an interval is
-    missing. Other columns: ``n`` (runs used), ``n_lrs`` (learning rates tried), ``lr_step``
+    missing. Other columns: ``n`` (runs used), ``n_lrs`` (points of the curve: the learning
+    rates tried, two configurations at one learning rate counting twice), ``lr_step``
     (the median step between them in decades: a grid's resolution),
     ``min_diverged_lr`` and the trials per outcome. Best accuracy first.
     ``table.attrs`` holds ``pruned``, ``tolerance`` and ``strict_tolerance``.
@@ -277,14 +286,17 @@ def _optimizer_row(
     """One optimizer's columns of :func:`lr_sensitivity` from the runs it uses."""
     seeds = _run_seeds(used, chance)
     lr = used["lr"].to_numpy(dtype=float)
-    points, pools = lr_curve(lr, seeds)
+    rest = [c for c in _CONFIG_COLUMNS if c != "lr" and c in used]
+    configs = ["|".join(map(str, row)) for row in used[rest].itertuples(index=False)]
+    points, pools = lr_curve(lr, seeds, configs)
     means = np.array([p.mean() for p in pools])
     row: dict[str, object] = {
         "n_lrs": len(points), "n_seeds": min((p.size for p in pools), default=0),
         "lr_step": float(np.median(np.diff(np.log10(points)))) if len(points) > 1 else math.nan,
         **sensitivity_metrics(points, means, tolerance=tolerance, chance=chance,
                               strict_tolerance=strict_tolerance,
-                              bins_per_decade=bins_per_decade)}
+                              bins_per_decade=bins_per_decade,
+                              configs=[f"{i:06d}" for i in range(len(points))])}
     best = pools[int(np.argmax(means))] if len(pools) else np.array([])
     row["best_seed_accuracies"] = best.tolist()
     row["best_accuracy_lo"], row["best_accuracy_hi"] = _accuracy_interval(best, confidence)

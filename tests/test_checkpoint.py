@@ -162,3 +162,15 @@ def test_a_checkpoint_is_fine_tuned_at_another_learning_rate(tiny_data, tmp_path
     assert stats is not None and stats.lr == pytest.approx(1e-4)
     with pytest.raises(ValueError, match="positive learning rate"):
         checkpoint.resume(tiny_data, epochs=3, lr=0.0)
+
+
+def test_fine_tuning_after_a_plateau_trains_at_the_rate_asked_for(tiny_data, tmp_path):
+    config = TrialConfig(optimizer="adam", lr=1e-2, schedule="plateau",
+                         schedule_params={"patience": 0}, epochs=4, batch_size=16,
+                         precision="fp32")
+    checkpoint = _finished_checkpoint(config, tiny_data, tmp_path / "c.pt")
+    assert checkpoint.optimizer.param_groups[0]["lr"] < 1e-2  # the plateau cut it
+    run = checkpoint.resume(tiny_data, epochs=5, lr=1e-3)
+    rates = [g["lr"] for g in run.optimizer.param_groups]
+    assert rates == pytest.approx([1e-3] * len(rates))
+    assert run.train_epoch().lr == pytest.approx(1e-3)

@@ -142,3 +142,22 @@ def test_the_report_compares_a_range_test_in_the_same_storage(tmp_path):
     assert report_main(["--storage", url, "--study-name", "g", "--range-test", empty,
                         "--out", str(nowhere)]) == 2
     assert not nowhere.exists()  # refused before anything is written
+
+
+def test_two_studies_get_their_findings_each_never_mixed(tmp_path):
+    url = f"sqlite:///{tmp_path / 'two.db'}"
+    for name, best in (("a", "sgd"), ("b", "adam")):
+        optuna_study = optuna.create_study(storage=url, study_name=name, direction="maximize")
+        for lr in (1e-3, 1e-2, 1e-1):
+            for optimizer in ("sgd", "adam"):
+                seeds = [0.98, 0.981, 0.979] if optimizer == best else [0.95, 0.951, 0.949]
+                add_trial(optuna_study, optimizer, lr, None, seed_accuracies=seeds)
+    out = tmp_path / "rep"
+    assert report_main(["--storage", url, "--study-name", "a", "--study-name", "b",
+                        "--out", str(out)]) == 0
+    found = (out / "findings.txt").read_text().splitlines()
+    assert any(line.startswith("- a: sgd has the best accuracy") for line in found)
+    assert any(line.startswith("- b: adam has the best accuracy") for line in found)
+    assert all(line.startswith(("- a: ", "- b: ")) for line in found)
+    reach = pd.read_csv(out / "trials_to_reach.csv")
+    assert reach["study"].notna().all() and reach["best"].notna().all()

@@ -346,3 +346,12 @@ def test_a_workers_own_error_is_passed_on_without_its_prefix():
             stderr=err)
         process.wait()
         assert _Worker(1, process, err).error() == "the study database /x.db failed during the run"
+
+
+def test_two_names_with_one_safe_form_never_share_a_checkpoint_folder(tmp_path):
+    from study.search.objective import checkpoint_folder
+
+    plain = checkpoint_folder(tmp_path, "default")
+    assert plain == tmp_path / "default"  # a safe name is its own folder, as documented
+    spaced, underscored = (checkpoint_folder(tmp_path, n) for n in ("a b", "a_b"))
+    assert spaced != underscored and spaced.parent == underscored.parent == tmp_path

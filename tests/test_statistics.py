@@ -162,3 +162,14 @@ def test_a_tpe_study_of_single_runs_says_how_much_runs_differ():
     (spread,) = [t for t in texts if t.startswith("Expect differences between runs")]
     assert "over 5 runs of the default study" in spread and "sgd 0.4" in spread
     assert not any("95 %" in t for t in texts)
+
+
+def test_two_configurations_at_one_learning_rate_are_not_pooled_as_seeds():
+    storage = optuna.storages.InMemoryStorage()
+    optuna_study = optuna.create_study(storage=storage, study_name="f", direction="maximize")
+    add_trial(optuna_study, "sgd", 0.1, None, momentum=0.9, seed_accuracies=[0.98] * 3)
+    add_trial(optuna_study, "sgd", 0.1, None, momentum=0.0, seed_accuracies=[0.90] * 3)
+    row = lr_sensitivity(load_trials(storage, "f")).iloc[0]
+    assert row["n_lrs"] == 2 and row["n_seeds"] == 3
+    assert row["best_accuracy"] == pytest.approx(0.98)
+    assert row["best_seed_accuracies"] == pytest.approx([0.98] * 3)

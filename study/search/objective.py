@@ -9,6 +9,7 @@ seed counting as chance.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from collections.abc import Callable
@@ -154,9 +155,14 @@ class Objective:
 
 
 def checkpoint_folder(root: Path, study_name: str) -> Path:
-    """Where ``--checkpoints ROOT`` puts a study's files: ``ROOT/<study name>/`` (the name made
-    a safe folder name by :func:`study.store.storage.file_name`)."""
-    return Path(root) / file_name(study_name)
+    """Where ``--checkpoints ROOT`` puts a study's files: ``ROOT/<study name>/``. A name that
+    is not a safe folder name as it is gets the safe form of :func:`study.store.storage.
+    file_name` and a short hash of the name, so two names that make the same safe form
+    ("a b", "a_b") never share a folder, nor delete each other's files."""
+    safe = file_name(study_name)
+    if safe != study_name:
+        safe += "-" + hashlib.sha256(study_name.encode()).hexdigest()[:8]
+    return Path(root) / safe
 
 
 def keep_best_checkpoints(optuna_study: optuna.Study, keep: int, *, folder: Path) -> list[str]:

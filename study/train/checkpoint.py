@@ -104,6 +104,7 @@ class Checkpoint:
         """
         config = self._continued(epochs, lr)
         run = TrainingRun(config, data, model=self.model)
+        fresh = _group_settings(run)  # the new configuration's rates and momenta
         run.load_state_dict({
             "model": self._payload["parameters"],
             "optimizer": self._payload["optimizer"],
@@ -111,7 +112,7 @@ class Checkpoint:
             **self._payload["run"],
         })
         if lr is not None:
-            _scale_learning_rate(run, lr / self.config.lr)
+            _restore_group_settings(run, fresh)
         run.model.train()
         return run
 
@@ -131,15 +132,25 @@ class Checkpoint:
         return dataclasses.replace(self.config, **changes) if changes else self.config
 
 
-def _scale_learning_rate(run: TrainingRun, factor: float) -> None:
-    """Multiply every param group's base learning rate by ``factor`` (the schedule's state,
-    loaded from the checkpoint, holds the old ones) and set the rate in effect from it."""
-    scheduler = run.scheduler
-    scheduler.base_lrs = [base * factor for base in scheduler.base_lrs]
-    for group, base, rule in zip(run.optimizer.param_groups, scheduler.base_lrs,
-                                 scheduler.lr_lambdas, strict=True):
-        group["initial_lr"] = base
-        group["lr"] = base * rule(scheduler.last_epoch)
+#: The param-group settings a fine-tuning run takes from its new configuration; the loaded
+#: checkpoint holds the old run's (a plateau's cuts, a one-cycle's last momentum).
+_GROUP_SETTINGS = ("lr", "initial_lr", "momentum", "betas")
+
+
+def _group_settings(run: TrainingRun) -> tuple[list[dict[str, Any]], list[float]]:
+    """Each param group's :data:`_GROUP_SETTINGS` and the schedule's base rates."""
+    groups = [{k: g[k] for k in _GROUP_SETTINGS if k in g} for g in run.optimizer.param_groups]
+    return groups, list(run.scheduler.base_lrs)
+
+
+def _restore_group_settings(run: TrainingRun,
+                            saved: tuple[list[dict[str, Any]], list[float]]) -> None:
+    """Put back what :func:`_group_settings` saved, over the loaded checkpoint's values; the
+    optimizer's buffers (momentum, Adam's moments) stay the checkpoint's."""
+    groups, base_lrs = saved
+    for group, settings in zip(run.optimizer.param_groups, groups, strict=True):
+        group.update(settings)
+    run.scheduler.base_lrs = base_lrs
 
 
 def load_checkpoint(path: str | Path, *, device: str | torch.device = "cpu") -> Checkpoint:
