@@ -39,6 +39,7 @@ __all__ = [
     "best_trials",
     "lr_sensitivity",
     "sensitivity_metrics",
+    "curve_metrics",
     "PRUNED_AS_LOWER_BOUNDS",
     "PRUNED_LEFT_OUT",
     "ci_separation",
@@ -199,11 +200,20 @@ def sensitivity_metrics(
     """
     lr = np.asarray(lr, dtype=float)
     acc = counted_accuracy(accuracy, np.zeros(lr.size, dtype=bool), chance)
-    if lr.size == 0:
+    points, pools = lr_curve(lr, [[a] for a in acc], configs)
+    return curve_metrics(points, np.array([p.mean() for p in pools]), tolerance=tolerance,
+                         strict_tolerance=strict_tolerance, bins_per_decade=bins_per_decade)
+
+
+def curve_metrics(
+    points: np.ndarray, curve: np.ndarray, *, tolerance: float, strict_tolerance: float,
+    bins_per_decade: int,
+) -> dict[str, float]:
+    """:func:`sensitivity_metrics` of a curve already pooled (:func:`lr_curve`): the mean
+    accuracy ``curve`` at the ascending learning rates ``points``."""
+    if len(points) == 0:
         return dict.fromkeys(_METRIC_COLUMNS, math.nan) | {
             "good_lr_width_at_edge": False, "good_lr_width_strict_at_edge": False}
-    points, pools = lr_curve(lr, [[a] for a in acc], configs)
-    curve = np.array([p.mean() for p in pools])
     best = int(np.argmax(curve))
     low, high, width, at_edge = good_lr_band(points, curve, tolerance)
     *_, strict, strict_edge = good_lr_band(points, curve, strict_tolerance)
@@ -293,10 +303,8 @@ def _optimizer_row(
     row: dict[str, object] = {
         "n_lrs": len(points), "n_seeds": min((p.size for p in pools), default=0),
         "lr_step": float(np.median(np.diff(np.log10(points)))) if len(points) > 1 else math.nan,
-        **sensitivity_metrics(points, means, tolerance=tolerance, chance=chance,
-                              strict_tolerance=strict_tolerance,
-                              bins_per_decade=bins_per_decade,
-                              configs=[f"{i:06d}" for i in range(len(points))])}
+        **curve_metrics(points, means, tolerance=tolerance, strict_tolerance=strict_tolerance,
+                        bins_per_decade=bins_per_decade)}
     best = pools[int(np.argmax(means))] if len(pools) else np.array([])
     row["best_seed_accuracies"] = best.tolist()
     row["best_accuracy_lo"], row["best_accuracy_hi"] = _accuracy_interval(best, confidence)
