@@ -230,13 +230,13 @@ def _mixed_configs(epochs: int = 2, precision: str = "fp32") -> list[TrialConfig
     return configs
 
 
-def _same_run(a: FitResult, b: FitResult, rtol: float) -> None:
+def _same_run(a: FitResult, b: FitResult, rtol: float, atol: float = 1e-6) -> None:
     assert (a.diverged, a.diverged_reason, a.diverged_epoch) == (
         b.diverged, b.diverged_reason, b.diverged_epoch)
     assert len(a.history) == len(b.history)
     for x, y in zip(a.history, b.history, strict=True):
-        assert x.train_loss == pytest.approx(y.train_loss, rel=rtol)
-        assert x.eval_loss == pytest.approx(y.eval_loss, rel=rtol, abs=1e-6)
+        assert x.train_loss == pytest.approx(y.train_loss, rel=rtol, abs=atol)
+        assert x.eval_loss == pytest.approx(y.eval_loss, rel=rtol, abs=atol)
         assert x.eval_accuracy == pytest.approx(y.eval_accuracy, abs=0.01)
         assert (x.lr, x.lr_min, x.lr_max) == pytest.approx((y.lr, y.lr_min, y.lr_max), rel=1e-12)
         assert x.momentum == (None if y.momentum is None else pytest.approx(y.momentum))
@@ -248,7 +248,9 @@ def test_each_member_trains_as_fit_trains_its_config(tiny_data):
     results = train_cohort(configs, tiny_data)
     assert [r.config for r in results] == configs
     for result, config in zip(results, configs, strict=True):
-        _same_run(result, fit(config, tiny_data), rtol=1e-4)
+        # RMSprop's spike in its first updates (at its default rate) magnifies the rounding
+        # of products blocked differently across threads to a few 1e-4 of its loss
+        _same_run(result, fit(config, tiny_data), rtol=1e-3, atol=1e-4)
         assert isinstance(result.model, MLP) and result.test_accuracy == result.final_accuracy
 
 
@@ -300,14 +302,17 @@ def test_a_pruned_member_leaves_at_the_epoch_boundary_and_the_rest_go_on(
     unpruned = train_cohort(configs, tiny_data)
     one_epoch = train_cohort([configs[1].replace(epochs=1)], tiny_data)[0]
     sizes = _stack_sizes(monkeypatch)
-    seen = []
+    seen, left = [], []
 
-    def prune_member_1(member: int, stats: EpochStats) -> bool:
-        seen.append((member, stats.epoch))
-        return member == 1 and stats.epoch == 1
+    def prune_member_1(epoch: int, stats: dict[int, EpochStats]) -> list[int]:
+        seen.extend((member, s.epoch) for member, s in stats.items())
+        return [1] if epoch == 1 else []
 
-    results = train_cohort(configs, tiny_data, on_epoch=prune_member_1)
+    results = train_cohort(configs, tiny_data, on_epoch=prune_member_1,
+                           on_leave=lambda member, result: left.append((member, result)))
     assert [len(r.history) for r in results] == [3, 1, 3]
+    assert [m for m, _ in left] == [1, 0, 2]  # in the order they left, each once
+    assert all(result is results[m] for m, result in left)
     _same_run(results[1], one_epoch, rtol=1e-5)
     assert results[1].final_accuracy == results[1].history[0].eval_accuracy
     for r, u in ((results[0], unpruned[0]), (results[2], unpruned[2])):

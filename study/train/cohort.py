@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -53,11 +53,15 @@ from study.train.schedules import (
 )
 from study.train.stacked import StackedMLP, stacked_evaluate
 
-__all__ = ["train_cohort", "OnMemberEpoch"]
+__all__ = ["train_cohort", "OnCohortEpoch", "OnLeave"]
 
-#: ``on_epoch(member, stats)``: ``member`` is the index of the config in the list given to
-#: :func:`train_cohort`; a true return prunes that member (it leaves after this epoch).
-OnMemberEpoch = Callable[[int, EpochStats], bool]
+#: ``on_epoch(epoch, stats)``: after every epoch, ``stats`` maps each member that trained it
+#: (its index in the configs given to :func:`train_cohort`) to its stats; the members in
+#: the collection it returns are pruned (they leave after this epoch).
+OnCohortEpoch = Callable[[int, Mapping[int, EpochStats]], Collection[int]]
+#: ``on_leave(member, result)``: a member has left the stack (trained every epoch, pruned,
+#: diverged or collapsed), with its result as ``fit`` returns it.
+OnLeave = Callable[[int, FitResult], None]
 
 
 @dataclass
@@ -154,8 +158,9 @@ class _Cohort:
     """The members still training, their stacked model and their batched updates (one
     per optimizer, over the contiguous rows of its members)."""
 
-    def __init__(self, configs: Sequence[TrialConfig], data: Dataset, factor: float) -> None:
-        self.data, self.divergence_factor = data, factor
+    def __init__(self, configs: Sequence[TrialConfig], data: Dataset, factor: float,
+                 on_leave: OnLeave | None = None) -> None:
+        self.data, self.divergence_factor, self.on_leave = data, factor, on_leave
         self.bf16 = configs[0].precision == "bf16"
         # members of one optimizer sit in contiguous rows: its update takes a view
         order = sorted(range(len(configs)), key=lambda i: configs[i].optimizer)
@@ -220,11 +225,13 @@ class _Cohort:
                 with torch.autocast(data.device.type, dtype=torch.bfloat16,
                                     enabled=self.bf16):
                     test = evaluate(model, data.test_x, data.test_y)[1]
-        self.results[member.index] = FitResult(
+        result = self.results[member.index] = FitResult(
             config=member.config, history=tuple(member.history), diverged=reason is not None,
             diverged_lr=lr, diverged_epoch=epoch, diverged_reason=reason,
             final_accuracy=final, test_accuracy=test, eval_set=data.eval_set, model=model,
         )
+        if self.on_leave is not None:
+            self.on_leave(member.index, result)
 
 
 def _diverge(cohort: _Cohort, row: int, epoch: int, reason: str) -> None:
@@ -296,7 +303,7 @@ def _judge_training(cohort: _Cohort, epoch: int, sums: dict) -> None:
 
 def _record_epoch(
     cohort: _Cohort, epoch: int, sums: dict, steps: int, batch_size: int, seconds: float,
-    on_epoch: OnMemberEpoch | None,
+    on_epoch: OnCohortEpoch | None,
 ) -> None:
     """Evaluate the members, apply ``fit``'s collapse rule, record each epoch's stats, step
     the epoch-level schedules and ask ``on_epoch``; members that collapsed, were pruned or
@@ -304,16 +311,17 @@ def _record_epoch(
     losses, accuracies = stacked_evaluate(cohort.model, cohort.data.eval_x,
                                           cohort.data.eval_y, bf16=cohort.bf16)
     share = seconds / len(cohort.members)
-    keep, leaving = [], []
+    trained: dict[int, EpochStats] = {}
+    collapsed = set()
     for r, m in enumerate(cohort.members):
         best = max((s.eval_accuracy for s in m.history), default=0.0)
         below = best >= COLLAPSE_AFTER and accuracies[r] < 2.0 / cohort.data.num_classes
         m.below_updates = m.below_updates + steps if below else 0
         if m.below_updates >= SETTLE_UPDATES:
             m.diverged = (m.lr_used, epoch, "collapsed to chance")
-            leaving.append(r)
+            collapsed.add(r)
             continue
-        stats = EpochStats(
+        stats = trained[m.index] = EpochStats(
             epoch=epoch, train_loss=sums["loss"][r] / sums["seen"],
             train_accuracy=sums["correct"][r] / sums["seen"], eval_loss=losses[r],
             eval_accuracy=accuracies[r], lr=m.lr_used, batch_size=batch_size,
@@ -323,10 +331,17 @@ def _record_epoch(
         m.history.append(stats)
         if m.epoch_hook is not None:
             m.lr_scale *= m.epoch_hook.step(accuracies[r])
-        pruned = on_epoch is not None and bool(on_epoch(m.index, stats))
-        (leaving if pruned or epoch >= m.config.epochs else keep).append(r)
-    for r in leaving:
+    for r in sorted(collapsed):  # a collapse is recorded before the epoch's callback
         cohort.leave(r)
+    pruned = set(on_epoch(epoch, trained)) if on_epoch is not None and trained else set()
+    keep = []
+    for r, m in enumerate(cohort.members):
+        if r in collapsed:
+            continue
+        if m.index in pruned or epoch >= m.config.epochs:
+            cohort.leave(r)
+        else:
+            keep.append(r)
     cohort.keep(keep)
 
 
@@ -334,7 +349,8 @@ def train_cohort(
     configs: Sequence[TrialConfig],
     data: Dataset,
     *,
-    on_epoch: OnMemberEpoch | None = None,
+    on_epoch: OnCohortEpoch | None = None,
+    on_leave: OnLeave | None = None,
     divergence_factor: float = LOSS_DIVERGENCE_FACTOR,
 ) -> list[FitResult]:
     """Train the lab's MLP once per config, all members as one stacked model.
@@ -345,9 +361,13 @@ def train_cohort(
             schedules, warm-ups, weight decays and seeds may all differ.
         data: tensors from :func:`study.train.data.load_mnist` (training runs on their
             device, CPU or CUDA).
-        on_epoch: ``on_epoch(member, stats)`` after each member's epoch (``member``: its
-            index in ``configs``); returning true prunes the member, which leaves the stack
-            after this epoch. An exception propagates and stops the whole cohort.
+        on_epoch: ``on_epoch(epoch, stats)`` after each epoch, ``stats`` mapping each member
+            that trained it (its index in ``configs``) to its stats; the members it returns
+            are pruned: they leave the stack after this epoch. An exception propagates and
+            stops the whole cohort.
+        on_leave: ``on_leave(member, result)`` as each member leaves the stack (every epoch
+            trained, pruned, diverged or collapsed), with its final result: a caller can
+            store a member's outcome while the others train on.
         divergence_factor: as :func:`~study.train.loop.fit`'s.
 
     Returns:
@@ -359,7 +379,7 @@ def train_cohort(
         ValueError: configs that cannot share a stack (see :func:`_check_cohort`).
     """
     factors = _check_cohort(configs)
-    cohort = _Cohort(configs, data, divergence_factor)
+    cohort = _Cohort(configs, data, divergence_factor, on_leave)
     for epoch in range(1, configs[0].epochs + 1):
         if not cohort.members:
             break
