@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 import optuna
 import torch
 
-from study.search.workers import cpu_cores, default_workers
+from study.search.workers import cpu_cores, default_cohort, default_workers
 from study.store.storage import StorageError
 from study.train.config import ConfigError
 from study.train.data import DATA_DIR_ENV, DataError
@@ -146,15 +146,19 @@ def torch_threads(threads: int | None, *, workers: int) -> int:
     return threads or max(1, cpu_cores() // workers)
 
 
-def set_training_threads(threads: int | None, device: str) -> int:
+def set_training_threads(threads: int | None, device: str, *, cohort: int | None = None
+                         ) -> int:
     """Set torch's threads for a command that trains in one process (``study.confirm``,
-    ``study.lr_range``) as ``study.run`` sets each of its default workers' (1 on a 2-core
-    CPU); returns the number set.
+    ``study.lr_range``) as ``study.run`` sets each of its default workers' for trials
+    trained ``cohort`` at a time (default: ``study.run``'s cohort; one at a time: 1 thread on
+    a 2-core CPU; in cohorts, one process: every core); returns the number set.
 
     One process whose threads split each small matrix product of this MLP trains slower
     than one thread per process, and several times slower while anything else runs on the
     machine (its threads wait for each other)."""
-    count = torch_threads(threads, workers=default_workers(device))
+    if cohort is None:
+        cohort = default_cohort(device, 1)
+    count = torch_threads(threads, workers=default_workers(device, cohort))
     torch.set_num_threads(count)
     return count
 

@@ -35,6 +35,7 @@ from study.cli import (
     toolkit_version,
 )
 from study.search.trial_loop import FINISHED, run_trials
+from study.search.workers import COHORT_LIMIT, COHORT_NETWORKS, MAX_COHORT, default_cohort
 from study.store import records
 from study.store.storage import checked_url, display_url, open_storage, open_study
 from study.summary import password_hint, report_command
@@ -81,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="configurations per optimizer: its best TOP complete trials")
     parser.add_argument("--seeds", type=int_in(1, MAX_SEEDS, why=SEEDS_LIMIT), default=10,
                         help="fresh seeds per configuration")
+    parser.add_argument("--cohort", type=int_in(1, MAX_COHORT, why=COHORT_LIMIT), default=None,
+                        metavar="N",
+                        help="train N runs at once as one stacked model (each stored as if "
+                        "trained alone); 1 trains one at a time (default: "
+                        f"{COHORT_NETWORKS['cpu']} on a CPU, {COHORT_NETWORKS['cuda']} on a GPU)")
     add_machine_options(parser)
     return parser
 
@@ -114,7 +120,8 @@ def _study_seed(settings: Mapping[str, Any], trials: Iterable[optuna.trial.Froze
 
 def _confirm(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
-    threads = set_training_threads(args.threads, device)
+    cohort = args.cohort or default_cohort(device, 1)
+    threads = set_training_threads(args.threads, device, cohort=cohort)
     name = _source_name(args.study_name)
     url = checked_url(name, args.storage)
     storage = open_storage(url, create=False)
@@ -145,10 +152,11 @@ def _confirm(args: argparse.Namespace) -> int:
                 "(%d torch thread%s)", confirm_study.study_name, len(chosen), len(seeds),
                 queued, device, threads, "" if threads == 1 else "s")
     interrupted = _run_queued(confirm_study, source_trials, data,
-                              epochs=settings[records.EPOCHS], queued=queued)
+                              epochs=settings[records.EPOCHS], queued=queued,
+                              cohort=cohort)
     print(_summary(storage, confirm_study.study_name, shown, args.storage, wanted=len(wanted)))
     if interrupted:
-        print("Interrupted: the running trial was marked failed. Run the same command to "
+        print("Interrupted: the runs in training were marked failed. Run the same command to "
               "continue.")
         return 130
     return 0
@@ -270,11 +278,13 @@ def _run_queued(
     *,
     epochs: int,
     queued: int,
+    cohort: int = 1,
 ) -> bool:
-    """Train the ``queued`` runs to the last epoch; whether Ctrl-C stopped them."""
+    """Train the ``queued`` runs to the last epoch, ``cohort`` at a time; whether Ctrl-C
+    stopped them."""
     finished = len(confirm_study.get_trials(deepcopy=False, states=FINISHED))
     interrupted, _ = run_trials(confirm_study, _proposer(source_trials), data, epochs=epochs,
-                                target=finished + queued, finished=finished)
+                                target=finished + queued, finished=finished, cohort=cohort)
     return interrupted
 
 

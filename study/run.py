@@ -66,16 +66,22 @@ from study.search.pruners import PRUNE_WITHIN, create_pruner, get_pruner_info, l
 from study.search.samplers import (
     ALLOCATIONS,
     BalancedSampler,
+    GridPointSampler,
     create_sampler,
     get_sampler_info,
     list_samplers,
 )
 from study.search.trial_loop import FINISHED, run_trials, waiting_retries
 from study.search.workers import (
+    COHORT_LIMIT,
+    COHORT_NETWORKS,
+    MAX_COHORT,
     WorkerFailed,
     cpu_cores,
+    default_cohort,
     default_workers,
     run_workers,
+    sibling_workers,
     stop_with_parent,
     worker_storage,
 )
@@ -262,8 +268,16 @@ def _add_worker_options(parser: argparse.ArgumentParser) -> None:
     """How many processes train, and how a crashed one is noticed."""
     parser.add_argument("--workers", type=positive_int, default=None, metavar="W",
                         help="local worker processes sharing the study, each with CORES/W "
-                        "threads and its own sampler seed (SEED, SEED+1, ...) (default: 2 on "
-                        "a CPU with 2 cores or more; on a GPU one per 2 CPU cores, up to 8)")
+                        "threads and its own sampler seed (SEED, SEED+1, ...) (default: 1 "
+                        "with cohorts; with --cohort 1, 2 on a CPU with 2 cores or more, and "
+                        "on a GPU one per 2 CPU cores, up to 8)")
+    parser.add_argument("--cohort", type=int_in(1, MAX_COHORT, why=COHORT_LIMIT), default=None,
+                        metavar="N",
+                        help="train N trials at once as one stacked model (the lab's MLP; each "
+                        "trial stored as if trained alone); 1 trains one at a time (default: "
+                        f"{COHORT_NETWORKS['cpu']} networks on a CPU, {COHORT_NETWORKS['cuda']} "
+                        "on a GPU, over --repeats; 1 with --checkpoints or your own data or "
+                        "model; kept with the study)")
     parser.add_argument("--threads", type=positive_int, default=None,
                         help="CPU threads for torch, per worker (default: CORES/W with "
                         "several workers, torch's choice with one)")
@@ -426,6 +440,7 @@ class RunOptions:
     train_size: int | None
     data_dir: Path | None
     workers: int
+    cohort: int | None  # trials trained at once; None until resolved (after the study's own)
     threads: int | None  # per worker; None (one worker, no --threads) leaves torch's choice
     threads_given: bool
     study_name: str
@@ -450,7 +465,8 @@ class RunOptions:
 #: Options whose default depends on the space or the machine: an existing study keeps its
 #: own value unless the option is given (then it must match, like every kept setting). Each
 #: is a field of :class:`RunOptions` and a setting of ``records.CHECKED_SETTINGS``.
-_ADOPTED = (records.ALLOCATION, records.PRUNE_WITHIN, records.REPEATS, records.PRECISION)
+_ADOPTED = (records.ALLOCATION, records.PRUNE_WITHIN, records.REPEATS, records.PRECISION,
+            records.COHORT)
 
 
 def resolve_options(
@@ -475,6 +491,7 @@ def resolve_options(
             f"turn; leave --allocation out."
         )
     precision = _precision(args.precision, device)
+    _check_cohort(args, own=own)
     workers = 1 if own else _workers(args, device)
     study_name = space.name if args.study_name is None else args.study_name
     _check_where(study_name, args)
@@ -488,6 +505,7 @@ def resolve_options(
         repeats=args.repeats or 1, precision=precision, seed=args.seed, device=device,
         batch_size=args.batch_size, validation=args.validation, train_size=args.train_size,
         data_dir=args.data_dir, workers=workers,
+        cohort=1 if own or args.checkpoints is not None else args.cohort,
         threads=torch_threads(args.threads, workers=workers) if workers > 1 else args.threads,
         threads_given=args.threads is not None, study_name=study_name,
         url=storage or default_storage_url(study_name), storage=storage,
@@ -524,6 +542,19 @@ def _check_own(args: argparse.Namespace, data: Dataset | None) -> None:
     if data is not None and data.eval_set != "test":
         raise UsageError("data: give it unsplit (tensor_dataset without validation_fraction) "
                          "and --validation FRACTION, so that the study's seed splits it.")
+
+
+def _check_cohort(args: argparse.Namespace, *, own: bool) -> None:
+    """--cohort above 1 where cohorts cannot train."""
+    if args.cohort is None or args.cohort == 1:
+        return
+    if own:
+        raise UsageError(f"--cohort {args.cohort}: cohorts train the lab's MLP on MNIST, and "
+                         "this run trains your own data or model; leave --cohort out.")
+    if args.checkpoints is not None:
+        raise UsageError(f"--cohort {args.cohort}: trials trained in cohorts keep no "
+                         "checkpoints; leave --cohort out (--checkpoints trains one trial at "
+                         "a time), or leave --checkpoints out.")
 
 
 def _check_option_pairs(args: argparse.Namespace, *, mnist: bool = True) -> None:
@@ -622,7 +653,8 @@ def _precision(option: str | None, device: str) -> str:
 def _workers(args: argparse.Namespace, device: str) -> int:
     """--workers, else one for a worker process and the machine's default otherwise; each
     seeds its sampler with --seed plus its index, which must stay below :data:`MAX_SEED`."""
-    workers = args.workers or (1 if args.worker else default_workers(device))
+    cohorts = args.cohort or (1 if args.checkpoints is not None else 2)  # 2: any above 1
+    workers = args.workers or (1 if args.worker else default_workers(device, cohorts))
     if args.seed + workers - 1 >= MAX_SEED:
         raise UsageError(f"--seed {args.seed}: its {workers} workers seed their samplers with "
                          f"SEED to SEED+{workers - 1}, which must stay below {MAX_SEED}; use a "
@@ -670,6 +702,9 @@ def _open_study(
     if stored is not None and options.space_file is not None:
         _check_same_space(options, stored)
     options = _adopt(options, stored)
+    if options.cohort is None:
+        options = dataclasses.replace(
+            options, cohort=default_cohort(options.device, options.repeats))
     pruner = create_pruner(options.pruner, epochs=options.epochs, within=options.prune_within)
     optuna_study = open_study(storage, options.study_name, settings=_settings(options),
                               checked=records.CHECKED_SETTINGS,
@@ -722,6 +757,7 @@ def _settings(options: RunOptions) -> dict[str, Any]:
         "prune_within": options.prune_within,
         "repeats": options.repeats,
         "precision": options.precision,
+        "cohort": options.cohort,
         "lr_grid": list(space.lr_grid) if space.lr_grid else None,
         "seed": options.seed,
         "eval_set": options.eval_set,
@@ -762,9 +798,11 @@ def _train(
     """Run trials to the target, here or in ``workers`` worker processes; returns
     (interrupted, wall seconds)."""
     threads = f"{options.threads} thread" + ("s" if options.threads != 1 else "")
-    logger.info("study %r in %s: %d of %d trials finished; %s on %s (%s, %s set)",
+    logger.info("study %r in %s: %d of %d trials finished; %s%s on %s (%s, %s set)",
                 options.study_name, display_url(options.url), finished, options.target,
                 f"{workers} workers x {threads}" if workers > 1 else "training",
+                f" in cohorts of up to {options.cohort} trials" if (options.cohort or 1) > 1
+                else "",
                 options.device, options.precision, options.eval_set)
     if workers > 1:
         # The URL goes to the workers through their environment: a password on their
@@ -808,7 +846,10 @@ def _train_here(
                       done=space.grid_points_done if space.grid() else None,
                       checkpoints=checkpoints, keep_checkpoints=options.keep_checkpoints,
                       claim_key=f"{options.url}\n{options.study_name}", url=options.url,
-                      make_run=partial(TrainingRun, model=options.model))
+                      make_run=(partial(TrainingRun, model=options.model)
+                                if options.model is not None else TrainingRun),
+                      cohort=options.cohort or 1,
+                      workers=sibling_workers() if options.worker else 1)
 
 
 def _sampler(
@@ -819,8 +860,7 @@ def _sampler(
     if grid is not None:
         # The study's seed, the same in every worker: GridSampler shuffles the grid with
         # it and gives trial k the k-th point, so workers must agree on the order.
-        sampler: optuna.samplers.BaseSampler = optuna.samplers.GridSampler(
-            grid, seed=study_seed)
+        sampler: optuna.samplers.BaseSampler = GridPointSampler(grid, seed=study_seed)
     else:
         sampler = create_sampler(options.sampler, seed=options.seed,
                                  n_existing_trials=len(optuna_study.get_trials(deepcopy=False)))

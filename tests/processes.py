@@ -11,12 +11,14 @@ REPO = Path(__file__).resolve().parent.parent
 #: ``python -m study.run`` with test hooks (``--signal-at``, ``--start-file``): see its
 #: docstring.
 HOOKED_RUN = Path(__file__).resolve().parent / "hooked_run.py"
-#: One epoch of 500 examples, one worker on one thread: a trial that costs little more than
-#: the process start.
+#: One epoch of 500 examples, one worker on one thread, one trial at a time: a trial that
+#: costs little more than the process start. (``COHORT`` trains them in cohorts.)
 TINY = [
     "--epochs", "1", "--train-size", "500", "--batch-size", "100",
-    "--workers", "1", "--threads", "1",
+    "--workers", "1", "--threads", "1", "--cohort", "1",
 ]
+#: TINY's trials trained two at a time as one cohort.
+COHORT = [*TINY[:-1], "2"]
 
 
 def child_env(**extra: str) -> dict[str, str]:

@@ -309,10 +309,9 @@ def test_a_pruned_member_leaves_at_the_epoch_boundary_and_the_rest_go_on(
         return [1] if epoch == 1 else []
 
     results = train_cohort(configs, tiny_data, on_epoch=prune_member_1,
-                           on_leave=lambda member, result: left.append((member, result)))
+                           on_leave=lambda gone: left.append(dict(gone)))
     assert [len(r.history) for r in results] == [3, 1, 3]
-    assert [m for m, _ in left] == [1, 0, 2]  # in the order they left, each once
-    assert all(result is results[m] for m, result in left)
+    assert left == [{1: results[1]}, {0: results[0], 2: results[2]}]  # as they left
     _same_run(results[1], one_epoch, rtol=1e-5)
     assert results[1].final_accuracy == results[1].history[0].eval_accuracy
     for r, u in ((results[0], unpruned[0]), (results[2], unpruned[2])):

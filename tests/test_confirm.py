@@ -154,8 +154,10 @@ def test_an_interrupted_confirmation_finishes_its_queued_runs_on_the_next_run(
     assert run_main([*study_args, "--study-name", "s", "--storage", url, *QUICK]) == 0
     real = study.confirm.run_trials
 
-    def one_then_interrupted(optuna_study, propose, data, *, epochs, target, finished):
-        real(optuna_study, propose, data, epochs=epochs, target=finished + 1, finished=finished)
+    def one_then_interrupted(optuna_study, propose, data, *, epochs, target, finished,
+                             **options):
+        real(optuna_study, propose, data, epochs=epochs, target=finished + 1, finished=finished,
+             **options)
         # Ctrl-C in the second run: it is marked failed, as run_trials marks it.
         optuna_study.tell(optuna_study.ask(), state=optuna.trial.TrialState.FAIL)
         return True, 0.0

@@ -76,7 +76,8 @@ def test_four_workers_started_at_once_on_a_fresh_database_all_join(fresh_postgre
 def test_a_killed_workers_trial_is_retried_with_its_parameters(fresh_postgres, tmp_path):
     url = fresh_postgres()
     heartbeat = ["--heartbeat", "1", "--grace", "3"]
-    slow = ["--epochs", "2", "--train-size", "20000", "--batch-size", "32", "--threads", "1"]
+    slow = ["--epochs", "2", "--train-size", "20000", "--batch-size", "32", "--threads", "1",
+            "--cohort", "1"]
     cmd = _run_cmd(url, "kill", "--trials", "2", "--workers", "1", *heartbeat, *slow)
     proc = subprocess.Popen(
         cmd, cwd=tmp_path, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -638,6 +638,8 @@ def test_a_killed_workers_trial_is_failed_after_the_grace_period_and_the_study_f
         "1",
         "--threads",
         "1",
+        "--cohort",
+        "1",
         "--study-name",
         "kill",
         "--heartbeat",

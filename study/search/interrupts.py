@@ -92,6 +92,17 @@ class Interrupts:
         finally:
             self._armed = False
 
+    @contextmanager
+    def shielded(self) -> Iterator[None]:
+        """Inside :meth:`interruptible`, a region a signal must not cut (storing a trial
+        between a cohort's epochs): a signal is only recorded there, and the caller calls
+        :meth:`check` at its next safe point."""
+        armed, self._armed = self._armed, False
+        try:
+            yield
+        finally:
+            self._armed = armed
+
 
 #: The one stop request of this process.
 STOP = Interrupts()

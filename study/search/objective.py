@@ -25,7 +25,15 @@ from study.train.config import TrialConfig
 from study.train.data import Dataset
 from study.train.loop import EpochStats, FitResult, TrainingRun
 
-__all__ = ["Objective", "checkpoint_folder", "keep_best_checkpoints"]
+__all__ = [
+    "Objective",
+    "TrialCurves",
+    "begin_trial",
+    "checkpoint_folder",
+    "finish_trial",
+    "keep_best_checkpoints",
+    "pruned_message",
+]
 
 #: The names :meth:`Objective._save` gives checkpoint files, the only ones ever deleted.
 _CHECKPOINT_NAME = re.compile(r"trial-\d{5,}(-seed-\d+)?\.pt")
@@ -79,15 +87,9 @@ class Objective:
         self.started.append(trial.number)
         STOP.check()  # a stop asked for while the trial was being created: fail it now
         config = self.propose(trial)
-        seeds = [config.seed + k for k in range(self.repeats)]
-        trial.set_user_attr(records.CONFIG, config.to_dict())
-        trial.set_user_attr(records.SEED, config.seed)
-        trial.set_user_attr(records.SEEDS, seeds)
-        trial.set_user_attr(records.EVAL_SET, self.data.eval_set)
-        trial.set_user_attr(records.DIVERGED, False)
+        seeds = begin_trial(trial, config, self.repeats, self.data)
         runs = [self.make_run(config.replace(seed=s), self.data) for s in seeds]
-        curves: dict[str, list[float]] = {attr: [] for attr in records.CURVES}
-        per_seed: list[list[float]] = [[] for _ in runs]
+        curves = TrialCurves(len(runs))
 
         for epoch in range(1, config.epochs + 1):
             # Ctrl-C or SIGTERM interrupts training at once; anywhere else (storage writes)
@@ -97,34 +99,15 @@ class Objective:
             alive = [s for s in stats if s is not None]
             if not alive:
                 break  # every seed has diverged
-            accuracies = [s.eval_accuracy if s else records.CHANCE for s in stats]
-            for seed_curve, accuracy in zip(per_seed, accuracies, strict=True):
-                seed_curve.append(accuracy)
-            # what the schedule set (lr, lr_min, lr_max, momentum, batch size) from the
-            # first live seed: the seeds share it, except plateau's, which follows each
-            # seed's own accuracy; what the seeds measured, their mean
-            mean = {attr: getattr(alive[0], name) for attr, name in records.CURVES.items()}
-            mean.update({
-                "train_loss": _mean([s.train_loss for s in alive]),
-                "train_accuracy": _mean([s.train_accuracy for s in alive]),
-                "eval_accuracy": _mean(accuracies),
-                "epoch_seconds": sum(s.seconds for s in alive),
-            })
-            for attr in records.CURVES:
-                curves[attr].append(mean[attr])
-                trial.set_user_attr(attr, curves[attr])
-            trial.set_user_attr(records.SEED_EVAL_ACCURACY, per_seed)
-            trial.report(mean["eval_accuracy"], epoch)
+            accuracy = curves.record(trial, epoch, stats)
             if self.on_epoch is not None:
                 self.on_epoch(trial, alive[0])
             # A trial that has run every epoch is complete, whatever the pruner says of it.
             if epoch < config.epochs and trial.should_prune():
                 self._save(trial, runs)
-                raise optuna.TrialPruned(
-                    f"epoch {epoch}: accuracy {mean['eval_accuracy']:.4f}"
-                )
+                raise optuna.TrialPruned(pruned_message(epoch, accuracy))
         self._save(trial, runs)
-        return self._finish(trial, [run.result() for run in runs])
+        return finish_trial(trial, [run.result() for run in runs])
 
     def _save(self, trial: optuna.Trial, runs: list[TrainingRun]) -> None:
         """Write each seed's checkpoint (not a diverged one's: its weights are lost)."""
@@ -138,20 +121,73 @@ class Objective:
         if len(runs) > 1:
             trial.set_user_attr(records.SEED_CHECKPOINTS, paths)
 
-    def _finish(self, trial: optuna.Trial, results: list[FitResult]) -> float:
-        finals = [records.CHANCE if r.diverged else r.final_accuracy for r in results]
-        trial.set_user_attr(records.SEED_ACCURACIES, finals)
-        trial.set_user_attr(records.SEED_DIVERGED, [r.diverged for r in results])
-        if all(r.diverged for r in results):
-            first = min(results, key=lambda r: (r.diverged_epoch, r.diverged_lr))
-            trial.set_user_attr(records.DIVERGED, True)
-            trial.set_user_attr(records.DIVERGED_LR, first.diverged_lr)
-            trial.set_user_attr(records.DIVERGED_EPOCH, first.diverged_epoch)
-            trial.set_user_attr(records.DIVERGED_REASON, first.diverged_reason)
-            return records.DIVERGED_VALUE
-        tests = [records.CHANCE if r.diverged else r.test_accuracy for r in results]
-        trial.set_user_attr(records.TEST_ACCURACY, _mean(tests))
-        return _mean(finals)
+def begin_trial(trial: optuna.Trial, config: TrialConfig, repeats: int,
+                data: Dataset) -> list[int]:
+    """Record what a trial trains (its config, seeds and evaluation set); returns its seeds:
+    ``config.seed``, ``config.seed + 1``, ... (``repeats`` of them)."""
+    seeds = [config.seed + k for k in range(repeats)]
+    trial.set_user_attr(records.CONFIG, config.to_dict())
+    trial.set_user_attr(records.SEED, config.seed)
+    trial.set_user_attr(records.SEEDS, seeds)
+    trial.set_user_attr(records.EVAL_SET, data.eval_set)
+    trial.set_user_attr(records.DIVERGED, False)
+    return seeds
+
+
+class TrialCurves:
+    """A trial's per-epoch curves over its seeds, as :mod:`study.store.records` lists them."""
+
+    def __init__(self, seeds: int) -> None:
+        self.curves: dict[str, list[float]] = {attr: [] for attr in records.CURVES}
+        self.per_seed: list[list[float]] = [[] for _ in range(seeds)]
+
+    def record(self, trial: optuna.Trial, epoch: int, stats: list[EpochStats | None]) -> float:
+        """Store one epoch of the seeds' ``stats`` (None: a seed that has diverged, counted
+        as chance) and report their mean accuracy, which it returns."""
+        alive = [s for s in stats if s is not None]
+        accuracies = [s.eval_accuracy if s else records.CHANCE for s in stats]
+        for seed_curve, accuracy in zip(self.per_seed, accuracies, strict=True):
+            seed_curve.append(accuracy)
+        # what the schedule set (lr, lr_min, lr_max, momentum, batch size) from the first
+        # live seed: the seeds share it, except plateau's, which follows each seed's own
+        # accuracy; what the seeds measured, their mean
+        mean = {attr: getattr(alive[0], name) for attr, name in records.CURVES.items()}
+        mean.update({
+            "train_loss": _mean([s.train_loss for s in alive]),
+            "train_accuracy": _mean([s.train_accuracy for s in alive]),
+            "eval_accuracy": _mean(accuracies),
+            "epoch_seconds": sum(s.seconds for s in alive),
+        })
+        for attr in records.CURVES:
+            self.curves[attr].append(mean[attr])
+            trial.set_user_attr(attr, self.curves[attr])
+        trial.set_user_attr(records.SEED_EVAL_ACCURACY, self.per_seed)
+        trial.report(mean["eval_accuracy"], epoch)
+        return mean["eval_accuracy"]
+
+
+def pruned_message(epoch: int, accuracy: float) -> str:
+    """Why a trial was pruned, as Optuna logs it."""
+    return f"epoch {epoch}: accuracy {accuracy:.4f}"
+
+
+def finish_trial(trial: optuna.Trial, results: list[FitResult]) -> float:
+    """Record the seeds' final results; returns the trial's value: their mean accuracy (a
+    diverged seed counted as chance), or ``records.DIVERGED_VALUE`` when every seed
+    diverged."""
+    finals = [records.CHANCE if r.diverged else r.final_accuracy for r in results]
+    trial.set_user_attr(records.SEED_ACCURACIES, finals)
+    trial.set_user_attr(records.SEED_DIVERGED, [r.diverged for r in results])
+    if all(r.diverged for r in results):
+        first = min(results, key=lambda r: (r.diverged_epoch, r.diverged_lr))
+        trial.set_user_attr(records.DIVERGED, True)
+        trial.set_user_attr(records.DIVERGED_LR, first.diverged_lr)
+        trial.set_user_attr(records.DIVERGED_EPOCH, first.diverged_epoch)
+        trial.set_user_attr(records.DIVERGED_REASON, first.diverged_reason)
+        return records.DIVERGED_VALUE
+    tests = [records.CHANCE if r.diverged else r.test_accuracy for r in results]
+    trial.set_user_attr(records.TEST_ACCURACY, _mean(tests))
+    return _mean(finals)
 
 
 def checkpoint_folder(root: Path, study_name: str) -> Path:

@@ -25,6 +25,7 @@ __all__ = [
     "get_sampler_info",
     "create_sampler",
     "BalancedSampler",
+    "GridPointSampler",
     "ALLOCATIONS",
 ]
 
@@ -92,6 +93,21 @@ def create_sampler(
     if seed is not None and info.reseed_on_resume:
         seed += n_existing_trials
     return info.factory(seed)
+
+
+class GridPointSampler(optuna.samplers.GridSampler):
+    """Optuna's ``GridSampler``, except that it never stops the study: the run stops when its
+    target of grid points is reached (it counts them itself), and trials trained in cohorts
+    are told outside ``optimize``, where ``study.stop`` is an error."""
+
+    def after_trial(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        pass
 
 
 class BalancedSampler(optuna.samplers.BaseSampler):

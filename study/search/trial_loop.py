@@ -16,6 +16,7 @@ import logging
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -29,6 +30,7 @@ try:
 except ImportError:  # pragma: no cover - not POSIX
     fcntl = None
 
+from study.search.cohort_trials import CohortRunner, finished_elsewhere, say_taken_over
 from study.search.interrupts import STOP
 from study.search.objective import Objective, keep_best_checkpoints
 from study.search.progress import PlainProgress, trial_label, trial_line
@@ -41,10 +43,6 @@ __all__ = ["FINISHED", "MOMENT_OBSERVERS", "run_trials", "waiting_retries"]
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 RUNNING = optuna.trial.TrialState.RUNNING
-#: How Optuna refuses to store into a trial another process has already finished: while it
-#: trains (``UpdateFinishedTrialError``) or when its value is told (``Cannot tell a FAIL
-#: trial``).
-_TOLD_ELSEWHERE = "Cannot tell a "
 
 logger = logging.getLogger(__name__)
 
@@ -133,16 +131,26 @@ class _Progress:
 
     def on_epoch(self, trial: optuna.Trial, stats: EpochStats) -> None:
         """The objective's per-epoch callback."""
-        name = f"trial {trial.number} {trial_label(trial)}"
+        self._show_epoch(f"trial {trial.number} {trial_label(trial)}", stats)
+
+    def on_cohort_epoch(self, numbers: list[int], epoch: int, best: EpochStats) -> None:
+        """A cohort's per-epoch callback: the trials still training, the best member's
+        stats."""
+        name = (f"trial {numbers[0]}" if len(numbers) == 1 else
+                f"trials {', '.join(map(str, numbers[:3]))}{', ...' if len(numbers) > 3 else ''}"
+                f" ({len(numbers)} at once)")
+        self._show_epoch(name, best, best="best ")
+
+    def _show_epoch(self, name: str, stats: EpochStats, best: str = "") -> None:
         self.plain(lambda: f"{self.name}: {self.finished} of {self.target} trials finished; "
                            f"{name} epoch {stats.epoch}/{self.epochs}: loss "
-                           f"{stats.train_loss:.3f}, accuracy {stats.eval_accuracy:.4f}")
+                           f"{stats.train_loss:.3f}, {best}accuracy {stats.eval_accuracy:.4f}")
         if stats.epoch == 1:
             self.epoch_bar.reset(total=self.epochs)
-            self.epoch_bar.set_description(name)
+        self.epoch_bar.set_description(name)
         self.epoch_bar.update(1)
-        self.epoch_bar.set_postfix(loss=f"{stats.train_loss:.3f}",
-                                   acc=f"{stats.eval_accuracy:.4f}")
+        self.epoch_bar.set_postfix({"loss": f"{stats.train_loss:.3f}",
+                                    f"{best.replace(' ', '_')}acc": f"{stats.eval_accuracy:.4f}"})
         _moment("epoch")
 
     def on_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -176,6 +184,19 @@ def _claimed(objective: Objective, claim: _Claim | None) -> Callable[[optuna.Tri
     return run
 
 
+def _room(
+    optuna_study: optuna.Study, *, count: Callable[[optuna.Study], int], target: int,
+    siblings: int,
+) -> int:
+    """How many more trials this worker may ask for: what the study still needs (less the
+    running trials, with siblings), shared with the ``siblings - 1`` other workers that may
+    still ask; at least the waiting retries."""
+    running = (len(optuna_study.get_trials(deepcopy=False, states=(RUNNING,)))
+               if siblings > 1 else 0)
+    needed = target - count(optuna_study) - running
+    return max(-(-needed // siblings), len(waiting_retries(optuna_study)))
+
+
 def _target_reached(
     optuna_study: optuna.Study, *, count: Callable[[optuna.Study], int], target: int,
     siblings: bool,
@@ -204,33 +225,17 @@ def _callbacks(
     return callbacks
 
 
-def _finished_elsewhere(exc: BaseException) -> bool:
-    """Whether ``exc`` (or what it arose from) is Optuna refusing to write into a trial that
-    is no longer RUNNING."""
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, optuna.exceptions.UpdateFinishedTrialError) or (
-                isinstance(exc, ValueError) and str(exc).startswith(_TOLD_ELSEWHERE)):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
 def _taken_over(optuna_study: optuna.Study, begun: list[int], exc: Exception) -> bool:
     """Whether ``exc`` means that the trial this worker had begun (the last of ``begun``) was
     failed as dead by another process while this one was paused past the grace period; if
     so, says it in one line."""
-    if not begun or not _finished_elsewhere(exc):
+    if not begun or not finished_elsewhere(exc):
         return False
     number = begun[-1]
     trial = next(t for t in optuna_study.get_trials(deepcopy=False) if t.number == number)
     if trial.state != optuna.trial.TrialState.FAIL:
         return False
-    logger.warning(
-        "trial %d went without a heartbeat for longer than --grace while this process was "
-        "paused, so another process marked it failed (and retried it, on a server "
-        "database); its result is dropped and the run carries on.", number)
+    say_taken_over(number)
     return True
 
 
@@ -265,6 +270,40 @@ def _optimize_until(
         finally:
             if claim is not None:
                 claim.release()
+
+
+def _optimize_cohorts_until(
+    optuna_study: optuna.Study,
+    runner: CohortRunner,
+    *,
+    size: int,
+    room: Callable[[], int],
+    reached: Callable[[], bool],
+    claim: _Claim | None,
+) -> None:
+    """:func:`_optimize_until` for cohorts: ask up to ``size`` trials (no more than
+    ``room()``, the trials the target still needs, but at least one: a waiting retry is run
+    even past it), suggest each one's parameters before the next is asked, and train them
+    together; until ``reached()`` or a stop is requested. With ``claim`` the check and the
+    asks happen under the lock the sibling workers share."""
+    while not STOP.requested:
+        if claim is not None:
+            claim.acquire()
+        try:
+            if STOP.requested or reached():
+                break
+            with warnings.catch_warnings():
+                # what optimize does before each trial; and the cohort runs a heartbeat for
+                # each trial it asks for (Optuna warns that ask alone would not)
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                warnings.filterwarnings("ignore", "Heartbeat of storage is supposed")
+                optuna.storages.fail_stale_trials(optuna_study)
+                for _ in range(max(1, min(size, room()))):
+                    runner.add(optuna_study.ask())
+        finally:
+            if claim is not None:
+                claim.release()
+        runner.run()
 
 
 def _closing_running_trials(
@@ -309,6 +348,8 @@ def run_trials(
     claim_key: str | None = None,
     url: str | None = None,
     make_run: Callable[[TrialConfig, Dataset], TrainingRun] = TrainingRun,
+    cohort: int = 1,
+    workers: int = 1,
 ) -> tuple[bool, float]:
     """Run trials until ``target`` are finished; returns (interrupted, wall seconds).
 
@@ -322,27 +363,44 @@ def run_trials(
     ``checkpoints`` (a folder) each trial that completes or is pruned leaves a checkpoint per
     seed there, and with ``keep_checkpoints`` K only the best K trials' files are kept.
     ``make_run``: ``(config, data) -> run``, as :class:`~study.search.objective.Objective`
-    takes it (another model: ``partial(TrainingRun, model=factory)``).
+    takes it (another model: ``partial(TrainingRun, model=factory)``). ``cohort`` N above 1
+    trains up to N trials at a time as one stacked model (the lab's MLP only; with
+    ``make_run`` and ``checkpoints`` left out), each stored as one trained alone would be
+    (:mod:`study.search.cohort_trials`); with ``siblings``, ``workers`` workers share the
+    study and each asks for no more than its share of the trials left.
 
     Raises:
         StorageError: the database (``url``) failed during the run, a full disk for example;
             this worker's running trial is closed as failed where the database still allows.
     """
+    if cohort > 1 and (make_run is not TrainingRun or checkpoints is not None):
+        raise ValueError("cohorts train the lab's MLP and keep no checkpoints; give cohort=1"
+                         " with make_run or checkpoints")
     progress = _Progress(optuna_study, epochs=epochs, target=target, finished=finished,
                          enabled=show_progress)
-    objective = Objective(propose, data, repeats=repeats, on_epoch=progress.on_epoch,
-                          make_run=make_run, checkpoints=checkpoints)
     claim = _Claim(claim_key) if siblings and claim_key else None
     callbacks = _callbacks(progress, keep_checkpoints, checkpoints)
-    reached = partial(_target_reached, optuna_study, count=done or _count_finished,
-                      target=target, siblings=siblings)
-    loop = partial(_optimize_until, optuna_study, _claimed(objective, claim), callbacks,
-                   reached=reached, claim=claim, started=objective.started)
+    count = done or _count_finished
+    reached = partial(_target_reached, optuna_study, count=count, target=target,
+                      siblings=siblings)
+    if cohort > 1:
+        runner = CohortRunner(optuna_study, propose, data, repeats=repeats, callbacks=callbacks,
+                              on_epoch=progress.on_cohort_epoch, moment=_moment)
+        started = runner.started
+        loop = partial(_optimize_cohorts_until, optuna_study, runner, size=cohort,
+                       room=partial(_room, optuna_study, count=count, target=target,
+                                    siblings=workers if siblings else 1),
+                       reached=reached, claim=claim)
+    else:
+        objective = Objective(propose, data, repeats=repeats, on_epoch=progress.on_epoch,
+                              make_run=make_run, checkpoints=checkpoints)
+        started = objective.started
+        loop = partial(_optimize_until, optuna_study, _claimed(objective, claim), callbacks,
+                       reached=reached, claim=claim, started=started)
     start = time.perf_counter()
     with STOP.handling():
         try:
-            interrupted = _closing_running_trials(loop, optuna_study, started=objective.started,
-                                                  url=url)
+            interrupted = _closing_running_trials(loop, optuna_study, started=started, url=url)
         finally:
             progress.close()
         interrupted = interrupted or STOP.requested

@@ -30,8 +30,9 @@ from study.search.progress import PlainProgress, running_label, trial_line
 from study.search.trial_loop import FINISHED
 
 __all__ = [
-    "WorkerFailed", "run_workers", "default_workers", "cpu_cores", "stop_with_parent",
-    "worker_storage", "STORAGE_ENV",
+    "WorkerFailed", "run_workers", "default_workers", "default_cohort", "COHORT_NETWORKS",
+    "MAX_COHORT", "COHORT_LIMIT",
+    "cpu_cores", "stop_with_parent", "worker_storage", "sibling_workers", "STORAGE_ENV",
 ]
 
 #: Seconds between looks at the storage.
@@ -41,6 +42,9 @@ STOP_TIMEOUT = 60.0
 #: The environment variable that gives a worker the ``--storage`` URL: on its command line
 #: the URL's password would show to every user of the machine (``ps``).
 STORAGE_ENV = "OPTSTUDY_WORKER_STORAGE"
+#: How many workers share the study, for each of them: a worker training cohorts asks for
+#: no more than its share of the trials left.
+WORKERS_ENV = "OPTSTUDY_WORKERS"
 #: The environment variable that gives a worker its parent's process id.
 PARENT_ENV = "OPTSTUDY_WORKER_PARENT"
 #: The prefix of the one-line error a worker prints; the parent prints its own.
@@ -61,18 +65,45 @@ def cpu_cores() -> int:
         return os.cpu_count() or 1
 
 
-def default_workers(device: str) -> int:
-    """Two workers on a CPU with two cores or more; on a GPU, one per two CPU cores, at most
-    eight, sharing the GPU.
+#: Networks one cohort trains at once by default (``--cohort``): on a CPU a stack of 4 to 8
+#: trains about 1.5x the member-epochs per second of one network per process (docs/speed.md,
+#: ``python -m bench.cohort_speed``), and pruning shrinks it; on a GPU the stack is what
+#: fills the device.
+COHORT_NETWORKS = {"cpu": 8, "cuda": 64}
+#: The most trials ``--cohort`` takes, and why (the refusal of more says it).
+MAX_COHORT = 1024
+COHORT_LIMIT = ("each network of a cohort holds its weights, gradients and optimizer state "
+                "in memory at once (about 9 MB for the lab's MLP)")
+
+
+def default_cohort(device: str, repeats: int) -> int:
+    """Trials one cohort trains at once by default: :data:`COHORT_NETWORKS` networks of
+    the device over the seeds per trial, at least one."""
+    networks = COHORT_NETWORKS["cpu" if device == "cpu" else "cuda"]
+    return max(1, networks // repeats)
+
+
+def default_workers(device: str, cohort: int = 1) -> int:
+    """One process where trials train in cohorts (the cohort uses every core, and one
+    process keeps the study reproducible from its seed). One at a time: two workers on a CPU
+    with two cores or more; on a GPU, one per two CPU cores, at most eight, sharing the GPU.
 
     On a CPU, separate single-threaded processes train more epochs per second than one
     process whose torch threads split each small matrix product. On a GPU an MLP at batch 64
     is bound by kernel launches, which one process issues one at a time, so several processes
     keep the GPU busy. The measurements are in docs/speed.md and ``python -m bench.study_time``.
     """
+    if cohort > 1:
+        return 1
     if device != "cpu":
         return max(1, min(8, cpu_cores() // 2))
     return 2 if cpu_cores() >= 2 else 1
+
+
+def sibling_workers() -> int:
+    """In a worker: how many workers share the study (itself included); 1 elsewhere."""
+    value = os.environ.get(WORKERS_ENV, "")
+    return int(value) if value.isdigit() and int(value) > 0 else 1
 
 
 def worker_storage() -> str | None:
@@ -156,7 +187,8 @@ def run_workers(
     Raises:
         WorkerFailed: a worker stopped with an error (the others are stopped too).
     """
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", PARENT_ENV: str(os.getpid())}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", PARENT_ENV: str(os.getpid()),
+           WORKERS_ENV: str(workers)}
     env.pop(STORAGE_ENV, None)
     if storage:
         env[STORAGE_ENV] = storage

@@ -80,6 +80,7 @@ __all__ = [
     "ALLOCATION",
     "PRUNE_WITHIN",
     "REPEATS",
+    "COHORT",
     "CURVES",
     "EVAL_ACCURACY",
     "EPOCH_SECONDS",
@@ -194,6 +195,7 @@ CHECKED_SETTINGS = (
 #: ones, and what describes the study (its space, seed, evaluation set, toolkit version).
 SETTINGS = (
     *CHECKED_SETTINGS,
+    "cohort",
     "space_description",
     "space_definition",
     "seed",
@@ -236,6 +238,10 @@ SPACE = "space"
 ALLOCATION = "allocation"
 PRUNE_WITHIN = "prune_within"
 REPEATS = "repeats"
+#: Trials trained at once (``--cohort``): kept for the runs that resume the study, but not
+#: checked (a trial trained in a cohort is stored as it would be alone; the size changes only
+#: how many trials the sampler proposes at a time).
+COHORT = "cohort"
 
 # --- how a trial ended: one counting rule for the summary, the tables and the report -----
 

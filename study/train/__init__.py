@@ -36,7 +36,7 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
         "EpochStats", "FitResult", "TrainingRun", "fit", "evaluate", "collapse_levels",
         "fast_bf16_available",
     ),
-    "study.train.cohort": ("train_cohort", "OnCohortEpoch", "OnLeave"),
+    "study.train.cohort": ("train_cohort", "stack_key", "OnCohortEpoch", "OnLeave"),
     "study.train.stacked": ("StackedMLP",),
     "study.train.cohort_optim": ("StackedOptimizer", "stacked_optimizer_class"),
     "study.train.checkpoint": ("FORMAT", "Checkpoint", "save_checkpoint", "load_checkpoint"),

@@ -53,15 +53,15 @@ from study.train.schedules import (
 )
 from study.train.stacked import StackedMLP, stacked_evaluate
 
-__all__ = ["train_cohort", "OnCohortEpoch", "OnLeave"]
+__all__ = ["train_cohort", "stack_key", "OnCohortEpoch", "OnLeave"]
 
 #: ``on_epoch(epoch, stats)``: after every epoch, ``stats`` maps each member that trained it
 #: (its index in the configs given to :func:`train_cohort`) to its stats; the members in
 #: the collection it returns are pruned (they leave after this epoch).
 OnCohortEpoch = Callable[[int, Mapping[int, EpochStats]], Collection[int]]
-#: ``on_leave(member, result)``: a member has left the stack (trained every epoch, pruned,
-#: diverged or collapsed), with its result as ``fit`` returns it.
-OnLeave = Callable[[int, FitResult], None]
+#: ``on_leave(results)``: members have left the stack (trained every epoch, pruned, diverged
+#: or collapsed); ``results`` maps each (its index) to its result as ``fit`` returns it.
+OnLeave = Callable[[Mapping[int, FitResult]], None]
 
 
 @dataclass
@@ -94,6 +94,15 @@ class _Member:
         return self.momentum_fn(update) if self.momentum_fn is not None else self.momentum
 
 
+def stack_key(config: TrialConfig) -> tuple:
+    """What members of one cohort share: batch size, epochs, precision and the batch size of
+    every epoch (a batch-size schedule's multiples). Configs with equal keys can be trained
+    together."""
+    fn = build_batch_factor(config.schedule, config.schedule_params)
+    factors = tuple(fn(e) if fn else 1 for e in range(config.epochs))
+    return config.batch_size, config.epochs, config.precision, factors
+
+
 def _check_cohort(configs: Sequence[TrialConfig]) -> list[int]:
     """The batch-size multiple of each epoch, once the configs can share a stack.
 
@@ -111,8 +120,7 @@ def _check_cohort(configs: Sequence[TrialConfig]) -> list[int]:
     factors = set()
     for config in configs:
         stacked_optimizer_class(config.optimizer)
-        fn = build_batch_factor(config.schedule, config.schedule_params)
-        factors.add(tuple(fn(e) if fn else 1 for e in range(config.epochs)))
+        factors.add(stack_key(config)[3])
     if len(factors) > 1:
         raise ValueError(f"a cohort's members share the batch size of every epoch, but got"
                          f" {sorted(factors)}; train them in separate cohorts.")
@@ -176,6 +184,7 @@ class _Cohort:
             self.updates.append((rows_slice, update))
         self.updates_made = 0
         self.results: dict[int, FitResult] = {}
+        self.left: dict[int, FitResult] = {}  # since the last keep
 
     def step(self, x: torch.Tensor, y: torch.Tensor, nll: torch.Tensor,
              pred: torch.Tensor) -> None:
@@ -199,7 +208,8 @@ class _Cohort:
         self.updates_made += 1
 
     def keep(self, rows: list[int]) -> None:
-        """Keep the members at ``rows`` (stack order); the others have left."""
+        """Keep the members at ``rows`` (stack order); the others have left, and
+        ``on_leave`` hears of them together."""
         index = torch.tensor(rows, dtype=torch.long, device=self.data.device)
         self.model.keep(index)
         updates, start = [], 0
@@ -211,6 +221,9 @@ class _Cohort:
                 start += len(mine)
         self.updates = updates
         self.members = [self.members[r] for r in rows]
+        left, self.left = self.left, {}
+        if left and self.on_leave is not None:
+            self.on_leave(left)
 
     def leave(self, row: int) -> None:
         """Record member ``row``'s result (``fit``'s form) before it leaves the stack."""
@@ -230,8 +243,7 @@ class _Cohort:
             diverged_lr=lr, diverged_epoch=epoch, diverged_reason=reason,
             final_accuracy=final, test_accuracy=test, eval_set=data.eval_set, model=model,
         )
-        if self.on_leave is not None:
-            self.on_leave(member.index, result)
+        self.left[member.index] = result
 
 
 def _diverge(cohort: _Cohort, row: int, epoch: int, reason: str) -> None:
@@ -365,9 +377,9 @@ def train_cohort(
             that trained it (its index in ``configs``) to its stats; the members it returns
             are pruned: they leave the stack after this epoch. An exception propagates and
             stops the whole cohort.
-        on_leave: ``on_leave(member, result)`` as each member leaves the stack (every epoch
-            trained, pruned, diverged or collapsed), with its final result: a caller can
-            store a member's outcome while the others train on.
+        on_leave: ``on_leave(results)`` when members leave the stack (every epoch trained,
+            pruned, diverged or collapsed), ``results`` mapping each member that left to its
+            final result: a caller can store a trial's outcome while the others train on.
         divergence_factor: as :func:`~study.train.loop.fit`'s.
 
     Returns:

@@ -1,0 +1,193 @@
+"""``python -m study.run`` training trials in cohorts (``--cohort``, the default): each trial is
+stored as one trained alone would be, a run is reproducible from its seed, and Ctrl-C, SIGTERM,
+a pause past the grace period and a killed process lose nothing finished."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import optuna
+import pytest
+from processes import COHORT, child_env, hooked_run, study_run
+
+from study.run import main as run_main
+from study.store import records
+
+#: Attributes that a trial's training measures (they may differ by float rounding between a
+#: cohort and a run alone); every other attribute must be equal.
+_MEASURED = {*records.CURVES, records.SEED_EVAL_ACCURACY, records.SEED_ACCURACIES,
+             records.TEST_ACCURACY}
+
+
+def _study(url: str, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=url)
+
+
+def _close(a: object, b: object) -> bool:
+    """Equal, numbers to within 0.01 (float rounding may flip a few predictions), lists
+    element by element."""
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) and isinstance(b, float):
+        return abs(a - b) <= 0.01
+    return a == b
+
+
+@pytest.mark.slow
+def test_a_grid_in_cohorts_records_what_it_records_one_trial_at_a_time(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    grid = ["--space", "lr-grid", "--optimizers", "sgd,adam,rmsprop", "--lr-grid",
+            "1e-3,1e-1,1", "--repeats", "2", "--epochs", "2", "--train-size", "1000",
+            "--batch-size", "100", "--threads", "1", "--precision", "fp32"]
+    url = f"sqlite:///{tmp_path / 'g.db'}"
+    for name, cohort in (("alone", "1"), ("cohorts", "4")):
+        assert run_main([*grid, "--cohort", cohort, "--study-name", name, "--storage", url]) == 0
+    alone = _study(url, "alone").get_trials()
+    together = _study(url, "cohorts").get_trials()
+    assert len(alone) == len(together) == 9
+    assert _study(url, "cohorts").user_attrs[records.COHORT] == 4
+    for a, b in zip(alone, together, strict=True):
+        assert (a.number, a.state, a.params) == (b.number, b.state, b.params)
+        assert a.value == pytest.approx(b.value, abs=0.01)
+        assert set(a.user_attrs) == set(b.user_attrs)
+        assert sorted(a.intermediate_values) == sorted(b.intermediate_values)
+        for key, value in a.user_attrs.items():
+            if key == "epoch_seconds":
+                continue  # the time a trial took: a cohort shares its epochs' time
+            if key in _MEASURED:
+                assert _close(value, b.user_attrs[key]), key
+            else:
+                assert value == b.user_attrs[key], key
+
+
+def _default_run(url: str, *more: str) -> list[str]:
+    """The default command (cohorts in one process) on a small training set."""
+    return ["--epochs", "2", "--train-size", "500", "--batch-size", "100", "--seed", "7",
+            "--study-name", "r", "--storage", url, *more]
+
+
+def test_the_default_run_in_cohorts_is_reproducible_from_its_seed(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    runs = []
+    for k in range(2):
+        url = f"sqlite:///{tmp_path / f'r{k}.db'}"
+        assert run_main(_default_run(url, "--trials", "10")) == 0  # a cohort of 8, then 2
+        optuna_study = _study(url, "r")
+        assert optuna_study.user_attrs[records.COHORT] == 8  # the CPU's default, kept
+        runs.append([(t.number, t.state.name, t.value, sorted(t.params.items()))
+                     for t in optuna_study.get_trials()])
+    assert len(runs[0]) == 10 and {s for _, s, _, _ in runs[0]} <= {"COMPLETE", "PRUNED"}
+    assert runs[0] == runs[1]
+
+
+def test_a_resumed_study_keeps_its_cohort_unless_given(tmp_path, monkeypatch, caplog):
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    assert run_main(_default_run(url, "--trials", "2", "--cohort", "3")) == 0
+    caplog.set_level("INFO", logger="study.run")
+    assert run_main(_default_run(url, "--trials", "3")) == 0
+    assert "in cohorts of up to 3 trials" in caplog.text
+    caplog.clear()
+    assert run_main(_default_run(url, "--trials", "4", "--cohort", "1")) == 0  # not checked
+    assert "in cohorts" not in caplog.text
+    assert _study(url, "r").user_attrs[records.COHORT] == 3  # what it was created with
+
+
+@pytest.mark.parametrize("moment, kept", [
+    ("started:SIGTERM", "FAIL"),  # the cohort has begun training
+    ("trained:SIGINT", "COMPLETE"),  # trained, the first trial's value not yet stored
+])
+def test_a_signal_during_a_cohort_stores_what_finished_and_fails_the_rest(
+    tmp_path, moment, kept
+):
+    args = ["--trials", "2", *COHORT]
+    done = subprocess.run(hooked_run("--signal-at", moment, args=args), cwd=tmp_path,
+                          env=child_env(), capture_output=True, text=True, timeout=300)
+    output = done.stdout + done.stderr
+    assert done.returncode == 130, output
+    assert "Traceback" not in output and f"Interrupted by {moment.partition(':')[2]}" in output
+    url = f"sqlite:///{tmp_path / 'studies' / 'default.db'}"
+    trials = _study(url, "default").get_trials()
+    assert [t.state.name for t in trials] == [kept, kept]  # both trials of the cohort
+    values = [t.value for t in trials]
+    again = subprocess.run(study_run(*args), cwd=tmp_path, env=child_env(),
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    trials = _study(url, "default").get_trials()
+    assert sum(t.state.name == "COMPLETE" for t in trials) == 2
+    assert [t.value for t in trials[:2]] == values  # nothing finished was trained again
+    assert not [t for t in trials if t.state.name in ("RUNNING", "WAITING")]
+
+
+def test_a_cohort_paused_past_its_grace_drops_its_trials_and_carries_on(tmp_path):
+    url = f"sqlite:///{tmp_path / 'paused.db'}"
+    args = ["--storage", url, "--study-name", "paused", "--trials", "2", *COHORT,
+            "--heartbeat", "1", "--grace", "2"]
+    run = subprocess.Popen(hooked_run("--signal-at", "epoch:SIGSTOP", args=args),
+                           cwd=tmp_path, env=child_env(), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (os.waitpid(run.pid, os.WNOHANG | os.WUNTRACED)[1] & 0xFF == 0x7F):
+            assert time.monotonic() < deadline and run.poll() is None, "it never paused"
+            time.sleep(0.02)
+        # Another process (this one) finds the cohort's trials silent past their grace.
+        from study.store.storage import open_storage
+
+        optuna_study = optuna.load_study(study_name="paused",
+                                         storage=open_storage(url, heartbeat=1, grace=2))
+        while {t.state.name for t in optuna_study.get_trials()} != {"FAIL"}:
+            assert time.monotonic() < deadline, "the trials never counted as dead"
+            optuna.storages.fail_stale_trials(optuna_study)
+            time.sleep(0.2)
+        os.kill(run.pid, signal.SIGCONT)
+        out, err = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 0, out + err
+    assert "Traceback" not in err and "UpdateFinishedTrialError" not in err
+    dropped = [line for line in err.splitlines() if "went without a heartbeat" in line]
+    assert len(dropped) == 2, err  # one line per trial of the cohort
+    states = [t.state.name for t in optuna_study.get_trials()]
+    assert states == ["FAIL", "FAIL", "COMPLETE", "COMPLETE"]
+
+
+def test_the_progress_of_a_cohort_names_its_trials(tmp_path):
+    done = subprocess.run(study_run("--trials", "2", *COHORT), cwd=tmp_path, env=child_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "trials 0, 1 (2 at once) epoch 1/1: loss " in done.stderr, done.stderr
+    assert "best accuracy" in done.stderr
+
+
+@pytest.mark.slow
+def test_a_killed_cohorts_trials_are_retried_with_their_parameters(fresh_postgres, tmp_path):
+    url = fresh_postgres()
+    args = ["--storage", url, "--study-name", "kill", "--epochs", "2", "--train-size", "20000",
+            "--batch-size", "32", "--threads", "1", "--cohort", "2", "--heartbeat", "1",
+            "--grace", "3"]
+    proc = subprocess.Popen(study_run(*args, "--trials", "2"), cwd=tmp_path, env=child_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:  # a plain progress line: the cohort is training
+        if "epoch 1/2" in line:
+            break
+    proc.kill()  # SIGKILL: no clean-up at all
+    proc.wait()
+    optuna_study = _study(url, "kill")
+    killed = optuna_study.get_trials()
+    assert [t.state.name for t in killed] == ["RUNNING", "RUNNING"]
+    time.sleep(4)  # past the grace period
+    # Target 1 is already met: the retries must still run, not wait for ever.
+    again = subprocess.run(study_run(*args, "--trials", "1"), cwd=tmp_path, env=child_env(),
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    trials = optuna_study.get_trials()
+    assert [t.state.name for t in trials] == ["FAIL", "FAIL", "COMPLETE", "COMPLETE"]
+    retried = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number
+    assert sorted(retried(t) for t in trials[2:]) == [0, 1]
+    for retry in trials[2:]:
+        assert retry.params == killed[retried(retry)].params
