@@ -166,8 +166,8 @@ def add_trial(
 
 
 #: Command-line options for a quick real study: 2000 training images, batches of 100, in this
-#: process (one worker), one trial at a time.
-QUICK = ["--train-size", "2000", "--batch-size", "100", "--workers", "1", "--cohort", "1"]
+#: process (one worker; trials in cohorts, the default).
+QUICK = ["--train-size", "2000", "--batch-size", "100", "--workers", "1"]
 
 
 def run_small_study(url: str, name: str, trials: int, *extra: str) -> str:

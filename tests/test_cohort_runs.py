@@ -39,7 +39,7 @@ def _close(a: object, b: object) -> bool:
 @pytest.mark.slow
 def test_a_grid_in_cohorts_records_what_it_records_one_trial_at_a_time(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    grid = ["--space", "lr-grid", "--optimizers", "sgd,adam,rmsprop", "--lr-grid",
+    grid = ["--space", "lr-grid", "--optimizers", "sgd,adam", "--lr-grid",
             "1e-3,1e-1,1", "--repeats", "2", "--epochs", "2", "--train-size", "1000",
             "--batch-size", "100", "--threads", "1", "--precision", "fp32"]
     url = f"sqlite:///{tmp_path / 'g.db'}"
@@ -47,7 +47,7 @@ def test_a_grid_in_cohorts_records_what_it_records_one_trial_at_a_time(tmp_path,
         assert run_main([*grid, "--cohort", cohort, "--study-name", name, "--storage", url]) == 0
     alone = _study(url, "alone").get_trials()
     together = _study(url, "cohorts").get_trials()
-    assert len(alone) == len(together) == 9
+    assert len(alone) == len(together) == 6
     assert _study(url, "cohorts").user_attrs[records.COHORT] == 4
     for a, b in zip(alone, together, strict=True):
         assert (a.number, a.state, a.params) == (b.number, b.state, b.params)
@@ -156,18 +156,10 @@ def test_a_cohort_paused_past_its_grace_drops_its_trials_and_carries_on(tmp_path
     assert states == ["FAIL", "FAIL", "COMPLETE", "COMPLETE"]
 
 
-def test_the_progress_of_a_cohort_names_its_trials(tmp_path):
-    done = subprocess.run(study_run("--trials", "2", *COHORT), cwd=tmp_path, env=child_env(),
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert "trials 0, 1 (2 at once) epoch 1/1: loss " in done.stderr, done.stderr
-    assert "best accuracy" in done.stderr
-
-
 @pytest.mark.slow
 def test_a_killed_cohorts_trials_are_retried_with_their_parameters(fresh_postgres, tmp_path):
     url = fresh_postgres()
-    args = ["--storage", url, "--study-name", "kill", "--epochs", "2", "--train-size", "20000",
+    args = ["--storage", url, "--study-name", "kill", "--epochs", "2", "--train-size", "12000",
             "--batch-size", "32", "--threads", "1", "--cohort", "2", "--heartbeat", "1",
             "--grace", "3"]
     proc = subprocess.Popen(study_run(*args, "--trials", "2"), cwd=tmp_path, env=child_env(),

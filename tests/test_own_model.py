@@ -72,6 +72,7 @@ def test_own_model_and_data_run_the_study_and_its_report(tmp_path, capsys):
 @pytest.mark.parametrize("extra, message", [
     (["--workers", "2"], "--workers 2: a run given its own data or model"),
     (["--data-dir", "mnist"], "--data-dir mnist: it names MNIST's files"),
+    (["--cohort", "4"], "--cohort 4: cohorts train the lab's MLP on MNIST"),
 ])
 def test_own_data_refuses_worker_processes_and_mnist_files(tmp_path, capsys, extra, message):
     argv = ["--storage", f"sqlite:///{tmp_path / 'own.db'}", "--study-name", "blobs", *extra]

@@ -57,9 +57,11 @@ def test_small_real_study_records_curves_and_resumes_to_its_target(in_tmp, capsy
     captured = capsys.readouterr()
     out = captured.out
     assert "4 finished of target 4" in out and "Best trial per optimizer" in out
-    # stderr is not a terminal here: plain progress lines stand in for the bars.
+    # stderr is not a terminal here: plain progress lines stand in for the bars (the four
+    # trials train as one cohort, the best member's figures shown).
     assert re.search(
-        r"^\[0m\d\ds\] small: 0 of 4 trials finished; trial 0 \w+ epoch 1/2: loss",
+        r"^\[0m\d\ds\] small: 0 of 4 trials finished; trials 0, 1, 2, \.\.\. \(4 at once\) "
+        r"epoch 1/2: loss \d\.\d{3}, best accuracy 0\.\d{4}$",
         captured.err,
         re.MULTILINE,
     ), captured.err
