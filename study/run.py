@@ -76,7 +76,9 @@ from study.search.workers import (
     COHORT_LIMIT,
     COHORT_NETWORKS,
     MAX_COHORT,
+    NETWORK_BYTES,
     WorkerFailed,
+    cohort_memory_cap,
     cpu_cores,
     default_cohort,
     default_workers,
@@ -701,10 +703,7 @@ def _open_study(
     stored = stored_settings(storage, options.study_name, legacy=records.LEGACY_SETTINGS)
     if stored is not None and options.space_file is not None:
         _check_same_space(options, stored)
-    options = _adopt(options, stored)
-    if options.cohort is None:
-        options = dataclasses.replace(
-            options, cohort=default_cohort(options.device, options.repeats))
+    options = _fit_in_memory(_adopt(options, stored))
     pruner = create_pruner(options.pruner, epochs=options.epochs, within=options.prune_within)
     optuna_study = open_study(storage, options.study_name, settings=_settings(options),
                               checked=records.CHECKED_SETTINGS,
@@ -712,6 +711,24 @@ def _open_study(
     if optuna_study.metric_names is None:
         optuna_study.set_metric_names(list(records.METRIC_NAMES))
     return optuna_study, options
+
+
+def _fit_in_memory(options: RunOptions) -> RunOptions:
+    """``options`` with its cohort size: the one given or kept, else the device's default;
+    on a GPU no more trials than fit in its free memory (a default is lowered to fit, a
+    ``--cohort`` given too large is refused with the size that fits)."""
+    cohort = options.cohort or default_cohort(options.device, options.repeats)
+    if options.device != "cpu" and cohort > 1:
+        free = torch.cuda.mem_get_info()[0]
+        cap = cohort_memory_cap(free, options.repeats)
+        if cohort > cap and records.COHORT in options.given:
+            need = cohort * options.repeats * NETWORK_BYTES / 2**30
+            raise UsageError(
+                f"--cohort {cohort}: {cohort * options.repeats} networks need about "
+                f"{need:.1f} GiB of GPU memory, and {free / 2**30:.1f} GiB are free; give "
+                f"--cohort {cap} or less, or leave --cohort out to fit it.")
+        cohort = min(cohort, cap)
+    return dataclasses.replace(options, cohort=cohort)
 
 
 def _check_same_space(options: RunOptions, stored: dict[str, Any]) -> None:

@@ -31,7 +31,7 @@ from study.search.trial_loop import FINISHED
 
 __all__ = [
     "WorkerFailed", "run_workers", "default_workers", "default_cohort", "COHORT_NETWORKS",
-    "MAX_COHORT", "COHORT_LIMIT",
+    "MAX_COHORT", "COHORT_LIMIT", "NETWORK_BYTES", "cohort_memory_cap",
     "cpu_cores", "stop_with_parent", "worker_storage", "sibling_workers", "STORAGE_ENV",
 ]
 
@@ -74,6 +74,21 @@ COHORT_NETWORKS = {"cpu": 8, "cuda": 64}
 MAX_COHORT = 1024
 COHORT_LIMIT = ("each network of a cohort holds its weights, gradients and optimizer state "
                 "in memory at once (about 9 MB for the lab's MLP)")
+
+
+#: Device memory one network of a cohort needs, rounded up: the lab's MLP's 535,818
+#: parameters with their gradients, two optimizer moments and a bf16 copy (4.5 x 4 bytes
+#: each, 9.6 MB), and its batch order and losses over an epoch (1.2 MB). The data and the
+#: chunked evaluation (80 MB for the whole cohort) are shared.
+NETWORK_BYTES = 16 * 2**20
+#: The share of the free device memory a cohort may plan to take.
+MEMORY_SHARE = 0.8
+
+
+def cohort_memory_cap(free_bytes: int, repeats: int) -> int:
+    """The most trials of ``repeats`` networks each that fit in :data:`MEMORY_SHARE` of
+    ``free_bytes`` of device memory (at least one: a single trial is never refused here)."""
+    return max(1, int(free_bytes * MEMORY_SHARE) // (NETWORK_BYTES * repeats))
 
 
 def default_cohort(device: str, repeats: int) -> int:
