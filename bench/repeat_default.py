@@ -1,11 +1,11 @@
 """How much the default study's answer moves when it is run again on the same machine.
 
 ``python -m bench.repeat_default --runs 5`` runs ``python -m study.run --trials 50`` (the
-default study: TPE, single-seed trials, two workers) ``--runs`` times, each into its own
-database in ``--folder``, then prints each optimizer's best accuracy per run and its spread
-(largest minus smallest). ``--only-summarise`` reads the databases already in the folder.
-With two workers, which trial sees which result depends on timing, so the runs differ even
-with the same ``--seed``; ``--workers 1 --seed S`` reproduces a study exactly.
+default study: TPE, single-seed trials) ``--runs`` times, run k with ``--seed k`` (the
+default study reproduces itself exactly from its seed, so only another seed draws it again),
+each into its own database in ``--folder``, then prints each optimizer's best accuracy per
+run and its spread (largest minus smallest). ``--only-summarise`` reads the databases
+already in the folder.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def run(folder: Path, runs: int, extra: list[str]) -> None:
         url = f"sqlite:///{folder / f'rep{k}.db'}"
         start = time.perf_counter()
         subprocess.run([sys.executable, "-m", "study.run", "--trials", "50", "--study-name",
-                        f"rep{k}", "--storage", url, *extra], check=True,
+                        f"rep{k}", "--storage", url, "--seed", str(k), *extra], check=True,
                        stdout=subprocess.DEVNULL)
         print(f"run {k}: {time.perf_counter() - start:.0f} s", flush=True)
 

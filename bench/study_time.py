@@ -1,10 +1,13 @@
-"""Wall time of a whole study, for several worker counts: is ``--workers`` worth it here?
+"""Wall time of a whole study, for several worker counts and cohort sizes: are ``--workers``
+and ``--cohort`` worth it here?
 
-``python -m bench.study_time --workers 1,4 --trials 50`` runs ``python -m study.run --trials
-N --workers W`` once per W, each from an empty folder (a fresh study), one after another,
-and prints a table: wall time, trials per minute, the outcome counts and the best accuracy,
-so speed never hides a worse answer. Extra options after ``--`` go to ``study.run``
-(``-- --device cuda --epochs 3``). The figures are also written as JSON
+``python -m bench.study_time --workers 1,4 --cohorts 1,auto --trials 50`` runs ``python -m
+study.run --trials N --workers W --cohort C`` once per W and C (``auto``: ``--cohort`` left
+out, the default), each from an empty folder (a fresh study), one after another, and prints
+a table: wall time, trials per minute, the outcome counts and the best accuracy, so speed
+never hides a worse answer. Extra options after ``--`` go to ``study.run`` (``-- --device
+cuda --epochs 3``, ``-- --space lr-grid --repeats 3``; ``--trials 0`` leaves ``--trials``
+out, for a grid's default of every point). The figures are also written as JSON
 (``bench/results/study_time.json``, git-ignored).
 """
 
@@ -37,13 +40,16 @@ def _device_name(extra: list[str]) -> str:
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores"
 
 
-def time_study(workers: int, trials: int, extra: list[str]) -> dict:
-    """One fresh study with ``workers`` workers; its wall time and its answer."""
+def time_study(workers: int, cohort: str, trials: int, extra: list[str]) -> dict:
+    """One fresh study with ``workers`` workers training ``cohort`` trials at a time
+    (``auto``: the default); its wall time and its answer."""
     with tempfile.TemporaryDirectory() as folder:
         path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
         env = {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1"}
-        cmd = [sys.executable, "-m", "study.run", "--trials", str(trials),
-               "--workers", str(workers), *extra]
+        cmd = [sys.executable, "-m", "study.run", "--workers", str(workers),
+               "--study-name", "default", *extra]
+        cmd += ["--trials", str(trials)] if trials else []
+        cmd += ["--cohort", cohort] if cohort != "auto" else []
         start = time.perf_counter()
         run = subprocess.run(cmd, cwd=folder, env=env, capture_output=True, text=True)
         wall = time.perf_counter() - start
@@ -55,9 +61,10 @@ def time_study(workers: int, trials: int, extra: list[str]) -> dict:
     per_optimizer = complete.groupby("optimizer")["final_accuracy"].max().round(4).to_dict()
     return {
         "workers": workers,
-        "trials": trials,
+        "cohort": cohort,
+        "trials": len(trials_frame),
         "wall_s": round(wall, 1),
-        "trials_per_min": round(60 * trials / wall, 1),
+        "trials_per_min": round(60 * len(trials_frame) / wall, 1),
         "outcomes": {k: int(v) for k, v in counts.items()},
         "best_accuracy": round(float(complete["final_accuracy"].max()), 4),
         "best_per_optimizer": per_optimizer,
@@ -70,17 +77,20 @@ def main(argv: list[str] | None = None) -> int:
     argv = argv[: argv.index("--")] if "--" in argv else argv
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", default="1,2", help="comma-separated worker counts")
-    parser.add_argument("--trials", type=int, default=50)
+    parser.add_argument("--cohorts", default="auto",
+                        help="comma-separated cohort sizes, 'auto' for the default")
+    parser.add_argument("--trials", type=int, default=50, help="0: leave --trials out")
     parser.add_argument("--json", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     device = _device_name(extra)
     rows = []
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    for workers in (int(w) for w in args.workers.split(",")):
-        row = time_study(workers, args.trials, extra)
+    setups = [(int(w), c) for w in args.workers.split(",") for c in args.cohorts.split(",")]
+    for workers, cohort in setups:
+        row = time_study(workers, cohort, args.trials, extra)
         rows.append(row)
-        print(f"{device}: workers {workers:>2}  {row['wall_s']:>7.1f} s  "
+        print(f"{device}: workers {workers:>2} cohort {cohort:>4}  {row['wall_s']:>7.1f} s  "
               f"{row['trials_per_min']:>5.1f} trials/min  best {row['best_accuracy']:.4f}  "
               f"{row['outcomes']}  {row['best_per_optimizer']}", flush=True)
         # written after each study: a run stopped early keeps what it measured

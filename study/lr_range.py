@@ -158,7 +158,7 @@ def _run(args: argparse.Namespace) -> int:
     configs = [lr_range_config(name, seed=args.seed, batch_size=args.batch_size,
                                precision=args.precision) for name in optimizers]
     device = resolve_device(args.device)
-    threads = set_training_threads(args.threads, device)
+    threads = set_training_threads(args.threads, device, cohort=1)
     url = checked_url(args.study_name, args.storage)
     # Read before the database is opened: a missing or corrupt file then stops the command
     # with nothing created.

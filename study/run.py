@@ -104,6 +104,7 @@ from study.store.storage import (
     stored_settings,
 )
 from study.summary import summarize
+from study.train.cohort_optim import stacked_optimizer_class
 from study.train.config import PRECISIONS, ConfigError, TrialConfig
 from study.train.data import (
     DATA_DIR_ENV,
@@ -384,8 +385,6 @@ def _run(options: RunOptions) -> int:
     if options.print_space:
         print(space_to_toml(options.space, epochs=options.epochs), end="")
         return 0
-    if options.threads:
-        torch.set_num_threads(options.threads)
     _check_data(options)
     if options.space.grid() is not None and options.repeats < records.MIN_SEEDS and not (
             options.worker):
@@ -396,6 +395,8 @@ def _run(options: RunOptions) -> int:
             records.MIN_SEEDS, records.MIN_BOOTSTRAP_SEEDS, records.MIN_BOOTSTRAP_SEEDS)
     storage = open_storage(options.url, heartbeat=options.heartbeat, grace=options.grace)
     optuna_study, options = _open_study(storage, options)
+    if options.threads:
+        torch.set_num_threads(options.threads)
     study_seed = _study_seed(optuna_study, options)
     optuna.storages.fail_stale_trials(optuna_study)
     finished, retries = _progress(optuna_study, options.space)
@@ -445,6 +446,7 @@ class RunOptions:
     cohort: int | None  # trials trained at once; None until resolved (after the study's own)
     threads: int | None  # per worker; None (one worker, no --threads) leaves torch's choice
     threads_given: bool
+    workers_given: bool  # --workers on the command line (else the default follows the cohort)
     study_name: str
     url: str
     storage: str | None  # --storage, repeated in the summary's commands
@@ -493,7 +495,7 @@ def resolve_options(
             f"turn; leave --allocation out."
         )
     precision = _precision(args.precision, device)
-    _check_cohort(args, own=own)
+    _check_cohort(args, _cohort_refusal(space, checkpoints=args.checkpoints, own=own))
     workers = 1 if own else _workers(args, device)
     study_name = space.name if args.study_name is None else args.study_name
     _check_where(study_name, args)
@@ -507,9 +509,10 @@ def resolve_options(
         repeats=args.repeats or 1, precision=precision, seed=args.seed, device=device,
         batch_size=args.batch_size, validation=args.validation, train_size=args.train_size,
         data_dir=args.data_dir, workers=workers,
-        cohort=1 if own or args.checkpoints is not None else args.cohort,
+        cohort=args.cohort,
         threads=torch_threads(args.threads, workers=workers) if workers > 1 else args.threads,
-        threads_given=args.threads is not None, study_name=study_name,
+        threads_given=args.threads is not None, workers_given=args.workers is not None,
+        study_name=study_name,
         url=storage or default_storage_url(study_name), storage=storage,
         heartbeat=args.heartbeat, grace=args.grace, checkpoints=args.checkpoints,
         keep_checkpoints=args.keep_checkpoints, print_space=args.print_space,
@@ -546,17 +549,27 @@ def _check_own(args: argparse.Namespace, data: Dataset | None) -> None:
                          "and --validation FRACTION, so that the study's seed splits it.")
 
 
-def _check_cohort(args: argparse.Namespace, *, own: bool) -> None:
-    """--cohort above 1 where cohorts cannot train."""
-    if args.cohort is None or args.cohort == 1:
-        return
+def _cohort_refusal(space: SearchSpace, *, checkpoints: Path | None, own: bool) -> str | None:
+    """Why this run cannot train in cohorts (``None``: it can)."""
     if own:
-        raise UsageError(f"--cohort {args.cohort}: cohorts train the lab's MLP on MNIST, and "
-                         "this run trains your own data or model; leave --cohort out.")
-    if args.checkpoints is not None:
-        raise UsageError(f"--cohort {args.cohort}: trials trained in cohorts keep no "
-                         "checkpoints; leave --cohort out (--checkpoints trains one trial at "
-                         "a time), or leave --checkpoints out.")
+        return "cohorts train the lab's MLP on MNIST, and this run trains your own data or model"
+    if checkpoints is not None:
+        return ("trials trained in cohorts keep no checkpoints (--checkpoints trains one trial "
+                "at a time)")
+    names = set(space.optimizer_names) or {
+        config.get("optimizer", TrialConfig().optimizer) for config in space.configs.values()}
+    for name in sorted(names):
+        try:
+            stacked_optimizer_class(name)
+        except ValueError:
+            return f"optimizer {name!r} of the space has no batched update for a cohort"
+    return None
+
+
+def _check_cohort(args: argparse.Namespace, refusal: str | None) -> None:
+    """--cohort above 1 where cohorts cannot train (``refusal`` says why)."""
+    if refusal is not None and args.cohort is not None and args.cohort > 1:
+        raise UsageError(f"--cohort {args.cohort}: {refusal}; leave --cohort out.")
 
 
 def _check_option_pairs(args: argparse.Namespace, *, mnist: bool = True) -> None:
@@ -655,8 +668,9 @@ def _precision(option: str | None, device: str) -> str:
 def _workers(args: argparse.Namespace, device: str) -> int:
     """--workers, else one for a worker process and the machine's default otherwise; each
     seeds its sampler with --seed plus its index, which must stay below :data:`MAX_SEED`."""
-    cohorts = args.cohort or (1 if args.checkpoints is not None else 2)  # 2: any above 1
-    workers = args.workers or (1 if args.worker else default_workers(device, cohorts))
+    # the final default follows the study's cohort (_settle_cohort); the seed check takes the
+    # most workers it can be
+    workers = args.workers or (1 if args.worker else default_workers(device, 1))
     if args.seed + workers - 1 >= MAX_SEED:
         raise UsageError(f"--seed {args.seed}: its {workers} workers seed their samplers with "
                          f"SEED to SEED+{workers - 1}, which must stay below {MAX_SEED}; use a "
@@ -703,7 +717,7 @@ def _open_study(
     stored = stored_settings(storage, options.study_name, legacy=records.LEGACY_SETTINGS)
     if stored is not None and options.space_file is not None:
         _check_same_space(options, stored)
-    options = _fit_in_memory(_adopt(options, stored))
+    options = _settle_cohort(_adopt(options, stored))
     pruner = create_pruner(options.pruner, epochs=options.epochs, within=options.prune_within)
     optuna_study = open_study(storage, options.study_name, settings=_settings(options),
                               checked=records.CHECKED_SETTINGS,
@@ -713,22 +727,38 @@ def _open_study(
     return optuna_study, options
 
 
-def _fit_in_memory(options: RunOptions) -> RunOptions:
-    """``options`` with its cohort size: the one given or kept, else the device's default;
-    on a GPU no more trials than fit in its free memory (a default is lowered to fit, a
-    ``--cohort`` given too large is refused with the size that fits)."""
+def _settle_cohort(options: RunOptions) -> RunOptions:
+    """``options`` with its cohort size and, where --workers was left out, the workers that
+    go with it. The size is the one given or kept with the study, else the device's default;
+    1 where cohorts cannot train; on a GPU no more trials than fit in this process's share
+    of the free memory (a default is lowered to fit, a ``--cohort`` given too large is
+    refused with the size that fits)."""
+    own = options.data is not None or options.model is not None
     cohort = options.cohort or default_cohort(options.device, options.repeats)
-    if options.device != "cpu" and cohort > 1:
-        free = torch.cuda.mem_get_info()[0]
-        cap = cohort_memory_cap(free, options.repeats)
-        if cohort > cap and records.COHORT in options.given:
-            need = cohort * options.repeats * NETWORK_BYTES / 2**30
-            raise UsageError(
-                f"--cohort {cohort}: {cohort * options.repeats} networks need about "
-                f"{need:.1f} GiB of GPU memory, and {free / 2**30:.1f} GiB are free; give "
-                f"--cohort {cap} or less, or leave --cohort out to fit it.")
-        cohort = min(cohort, cap)
-    return dataclasses.replace(options, cohort=cohort)
+    if _cohort_refusal(options.space, checkpoints=options.checkpoints, own=own) is not None:
+        cohort = 1
+    workers, threads = options.workers, options.threads
+    if not options.workers_given and not options.worker and not own:
+        workers = default_workers(options.device, cohort)
+        given = options.threads if options.threads_given else None
+        threads = torch_threads(given, workers=workers) if workers > 1 else given
+    if options.device != "cpu" and cohort > 1 and workers == 1:
+        cohort = _fit_in_memory(cohort, options)
+    return dataclasses.replace(options, cohort=cohort, workers=workers, threads=threads)
+
+
+def _fit_in_memory(cohort: int, options: RunOptions) -> int:
+    """``cohort``, or the most trials that fit in this worker's share of the GPU's free
+    memory; raises ``UsageError`` for a ``--cohort`` given too large."""
+    free = torch.cuda.mem_get_info()[0] // sibling_workers()
+    cap = cohort_memory_cap(free, options.repeats)
+    if cohort > cap and records.COHORT in options.given:
+        need = cohort * options.repeats * NETWORK_BYTES / 2**30
+        raise UsageError(
+            f"--cohort {cohort}: {cohort * options.repeats} networks need about "
+            f"{need:.1f} GiB of GPU memory, and {free / 2**30:.1f} GiB are free; give "
+            f"--cohort {cap} or less, or leave --cohort out to fit it.")
+    return min(cohort, cap)
 
 
 def _check_same_space(options: RunOptions, stored: dict[str, Any]) -> None:

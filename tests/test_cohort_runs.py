@@ -191,7 +191,7 @@ def test_a_cohort_is_capped_by_the_free_gpu_memory(monkeypatch):
     import torch
 
     from study.cli import UsageError
-    from study.run import _fit_in_memory, build_parser, resolve_options
+    from study.run import _settle_cohort, build_parser, resolve_options
     from study.search.workers import NETWORK_BYTES, cohort_memory_cap, default_cohort
 
     assert cohort_memory_cap(10 * NETWORK_BYTES, repeats=1) == 8  # 80 % of what is free
@@ -205,8 +205,58 @@ def test_a_cohort_is_capped_by_the_free_gpu_memory(monkeypatch):
         resolved = resolve_options(build_parser().parse_args(list(argv)), argv=argv)
         return dataclasses.replace(resolved, device="cuda")
 
-    assert _fit_in_memory(options()).cohort == 8  # the default of 64 lowered to fit
-    assert _fit_in_memory(options("--cohort", "5")).cohort == 5
+    assert _settle_cohort(options()).cohort == 8  # the default of 64 lowered to fit
+    assert _settle_cohort(options("--cohort", "5")).cohort == 5
     with pytest.raises(UsageError, match=r"--cohort 20: 20 networks need about 0\.3 GiB of "
                                          r"GPU memory, and 0\.2 GiB are free; give --cohort 8"):
-        _fit_in_memory(options("--cohort", "20"))
+        _settle_cohort(options("--cohort", "20"))
+
+
+def test_a_cohort_study_resumed_with_checkpoints_trains_one_trial_at_a_time(
+    tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    assert run_main(_default_run(url, "--trials", "2")) == 0  # in a cohort
+    assert run_main(_default_run(url, "--trials", "3", "--checkpoints", "ck")) == 0
+    trial = _study(url, "r").get_trials()[2]
+    assert (tmp_path / "ck" / "r" / "trial-00002.pt").is_file()
+    assert trial.user_attrs[records.CHECKPOINT].endswith("trial-00002.pt")
+
+
+def test_the_workers_and_threads_follow_the_cohort_when_left_out(tmp_path):
+    from study.run import _adopt, _settle_cohort, build_parser, resolve_options
+    from study.search.workers import cpu_cores
+
+    def settled(*argv: str, stored: dict | None = None):
+        resolved = resolve_options(build_parser().parse_args([*argv, "--device", "cpu"]),
+                                   argv=argv)
+        return _settle_cohort(_adopt(resolved, stored))
+
+    default = settled()
+    assert (default.cohort, default.workers, default.threads) == (8, 1, None)
+    five = settled("--repeats", "5")  # 5 seeds: still a cohort, of 2 trials
+    assert (five.cohort, five.workers) == (2, 1)
+    one = settled("--cohort", "1")
+    assert (one.cohort, one.workers) == (1, 2 if cpu_cores() >= 2 else 1)
+    legacy = settled(stored={records.COHORT: 1})  # a study made before cohorts
+    assert (legacy.cohort, legacy.workers) == (1, one.workers)
+    given = settled("--workers", "2")  # each worker trains cohorts
+    assert (given.cohort, given.workers) == (8, 2)
+
+
+def test_a_trial_whose_parameters_fail_to_be_proposed_leaves_nothing_running(tiny_data):
+    from study.search.trial_loop import run_trials
+    from study.train.config import TrialConfig
+
+    optuna_study = optuna.create_study(direction="maximize")
+
+    def propose(trial: optuna.Trial) -> TrialConfig:
+        if trial.number == 2:
+            raise RuntimeError("no configuration for trial 2")
+        return TrialConfig(epochs=1, batch_size=64, seed=trial.number)
+
+    with pytest.raises(RuntimeError, match="no configuration"):
+        run_trials(optuna_study, propose, tiny_data, epochs=1, target=4, finished=0,
+                   show_progress=False, cohort=4)
+    assert [t.state.name for t in optuna_study.get_trials()] == ["FAIL"] * 3

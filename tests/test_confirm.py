@@ -96,8 +96,12 @@ def test_confirm_sets_torch_threads_as_each_study_run_worker_has(tmp_path):
     try:
         assert confirm_main([*missing, "--threads", "3"]) == 2  # threads set before the error
         assert torch.get_num_threads() == 3
-        # Not torch's default (every core): the threads of one of study.run's workers.
+        # Not torch's default (every core of the machine): the cores this process may use,
+        # as study.run's one process that trains in cohorts has them; one at a time, the
+        # threads of one of study.run's workers.
         assert confirm_main(missing) == 2
+        assert torch.get_num_threads() == cpu_cores()
+        assert confirm_main([*missing, "--cohort", "1"]) == 2
         assert torch.get_num_threads() == (run_options.threads or cpu_cores())
     finally:
         torch.set_num_threads(before)

@@ -283,3 +283,29 @@ def test_a_bad_custom_optimizer_is_named(user_module, table, message):
     text = '[custom_optimizers.adam]\nclass = "my_optim:SignSGD"\ndefault_lr = 1e-3\n'
     with pytest.raises(SpaceFileError, match="'adam' is taken by another optimizer"):
         load_space(write(user_module, text + "[optimizers.sgd]\n"))
+
+
+def test_a_space_with_an_optimizer_without_a_batched_update_trains_one_trial_at_a_time(
+    user_module, monkeypatch, capsys
+):
+    from study.run import main as run_main
+
+    text = """
+[custom_optimizers.signsgd]
+class = "my_optim:SignSGD"
+default_lr = 1e-3
+
+[optimizers.signsgd]
+lr = { low = 1e-4, high = 3e-4, log = true }
+"""
+    path = write(user_module, text)
+    monkeypatch.chdir(user_module)
+    url = f"sqlite:///{user_module / 'sign.db'}"
+    common = ["--space", str(path), "--storage", url, "--study-name", "sign", "--epochs", "1",
+              "--train-size", "200", "--batch-size", "100"]
+    assert run_main([*common, "--cohort", "4"]) == 2
+    assert "--cohort 4: optimizer 'signsgd' of the space has no batched update" in (
+        capsys.readouterr().err)
+    assert run_main([*common, "--trials", "2"]) == 0  # the default: one at a time
+    trials = optuna.load_study(study_name="sign", storage=url).get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]

@@ -73,7 +73,7 @@ class _CohortTrial:
     trial: optuna.Trial
     members: list[int]
     curves: TrialCurves
-    heartbeat: BaseHeartbeatThread | None = None
+    heartbeat: BaseHeartbeatThread
     results: dict[int, FitResult] = field(default_factory=dict)
     done: bool = False
 
@@ -110,18 +110,28 @@ class CohortRunner:
         self._running: dict[int, _CohortTrial] = {}  # member -> its trial, in training
         self._epochs = 0  # of the group in training
         self._owner: dict[int, _CohortTrial] = {}  # member -> its trial, for the added ones
+        self._added: list[_CohortTrial] = []
 
     def add(self, trial: optuna.Trial) -> None:
-        """Suggest ``trial``'s parameters and record what it will train; it trains at the
-        next :meth:`run`."""
+        """Start ``trial``'s heartbeat, suggest its parameters and record what it will train;
+        it trains at the next :meth:`run`. On any exception call :meth:`abandon`."""
         self.started.append(trial.number)
+        heartbeat = get_heartbeat_thread(trial._trial_id, self.study._storage)
+        heartbeat.start()  # at once, as optimize does: a killed run's trial is failed later
+        entry = _CohortTrial(trial, [], TrialCurves(self.repeats), heartbeat)
+        self._added.append(entry)
         STOP.check()  # a stop asked for while the trial was being created: fail it now
         config = self.propose(trial)
         seeds = begin_trial(trial, config, self.repeats, self.data)
-        members = list(range(len(self._configs), len(self._configs) + len(seeds)))
-        entry = _CohortTrial(trial, members, TrialCurves(len(seeds)))
+        entry.members = list(range(len(self._configs), len(self._configs) + len(seeds)))
         self._configs += [config.replace(seed=s) for s in seeds]
-        self._owner.update(dict.fromkeys(members, entry))
+        self._owner.update(dict.fromkeys(entry.members, entry))
+
+    def abandon(self) -> None:
+        """Fail the trials added since the last run (where the database still allows it)
+        and stop their heartbeats: asking or proposing failed."""
+        added, self._added, self._configs, self._owner = self._added, [], [], {}
+        self._fail(added)
 
     def run(self) -> None:
         """Train the trials added since the last run and store each: one cohort per group
@@ -132,27 +142,19 @@ class CohortRunner:
             KeyboardInterrupt: a stop was asked for; the trials whose training had finished
                 are stored, the others are failed.
         """
-        configs, owner = self._configs, self._owner
-        self._configs, self._owner = [], {}
-        if not configs:
+        trials, configs, owner = self._added, self._configs, self._owner
+        self._added, self._configs, self._owner = [], [], {}
+        if not trials:
             return
-        trials = list({id(e): e for e in owner.values()}.values())
         groups: dict[tuple, list[int]] = {}
         for member, config in enumerate(configs):
             groups.setdefault(stack_key(config), []).append(member)
         self.moment("started")
-        for entry in trials:
-            entry.heartbeat = get_heartbeat_thread(entry.trial._trial_id, self.study._storage)
-            entry.heartbeat.start()
         try:
             for members in groups.values():
                 self._train(members, [configs[m] for m in members], owner)
-        except BaseException:
-            self._fail(trials)
-            raise
         finally:
-            for entry in trials:
-                entry.heartbeat.join()
+            self._fail(trials)  # those not stored: an exception, or a stop
 
     def _train(self, members: list[int], configs: list[TrialConfig],
                owner: dict[int, _CohortTrial]) -> None:
@@ -194,7 +196,9 @@ class CohortRunner:
                 best = max(stats.values(), key=lambda s: s.eval_accuracy)
                 self.on_epoch(training, epoch, best)
         if epoch < self._epochs:
-            STOP.check()  # at the last epoch the trials are stored first (_left)
+            STOP.check()
+        else:  # training is over: the members leave and their trials are stored (_left)
+            STOP.disarm()
         return pruned
 
     def _left(self, results: Mapping[int, FitResult]) -> None:
@@ -241,8 +245,10 @@ class CohortRunner:
         return True
 
     def _fail(self, trials: list[_CohortTrial]) -> None:
-        """Fail the trials not yet stored, where the database still allows it."""
+        """Stop the heartbeats of ``trials`` and fail those not yet stored, where the
+        database still allows it."""
         for entry in trials:
+            entry.heartbeat.join()
             if entry.done:
                 continue
             entry.done = True

@@ -101,7 +101,14 @@ class Interrupts:
         try:
             yield
         finally:
-            self._armed = armed
+            # a signal recorded here leaves the rest unarmed: a second one cannot cut what
+            # the caller does before its check
+            self._armed = armed and self.signum is None
+
+    def disarm(self) -> None:
+        """Inside :meth:`interruptible`: from here to its end a signal is only recorded (the
+        training it guards is over)."""
+        self._armed = False
 
 
 #: The one stop request of this process.

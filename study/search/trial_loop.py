@@ -298,8 +298,12 @@ def _optimize_cohorts_until(
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 warnings.filterwarnings("ignore", "Heartbeat of storage is supposed")
                 optuna.storages.fail_stale_trials(optuna_study)
-                for _ in range(max(1, min(size, room()))):
-                    runner.add(optuna_study.ask())
+                try:
+                    for _ in range(max(1, min(size, room()))):
+                        runner.add(optuna_study.ask())
+                except BaseException:
+                    runner.abandon()
+                    raise
         finally:
             if claim is not None:
                 claim.release()

@@ -93,9 +93,9 @@ def cohort_memory_cap(free_bytes: int, repeats: int) -> int:
 
 def default_cohort(device: str, repeats: int) -> int:
     """Trials one cohort trains at once by default: :data:`COHORT_NETWORKS` networks of
-    the device over the seeds per trial, at least one."""
+    the device over the seeds per trial, at least two (a cohort)."""
     networks = COHORT_NETWORKS["cpu" if device == "cpu" else "cuda"]
-    return max(1, networks // repeats)
+    return max(2, networks // repeats)
 
 
 def default_workers(device: str, cohort: int = 1) -> int:

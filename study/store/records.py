@@ -210,6 +210,7 @@ LEGACY_SETTINGS = {
     "repeats": 1,
     "precision": "fp32",
     "lr_grid": None,
+    "cohort": 1,
 }
 #: The study ``python -m study.lr_range`` writes to unless told another name, the study
 #: attribute that marks a study as one of range tests, and the name of its trials' value

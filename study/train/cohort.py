@@ -343,13 +343,13 @@ def _record_epoch(
         m.history.append(stats)
         if m.epoch_hook is not None:
             m.lr_scale *= m.epoch_hook.step(accuracies[r])
-    for r in sorted(collapsed):  # a collapse is recorded before the epoch's callback
-        cohort.leave(r)
+    if collapsed:  # they leave (and on_leave hears of them) before the epoch's callback
+        for r in sorted(collapsed):
+            cohort.leave(r)
+        cohort.keep([r for r in range(len(cohort.members)) if r not in collapsed])
     pruned = set(on_epoch(epoch, trained)) if on_epoch is not None and trained else set()
     keep = []
     for r, m in enumerate(cohort.members):
-        if r in collapsed:
-            continue
         if m.index in pruned or epoch >= m.config.epochs:
             cohort.leave(r)
         else:
