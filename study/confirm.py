@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
                         metavar="N",
                         help="train N runs at once as one stacked model (each stored as if "
                         "trained alone); 1 trains one at a time (default: "
-                        f"{COHORT_NETWORKS['cpu']} on a CPU, {COHORT_NETWORKS['cuda']} on a GPU)")
+                        f"{COHORT_NETWORKS['cpu']} on a CPU, 1 on a GPU)")
     add_machine_options(parser)
     return parser
 

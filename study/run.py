@@ -278,9 +278,9 @@ def _add_worker_options(parser: argparse.ArgumentParser) -> None:
                         metavar="N",
                         help="train N trials at once as one stacked model (the lab's MLP; each "
                         "trial stored as if trained alone); 1 trains one at a time (default: "
-                        f"{COHORT_NETWORKS['cpu']} networks on a CPU, {COHORT_NETWORKS['cuda']} "
-                        "on a GPU, over --repeats; 1 with --checkpoints or your own data or "
-                        "model; kept with the study)")
+                        f"on a CPU {COHORT_NETWORKS['cpu']} networks over --repeats, at least 2 "
+                        "trials; 1 on a GPU, with --checkpoints, or your own data or model; "
+                        "kept with the study)")
     parser.add_argument("--threads", type=positive_int, default=None,
                         help="CPU threads for torch, per worker (default: CORES/W with "
                         "several workers, torch's choice with one)")

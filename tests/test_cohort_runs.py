@@ -197,15 +197,16 @@ def test_a_cohort_is_capped_by_the_free_gpu_memory(monkeypatch):
     assert cohort_memory_cap(10 * NETWORK_BYTES, repeats=1) == 8  # 80 % of what is free
     assert cohort_memory_cap(10 * NETWORK_BYTES, repeats=3) == 2
     assert cohort_memory_cap(0, repeats=1) == 1  # one trial is never refused
-    assert (default_cohort("cpu", 1), default_cohort("cpu", 3), default_cohort("cuda", 5)) == (
-        8, 2, 12)
+    assert (default_cohort("cpu", 1), default_cohort("cpu", 3), default_cohort("cpu", 5)) == (
+        8, 2, 2)
+    assert default_cohort("cuda", 1) == 1  # not measured on a GPU yet: asked for there
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: (10 * NETWORK_BYTES, 0))
 
     def options(*argv: str):
         resolved = resolve_options(build_parser().parse_args(list(argv)), argv=argv)
         return dataclasses.replace(resolved, device="cuda")
 
-    assert _settle_cohort(options()).cohort == 8  # the default of 64 lowered to fit
+    assert _settle_cohort(options()).cohort == 1
     assert _settle_cohort(options("--cohort", "5")).cohort == 5
     with pytest.raises(UsageError, match=r"--cohort 20: 20 networks need about 0\.3 GiB of "
                                          r"GPU memory, and 0\.2 GiB are free; give --cohort 8"):

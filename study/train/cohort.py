@@ -41,6 +41,7 @@ from study.train.loop import (
     _get_rng_state,
     _set_rng_state,
     evaluate,
+    flush_denormals,
 )
 from study.train.model import MLP
 from study.train.optim import create_optimizer, get_optimizer_info
@@ -391,7 +392,14 @@ def train_cohort(
         ValueError: configs that cannot share a stack (see :func:`_check_cohort`).
     """
     factors = _check_cohort(configs)
-    cohort = _Cohort(configs, data, divergence_factor, on_leave)
+    with flush_denormals():
+        return _train(configs, data, factors, _Cohort(configs, data, divergence_factor, on_leave),
+                      on_epoch)
+
+
+def _train(configs: Sequence[TrialConfig], data: Dataset, factors: list[int], cohort: _Cohort,
+           on_epoch: OnCohortEpoch | None) -> list[FitResult]:
+    """:func:`train_cohort`'s epochs."""
     for epoch in range(1, configs[0].epochs + 1):
         if not cohort.members:
             break
