@@ -739,7 +739,9 @@ def _settle_cohort(options: RunOptions) -> RunOptions:
         cohort = 1
     workers, threads = options.workers, options.threads
     if not options.workers_given and not options.worker and not own:
-        workers = default_workers(options.device, cohort)
+        space = options.space
+        workers = default_workers(options.device, cohort,
+                                  independent=space.grid() is not None or bool(space.configs))
         given = options.threads if options.threads_given else None
         threads = torch_threads(given, workers=workers) if workers > 1 else given
     if options.device != "cpu" and cohort > 1 and workers == 1:

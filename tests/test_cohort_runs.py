@@ -41,7 +41,7 @@ def test_a_grid_in_cohorts_records_what_it_records_one_trial_at_a_time(tmp_path,
     monkeypatch.chdir(tmp_path)
     grid = ["--space", "lr-grid", "--optimizers", "sgd,adam", "--lr-grid",
             "1e-3,1e-1,1", "--repeats", "2", "--epochs", "2", "--train-size", "1000",
-            "--batch-size", "100", "--threads", "1", "--precision", "fp32"]
+            "--batch-size", "100", "--workers", "1", "--threads", "1", "--precision", "fp32"]
     url = f"sqlite:///{tmp_path / 'g.db'}"
     for name, cohort in (("alone", "1"), ("cohorts", "4")):
         assert run_main([*grid, "--cohort", cohort, "--study-name", name, "--storage", url]) == 0
@@ -101,7 +101,7 @@ def test_a_resumed_study_keeps_its_cohort_unless_given(tmp_path, monkeypatch, ca
     ("trained:SIGINT", "COMPLETE"),  # trained, the first trial's value not yet stored
 ])
 def test_a_signal_during_a_cohort_stores_what_finished_and_fails_the_rest(
-    tmp_path, moment, kept
+    tmp_path, monkeypatch, moment, kept
 ):
     args = ["--trials", "2", *COHORT]
     done = subprocess.run(hooked_run("--signal-at", moment, args=args), cwd=tmp_path,
@@ -113,9 +113,8 @@ def test_a_signal_during_a_cohort_stores_what_finished_and_fails_the_rest(
     trials = _study(url, "default").get_trials()
     assert [t.state.name for t in trials] == [kept, kept]  # both trials of the cohort
     values = [t.value for t in trials]
-    again = subprocess.run(study_run(*args), cwd=tmp_path, env=child_env(),
-                           capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0, again.stdout + again.stderr
+    monkeypatch.chdir(tmp_path)
+    assert run_main(args) == 0  # the same command again, in this process
     trials = _study(url, "default").get_trials()
     assert sum(t.state.name == "COMPLETE" for t in trials) == 2
     assert [t.value for t in trials[:2]] == values  # nothing finished was trained again
@@ -157,7 +156,9 @@ def test_a_cohort_paused_past_its_grace_drops_its_trials_and_carries_on(tmp_path
 
 
 @pytest.mark.slow
-def test_a_killed_cohorts_trials_are_retried_with_their_parameters(fresh_postgres, tmp_path):
+def test_a_killed_cohorts_trials_are_retried_with_their_parameters(
+    fresh_postgres, tmp_path, monkeypatch
+):
     url = fresh_postgres()
     args = ["--storage", url, "--study-name", "kill", "--epochs", "2", "--train-size", "12000",
             "--batch-size", "32", "--threads", "1", "--cohort", "2", "--heartbeat", "1",
@@ -174,9 +175,8 @@ def test_a_killed_cohorts_trials_are_retried_with_their_parameters(fresh_postgre
     assert [t.state.name for t in killed] == ["RUNNING", "RUNNING"]
     time.sleep(4)  # past the grace period
     # Target 1 is already met: the retries must still run, not wait for ever.
-    again = subprocess.run(study_run(*args, "--trials", "1"), cwd=tmp_path, env=child_env(),
-                           capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0, again.stdout + again.stderr
+    monkeypatch.chdir(tmp_path)
+    assert run_main([*args, "--trials", "1"]) == 0  # in this process
     trials = optuna_study.get_trials()
     assert [t.state.name for t in trials] == ["FAIL", "FAIL", "COMPLETE", "COMPLETE"]
     retried = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number
@@ -244,6 +244,9 @@ def test_the_workers_and_threads_follow_the_cohort_when_left_out(tmp_path):
     assert (legacy.cohort, legacy.workers) == (1, one.workers)
     given = settled("--workers", "2")  # each worker trains cohorts
     assert (given.cohort, given.workers) == (8, 2)
+    # no trial depends on another's result: the single-threaded workers, each in cohorts
+    grid = settled("--space", "lr-grid", "--repeats", "3")
+    assert (grid.cohort, grid.workers, grid.threads) == (2, one.workers, one.threads)
 
 
 def test_a_trial_whose_parameters_fail_to_be_proposed_leaves_nothing_running(tiny_data):

@@ -306,6 +306,7 @@ lr = { low = 1e-4, high = 3e-4, log = true }
     assert run_main([*common, "--cohort", "4"]) == 2
     assert "--cohort 4: optimizer 'signsgd' of the space has no batched update" in (
         capsys.readouterr().err)
-    assert run_main([*common, "--trials", "2"]) == 0  # the default: one at a time
+    # the default: one at a time (one worker here, to keep the test in one process)
+    assert run_main([*common, "--trials", "2", "--workers", "1", "--threads", "1"]) == 0
     trials = optuna.load_study(study_name="sign", storage=url).get_trials()
     assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]

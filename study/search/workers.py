@@ -101,17 +101,23 @@ def default_cohort(device: str, repeats: int) -> int:
     return max(2, COHORT_NETWORKS["cpu"] // repeats)
 
 
-def default_workers(device: str, cohort: int = 1) -> int:
-    """One process where trials train in cohorts (the cohort uses every core, and one
-    process keeps the study reproducible from its seed). One at a time: two workers on a CPU
-    with two cores or more; on a GPU, one per two CPU cores, at most eight, sharing the GPU.
+def default_workers(device: str, cohort: int = 1, *, independent: bool = False) -> int:
+    """Worker processes by default.
 
-    On a CPU, separate single-threaded processes train more epochs per second than one
-    process whose torch threads split each small matrix product. On a GPU an MLP at batch 64
-    is bound by kernel launches, which one process issues one at a time, so several processes
-    keep the GPU busy. The measurements are in docs/speed.md and ``python -m bench.study_time``.
+    One trial at a time: two on a CPU with two cores or more; on a GPU, one per two CPU
+    cores, at most eight, sharing the GPU. On a CPU, separate single-threaded processes train
+    more epochs per second than one process whose torch threads split each small matrix
+    product. On a GPU an MLP at batch 64 is bound by kernel launches, which one process
+    issues one at a time, so several processes keep the GPU busy.
+
+    In cohorts (``cohort`` above 1): one process, which keeps a study whose sampler learns
+    from its trials reproducible from its seed; but where no trial depends on another's
+    result (``independent``: a grid, fixed configurations), on a CPU the two single-threaded
+    processes of one trial at a time, each training cohorts, which is faster there. The
+    measurements are in docs/speed.md, ``python -m bench.study_time`` and
+    ``python -m bench.cohort_speed``.
     """
-    if cohort > 1:
+    if cohort > 1 and not (independent and device == "cpu"):
         return 1
     if device != "cpu":
         return max(1, min(8, cpu_cores() // 2))
