@@ -12,44 +12,23 @@ from study.train.cohort import train_cohort
 from study.train.cohort_optim import groups_by_parameter, stacked_optimizer_class
 from study.train.config import TrialConfig
 from study.train.loop import EpochStats, FitResult, fit
-from study.train.model import MLP, Dropout, cross_entropy_backward, cross_entropy_forward
-from study.train.optim import create_optimizer, get_optimizer_info, list_optimizers
-from study.train.stacked import (
-    StackedMLP,
-    stacked_linear_backward,
-    stacked_linear_forward,
-    stacked_relu_dropout_forward,
+from study.train.model import (
+    MLP,
+    Dropout,
+    cross_entropy_backward,
+    cross_entropy_forward,
+    relu_dropout_forward,
 )
+from study.train.optim import create_optimizer, get_optimizer_info, list_optimizers
+from study.train.stacked import StackedMLP
 
-# --- the stacked layers against autograd ----------------------------------------------------
-
-
-def test_the_stacked_linear_pair_gives_autograds_output_and_gradients():
-    torch.manual_seed(0)
-    inp, weight, bias = torch.randn(3, 16, 20), torch.randn(3, 5, 20), torch.randn(3, 5)
-    scale, factor = 1.25, 1 / 16
-    leaves = [t.clone().requires_grad_() for t in (inp, weight, bias)]
-    expected = scale * leaves[0] @ leaves[1].transpose(1, 2) + leaves[2][:, None, :]
-    dout = torch.randn(3, 16, 5)
-    (expected * (factor * dout)).sum().backward()
-
-    out = stacked_linear_forward(inp, weight, bias, scale=scale)
-    dweight, dbias = torch.empty_like(weight), torch.empty_like(bias)
-    dinp = stacked_linear_backward(dout, inp, weight, scale=scale, factor=factor,
-                                   dweight=dweight, dbias=dbias)
-    torch.testing.assert_close(out, expected.detach())
-    torch.testing.assert_close(dweight, leaves[1].grad)
-    torch.testing.assert_close(dbias, leaves[2].grad)
-    torch.testing.assert_close(factor * scale * dinp, leaves[0].grad)
-    # one input shared by every member (the evaluation set)
-    torch.testing.assert_close(stacked_linear_forward(inp[0], weight, bias),
-                               inp[0] @ weight.transpose(1, 2) + bias[:, None, :])
+# --- the stacked layers ----------------------------------------------------------------
 
 
 def test_each_member_draws_the_dropout_mask_a_lone_model_draws_from_its_seed():
     pre = torch.randn(3, 8, 32)
     generators = [torch.Generator().manual_seed(s) for s in (5, 6, 7)]
-    out, scale = stacked_relu_dropout_forward(pre.clone(), 0.2, generators)
+    out, scale = relu_dropout_forward(pre.clone(), 0.2, generators)
     for k, seed in enumerate((5, 6, 7)):
         torch.manual_seed(seed)
         torch.testing.assert_close(scale * out[k], Dropout(0.2)(F.relu(pre[k])))

@@ -1,4 +1,5 @@
-"""The MLP's layers without autograd: each forward/backward pair against autograd."""
+"""The MLP's layers without autograd (stacks of models): each forward/backward pair against
+autograd."""
 
 from __future__ import annotations
 
@@ -19,11 +20,11 @@ from study.train.model import (
 
 def test_the_linear_pair_gives_autograds_output_and_gradients():
     torch.manual_seed(0)
-    inp, weight, bias = torch.randn(16, 20), torch.randn(5, 20), torch.randn(5)
+    inp, weight, bias = torch.randn(3, 16, 20), torch.randn(3, 5, 20), torch.randn(3, 5)
     scale, factor = 1.25, 1 / 16
     leaves = [t.clone().requires_grad_() for t in (inp, weight, bias)]
-    expected = scale * leaves[0] @ leaves[1].T + leaves[2]
-    dout = torch.randn(16, 5)
+    expected = scale * leaves[0] @ leaves[1].transpose(1, 2) + leaves[2][:, None, :]
+    dout = torch.randn(3, 16, 5)
     (expected * (factor * dout)).sum().backward()  # the true gradient: factor * dout
 
     out = linear_forward(inp, weight, bias, scale=scale)
@@ -36,13 +37,16 @@ def test_the_linear_pair_gives_autograds_output_and_gradients():
     torch.testing.assert_close(factor * scale * dinp, leaves[0].grad)
     assert linear_backward(dout, inp, weight, scale=scale, factor=factor, dweight=dweight,
                            dbias=dbias, input_grad=False) is None
+    # one input shared by every member (the evaluation set)
+    torch.testing.assert_close(linear_forward(inp[0], weight, bias),
+                               inp[0] @ weight.transpose(1, 2) + bias[:, None, :])
 
 
 @pytest.mark.parametrize("p", [0.2, 0.0])
 def test_the_relu_dropout_pair_gives_autograds_output_and_gradient(p):
     drop = Dropout(p)
     torch.manual_seed(0)
-    pre = torch.randn(64, 32)
+    pre = torch.randn(1, 64, 32)  # a stack of one model
     leaf = pre.clone().requires_grad_()
     torch.manual_seed(4)
     expected = drop(F.relu(leaf))
@@ -50,7 +54,7 @@ def test_the_relu_dropout_pair_gives_autograds_output_and_gradient(p):
     expected.backward(dy)
 
     torch.manual_seed(4)  # the same mask
-    out, scale = relu_dropout_forward(pre.clone(), drop)
+    out, scale = relu_dropout_forward(pre.clone(), p, [None])  # torch's global generator
     torch.testing.assert_close(scale * out, expected.detach())
     # the gradient of the unscaled out is scale times that of the layer's output
     torch.testing.assert_close(relu_dropout_backward(scale * dy, out), leaf.grad)

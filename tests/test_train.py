@@ -507,6 +507,21 @@ def test_the_mlps_train_step_gives_autograds_gradients(bf16):
         assert torch.equal(pred, logits.argmax(dim=1))
 
 
+def test_the_train_step_follows_each_layers_own_dropout():
+    torch.manual_seed(0)
+    model = MLP()
+    model.layers[6].p = 0.5  # the second hidden layer's dropout, changed after building
+    x, y = torch.randn(32, 784), torch.randint(0, 10, (32,))
+    torch.manual_seed(1)
+    F.cross_entropy(model(x), y).backward()
+    expected = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(1)
+    model.train_step(x, y)
+    for p, grad in zip(model.parameters(), expected, strict=True):
+        torch.testing.assert_close(p.grad, grad, rtol=1e-5, atol=1e-7)
+
+
 def test_the_train_step_writes_into_given_buffers_and_reuses_its_gradients():
     torch.manual_seed(0)
     model = MLP()

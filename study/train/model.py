@@ -1,10 +1,12 @@
 """The lab's MLP for MNIST, and its layers' forward and backward without autograd.
 
-:meth:`MLP.train_step` computes one update's gradients from pairs of small functions, one
-pair per layer (as llm.c writes them): :func:`linear_forward` / :func:`linear_backward`,
-:func:`relu_dropout_forward` / :func:`relu_dropout_backward` and
+The project's one hand-written backward: :func:`mlp_gradients` computes one update's
+gradients for a stack of MLPs (each weight ``(members, out, in)``) from pairs of small
+functions, one pair per layer (as llm.c writes them): :func:`linear_forward` /
+:func:`linear_backward`, :func:`relu_dropout_forward` / :func:`relu_dropout_backward` and
 :func:`cross_entropy_forward` / :func:`cross_entropy_backward`. Each pair is checked against
-autograd on its own (tests/test_model.py).
+autograd on its own (tests/test_model.py). :meth:`MLP.train_step` runs it on a stack of one;
+the cohort trainer (:mod:`study.train.stacked`) on a stack of many.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ __all__ = [
     "relu_dropout_backward",
     "cross_entropy_forward",
     "cross_entropy_backward",
+    "mlp_gradients",
 ]
 
 _LANES = 4  # 16-bit lanes in one random 64-bit integer
@@ -98,9 +101,17 @@ def mask_from_bits(
 def linear_forward(
     inp: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, *, scale: float = 1.0
 ) -> torch.Tensor:
-    """``scale * inp @ weight.T + bias`` in one product (``scale``: the dropout scale of the
-    layer below, whose kept units ``inp`` holds unscaled)."""
-    return torch.addmm(bias, inp, weight.t(), alpha=scale)
+    """``scale * inp @ weight.T + bias`` for every member of a stack in one product
+    (``scale``: the dropout scale of the layer below, whose kept units ``inp`` holds
+    unscaled). ``weight`` is ``(members, out, in)``, ``bias`` ``(members, out)`` and ``inp``
+    ``(members, n, in)``, each member on its own batch, or ``(n, in)``, one input for all
+    (the evaluation set). One model is a stack of one."""
+    if inp.dim() == 2:  # one product for all members: (n, in) @ (in, members * out)
+        members, out = weight.shape[:2]
+        flat = torch.addmm(bias.reshape(1, -1), inp, weight.reshape(-1, weight.shape[2]).t(),
+                           alpha=scale)
+        return flat.view(inp.shape[0], members, out).transpose(0, 1)
+    return torch.baddbmm(bias.unsqueeze(1), inp, weight.transpose(1, 2), alpha=scale)
 
 
 def linear_backward(
@@ -114,24 +125,37 @@ def linear_backward(
     dbias: torch.Tensor,
     input_grad: bool = True,
 ) -> torch.Tensor | None:
-    """The backward of :func:`linear_forward` when the true gradient of its output is
-    ``factor * dout``: writes the weight's gradient into ``dweight`` and the bias's into
-    ``dbias`` (float32, summed in float32), and returns ``dout @ weight``, which times
-    ``factor * scale`` is the gradient of ``inp`` (``None`` without ``input_grad``: the first
-    layer's input needs none)."""
-    torch.addmm(dweight, dout.t(), inp, beta=0, alpha=factor * scale, out=dweight)
-    torch.sum(dout, 0, dtype=torch.float32, out=dbias).mul_(factor)
-    return dout @ weight if input_grad else None
+    """The backward of :func:`linear_forward` (``(members, n, in)`` input) when the true
+    gradient of its output is ``factor * dout``: writes each member's weight gradient into
+    ``dweight`` and bias gradient into ``dbias`` (summed in float32), and returns ``dout @
+    weight`` per member, which times ``factor * scale`` is the gradient of ``inp`` (``None``
+    without ``input_grad``: the first layer's input needs none)."""
+    torch.baddbmm(dweight, dout.transpose(1, 2), inp, beta=0, alpha=factor * scale,
+                  out=dweight)
+    torch.sum(dout, 1, dtype=torch.float32, out=dbias).mul_(factor)
+    return torch.bmm(dout, weight) if input_grad else None
 
 
-def relu_dropout_forward(pre: torch.Tensor, drop: Dropout) -> tuple[torch.Tensor, float]:
-    """ReLU, then ``drop``'s CPU mask, in place on ``pre``: returns ``(out, scale)``, the
+def relu_dropout_forward(
+    pre: torch.Tensor, p: float, generators: Sequence[torch.Generator | None]
+) -> tuple[torch.Tensor, float]:
+    """ReLU, then dropout with probability ``p``, in place on ``pre`` (``(members, n,
+    units)``): member ``k``'s mask is drawn from ``generators[k]`` (``None``: torch's global
+    generator) exactly as :meth:`Dropout.cpu_mask` draws one. Returns ``(out, scale)``, the
     layer's output being ``scale * out`` (the kept units stay unscaled: ``scale`` rides on
     the next :func:`linear_forward`)."""
     out = pre.relu_()
-    if drop.p == 0:
+    if p == 0:
         return out, 1.0
-    mask, scale = drop.cpu_mask(out)
+    per_member = out[0].numel()
+    if len(generators) == 1:  # one row of words serves the whole stack
+        bits = random_bits(per_member, generator=generators[0], device=out.device)
+    else:
+        bits = torch.empty(len(generators), (per_member + _LANES - 1) // _LANES,
+                           dtype=torch.int64, device=out.device)
+        for row, generator in zip(bits, generators, strict=True):
+            random_bits(per_member, generator=generator, device=out.device, out=row)
+    mask, scale = mask_from_bits(bits, out.shape, p, out.dtype)
     return out.mul_(mask), scale
 
 
@@ -168,6 +192,49 @@ def cross_entropy_backward(log_p: torch.Tensor, y: torch.Tensor) -> torch.Tensor
     leading dimensions, as :func:`cross_entropy_forward`."""
     grad = log_p.exp_()
     return grad.scatter_add_(-1, y.unsqueeze(-1), grad.new_full((*y.shape, 1), -1.0))
+
+
+def mlp_gradients(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    weights: Sequence[torch.Tensor],
+    biases: Sequence[torch.Tensor],
+    *,
+    dropout: Sequence[float],
+    generators: Sequence[torch.Generator | None],
+    dweights: Sequence[torch.Tensor],
+    dbiases: Sequence[torch.Tensor],
+    nll: torch.Tensor | None = None,
+    pred: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One update's forward and backward of a stack of MLPs (Linear, ReLU, dropout ...,
+    Linear), layer by layer with the pairs above: the gradients of each member's mean
+    cross-entropy go into ``dweights`` and ``dbiases``; returns each example's
+    cross-entropy (float32) and predicted class, written into ``nll`` and ``pred`` where
+    given. ``x`` is ``(members, n, in)`` and ``y`` ``(members, n)``; ``weights`` and
+    ``biases`` are the stacked parameters in the products' dtype (``x``'s); ``dropout``
+    holds the probability after each hidden layer, and member ``k``'s masks come from
+    ``generators[k]``. The only hand-written backward of the
+    project: :meth:`MLP.train_step` is a stack of one, the cohort trainer's
+    :class:`~study.train.stacked.StackedMLP` a stack of many."""
+    h = x
+    inputs, scales = [h], [1.0]  # each product's input, and the scale it stands for
+    for w, b, p in zip(weights[:-1], biases[:-1], dropout, strict=True):
+        h, scale = relu_dropout_forward(linear_forward(h, w, b, scale=scales[-1]), p,
+                                        generators)
+        inputs.append(h)
+        scales.append(scale)
+    logits = linear_forward(h, weights[-1], biases[-1], scale=scales[-1])
+    nll, pred, log_p = cross_entropy_forward(logits, y, nll=nll, pred=pred)
+    grad = cross_entropy_backward(log_p, y).to(x.dtype)
+    factor = 1.0 / y.shape[-1]  # the true gradient of the logits is factor * grad
+    for k in range(len(weights) - 1, -1, -1):
+        grad = linear_backward(grad, inputs[k], weights[k], scale=scales[k], factor=factor,
+                               dweight=dweights[k], dbias=dbiases[k], input_grad=k > 0)
+        if k > 0:  # through the ReLU and dropout below
+            grad = relu_dropout_backward(grad, inputs[k])
+            factor *= scales[k]
+    return nll, pred
 
 
 class MLP(nn.Module):
@@ -241,9 +308,9 @@ class MLP(nn.Module):
         The operations of ``cross_entropy(model(x).float(), y).backward()`` in training mode
         (under ``torch.autocast(..., torch.bfloat16)`` with ``bf16``: the weights cast to
         bfloat16 for the products, the loss and the gradients in float32) with the same
-        dropout masks, layer by layer (the module's forward and backward pairs), so that no
-        update pays for more than the products need: no autograd graph, the scalars on the
-        products, and the gradients written into buffers allocated once
+        dropout masks, layer by layer (:func:`mlp_gradients` on a stack of this one model),
+        so that no update pays for more than the products need: no autograd graph, the
+        scalars on the products, and the gradients written into buffers allocated once
         (:meth:`_grad_buffers`; with ``bf16`` one cast of all weight gradients at once).
 
         The gradients equal autograd's to float32 rounding (within 1e-5 relative; in bf16
@@ -252,37 +319,26 @@ class MLP(nn.Module):
         """
         dtype = torch.bfloat16 if bf16 else torch.float32
         linears = [m for m in self.layers if isinstance(m, nn.Linear)]
-        drops = [m for m in self.layers if isinstance(m, Dropout)]
         buffers = self._grad_buffers(linears, dtype)
-        weights = [(m.weight.to(dtype), m.bias.to(dtype)) for m in linears]
-        h = x.flatten(1).to(dtype)
-        inputs, scales = [h], [1.0]  # each product's input, and the scale it stands for
-        for (w, b), drop in zip(weights[:-1], drops, strict=True):
-            h, scale = relu_dropout_forward(linear_forward(h, w, b, scale=scales[-1]), drop)
-            inputs.append(h)
-            scales.append(scale)
-        logits = linear_forward(h, *weights[-1], scale=scales[-1])
-        nll, pred, log_p = cross_entropy_forward(logits, y, nll=nll, pred=pred)
-        grad = cross_entropy_backward(log_p, y).to(dtype)
-        factor = 1.0 / y.shape[0]  # the true gradient of the logits is factor * grad
-        for k in range(len(linears) - 1, -1, -1):
-            grad = linear_backward(
-                grad, inputs[k], weights[k][0], scale=scales[k], factor=factor,
-                dweight=buffers["weight_targets"][k], dbias=buffers["bias_targets"][k],
-                input_grad=k > 0,
-            )
-            if k > 0:  # through the ReLU and dropout below
-                grad = relu_dropout_backward(grad, inputs[k])
-                factor *= scales[k]
+        nll, pred = mlp_gradients(  # a stack of one
+            x.flatten(1).to(dtype).unsqueeze(0), y.unsqueeze(0),
+            [m.weight.to(dtype).unsqueeze(0) for m in linears],
+            [m.bias.to(dtype).unsqueeze(0) for m in linears],
+            dropout=[m.p for m in self.layers if isinstance(m, Dropout)], generators=[None],
+            dweights=buffers["weight_targets"], dbiases=buffers["bias_targets"],
+            nll=None if nll is None else nll.unsqueeze(0),
+            pred=None if pred is None else pred.unsqueeze(0),
+        )
         if buffers["weights16"] is not None:
             buffers["weights32"].copy_(buffers["weights16"])
-        return nll, pred
+        return nll[0], pred[0]
 
     def _grad_buffers(self, linears: list[nn.Linear], dtype: torch.dtype) -> dict:
-        """Where :meth:`train_step` writes the gradients: views of one float32 buffer, which
-        are the parameters' ``.grad`` (made again when a ``.grad`` was replaced, e.g. by
-        ``zero_grad``); with bfloat16 the weight gradients go to a bfloat16 buffer first,
-        copied into the float32 one in one pass. Keys: ``weight_targets``,
+        """Where :meth:`train_step` writes the gradients (with a leading dimension of one, a
+        stack of one model): views of one float32 buffer, which are the parameters'
+        ``.grad`` (made again when a ``.grad`` was replaced, e.g. by ``zero_grad``); with
+        bfloat16 the weight gradients go to a bfloat16 buffer first, copied into the float32
+        one in one pass. Keys: ``weight_targets``,
         ``bias_targets``, ``weights16`` (``None`` in float32) and ``weights32``."""
         weights, biases = [m.weight for m in linears], [m.bias for m in linears]
         params = weights + biases
@@ -302,6 +358,7 @@ class MLP(nn.Module):
             else:
                 targets.append(p.grad)
             offset += p.numel()
+        targets = [t.unsqueeze(0) for t in targets]  # as a stack of one model
         cache = {"dtype": dtype, "grads": [p.grad for p in params],
                  "weight_targets": targets[: len(weights)],
                  "bias_targets": targets[len(weights) :],

@@ -1,14 +1,11 @@
-"""K copies of the lab's MLP as one stacked model: the cohort trainer's forward and backward.
+"""K copies of the lab's MLP as one stacked model: the cohort trainer's model.
 
 Each weight is a ``(members, out, in)`` tensor and each bias ``(members, out)``, so one
-batched product (``torch.baddbmm``/``bmm``) computes a layer for every member, each on its
-own batch. The layers are pairs of small functions (as llm.c writes them), each checked
-against autograd (tests/test_cohort.py): :func:`stacked_linear_forward` /
-:func:`stacked_linear_backward` and :func:`stacked_relu_dropout_forward` (its backward is
-:func:`~study.train.model.relu_dropout_backward`, elementwise); the loss is
-:func:`~study.train.model.cross_entropy_forward` / ``_backward``, which take any leading
-dimensions. Each member's dropout masks come from its own generator, so a member's run does
-not depend on which others share the stack.
+batched product computes a layer for every member, each on its own batch. The forward and
+backward are :func:`~study.train.model.mlp_gradients`, the layer pairs that
+:meth:`~study.train.model.MLP.train_step` runs on a stack of one. Each member's dropout
+masks come from its own generator, so a member's run does not depend on which others share
+the stack.
 """
 
 from __future__ import annotations
@@ -18,79 +15,11 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from study.train.model import (
-    MLP,
-    cross_entropy_backward,
-    cross_entropy_forward,
-    mask_from_bits,
-    random_bits,
-    relu_dropout_backward,
-)
+from study.train.model import MLP, cross_entropy_forward, linear_forward, mlp_gradients
 
-__all__ = [
-    "StackedMLP",
-    "stacked_linear_forward",
-    "stacked_linear_backward",
-    "stacked_relu_dropout_forward",
-    "stacked_evaluate",
-]
+__all__ = ["StackedMLP", "stacked_evaluate"]
 
 _EVAL_ELEMENTS = 20_000_000  # hidden activations per evaluation chunk (80 MB in float32)
-
-
-def stacked_linear_forward(
-    inp: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, *, scale: float = 1.0
-) -> torch.Tensor:
-    """``scale * inp @ weight.T + bias`` for every member in one product: ``inp`` is
-    ``(members, n, in)`` (or ``(n, in)``, the same input for all), ``weight``
-    ``(members, out, in)``, ``bias`` ``(members, out)``."""
-    if inp.dim() == 2:  # one product for all members: (n, in) @ (in, members * out)
-        members, out = weight.shape[:2]
-        flat = torch.addmm(bias.reshape(1, -1), inp, weight.reshape(-1, weight.shape[2]).t(),
-                           alpha=scale)
-        return flat.view(inp.shape[0], members, out).transpose(0, 1)
-    return torch.baddbmm(bias.unsqueeze(1), inp, weight.transpose(1, 2), alpha=scale)
-
-
-def stacked_linear_backward(
-    dout: torch.Tensor,
-    inp: torch.Tensor,
-    weight: torch.Tensor,
-    *,
-    scale: float,
-    factor: float,
-    dweight: torch.Tensor,
-    dbias: torch.Tensor,
-    input_grad: bool = True,
-) -> torch.Tensor | None:
-    """The backward of :func:`stacked_linear_forward` when the true gradient of its output
-    is ``factor * dout``: writes each member's weight gradient into ``dweight`` and bias
-    gradient into ``dbias`` (summed in float32), and returns ``dout @ weight`` per member,
-    which times ``factor * scale`` is the gradient of ``inp`` (``None`` without
-    ``input_grad``)."""
-    torch.baddbmm(dweight, dout.transpose(1, 2), inp, beta=0, alpha=factor * scale,
-                  out=dweight)
-    torch.sum(dout, 1, dtype=torch.float32, out=dbias).mul_(factor)
-    return torch.bmm(dout, weight) if input_grad else None
-
-
-def stacked_relu_dropout_forward(
-    pre: torch.Tensor, p: float, generators: Sequence[torch.Generator]
-) -> tuple[torch.Tensor, float]:
-    """ReLU, then dropout with probability ``p``, in place on ``pre`` (``(members, n,
-    units)``): member ``k``'s mask is drawn from ``generators[k]`` exactly as
-    :class:`~study.train.model.Dropout` draws one on the CPU. Returns ``(out, scale)``, the
-    layer's output being ``scale * out`` (the kept units stay unscaled)."""
-    out = pre.relu_()
-    if p == 0:
-        return out, 1.0
-    per_member = out[0].numel()
-    bits = torch.empty(len(generators), (per_member + 3) // 4, dtype=torch.int64,
-                       device=out.device)
-    for row, generator in zip(bits, generators, strict=True):
-        random_bits(per_member, generator=generator, device=out.device, out=row)
-    mask, scale = mask_from_bits(bits, out.shape, p, out.dtype)
-    return out.mul_(mask), scale
 
 
 class StackedMLP:
@@ -185,7 +114,8 @@ class StackedMLP:
         (``(members, n)``) where given, and returns the float32 gradients of the mean
         cross-entropy in :meth:`parameters`' order.
 
-        The operations of :meth:`~study.train.model.MLP.train_step` (in bfloat16 with
+        :func:`~study.train.model.mlp_gradients`, as
+        :meth:`~study.train.model.MLP.train_step` runs it for one model (in bfloat16 with
         ``bf16``: the weights cast for the products, the loss and the gradients in
         float32), each product batched over the members.
         """
@@ -194,26 +124,9 @@ class StackedMLP:
         if bf16:
             for target, p in zip(buffers["cast"], self.parameters(), strict=True):
                 target.copy_(p)
-        weights = list(zip(buffers["cast"][::2], buffers["cast"][1::2], strict=True))
-        h = x.to(dtype)
-        inputs, scales = [h], [1.0]  # each product's input, and the scale it stands for
-        for w, b in weights[:-1]:
-            pre = stacked_linear_forward(h, w, b, scale=scales[-1])
-            h, scale = stacked_relu_dropout_forward(pre, self.dropout, generators)
-            inputs.append(h)
-            scales.append(scale)
-        logits = stacked_linear_forward(h, *weights[-1], scale=scales[-1])
-        nll, pred, log_p = cross_entropy_forward(logits, y, nll=nll, pred=pred)
-        grad = cross_entropy_backward(log_p, y).to(dtype)
-        factor = 1.0 / y.shape[1]  # the true gradient of the logits is factor * grad
-        for k in range(len(weights) - 1, -1, -1):
-            grad = stacked_linear_backward(
-                grad, inputs[k], weights[k][0], scale=scales[k], factor=factor,
-                dweight=buffers["staged"][k], dbias=buffers["biases"][k], input_grad=k > 0,
-            )
-            if k > 0:  # through the ReLU and dropout below
-                grad = relu_dropout_backward(grad, inputs[k])
-                factor *= scales[k]
+        mlp_gradients(x.to(dtype), y, buffers["cast"][::2], buffers["cast"][1::2],
+                      dropout=[self.dropout] * (len(self.weights) - 1), generators=generators,
+                      dweights=buffers["staged"], dbiases=buffers["biases"], nll=nll, pred=pred)
         if dtype != torch.float32:
             for target, staged in zip(buffers["weights"], buffers["staged"], strict=True):
                 target.copy_(staged)
@@ -238,8 +151,8 @@ def stacked_evaluate(
     for start in range(0, x.shape[0], chunk):
         h = x[start : start + chunk].to(dtype)
         for w, b in weights[:-1]:
-            h = stacked_linear_forward(h, w, b).relu_()
-        logits = stacked_linear_forward(h, *weights[-1])
+            h = linear_forward(h, w, b).relu_()
+        logits = linear_forward(h, *weights[-1])
         target = y[start : start + chunk].expand(model.members, -1)
         nll, pred, _ = cross_entropy_forward(logits, target)
         loss_sum += nll.sum(1)
