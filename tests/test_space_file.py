@@ -228,6 +228,16 @@ class SignSGD(torch.optim.Optimizer):
                     p.sub_(p.grad.sign(), alpha=group["lr"])
 """
 
+#: A space of one optimizer of the user's own (my_optim.SignSGD) with no batched update.
+SIGNSGD_SPACE = """
+[custom_optimizers.signsgd]
+class = "my_optim:SignSGD"
+default_lr = 1e-3
+
+[optimizers.signsgd]
+lr = { low = 1e-4, high = 3e-4, log = true }
+"""
+
 
 @pytest.fixture
 def user_module(tmp_path, monkeypatch):
@@ -247,14 +257,7 @@ def test_an_optimizer_named_by_import_path_is_registered_searched_and_trained(
 ):
     from study.train.loop import fit
 
-    text = """
-[custom_optimizers.signsgd]
-class = "my_optim:SignSGD"
-default_lr = 1e-3
-
-[optimizers.signsgd]
-lr = { low = 1e-4, high = 3e-4, log = true }
-"""
+    text = SIGNSGD_SPACE
     space = load_space(write(user_module, text))
     load_space(write(user_module, text))  # read again (a worker, a resume): the same class
     optuna_study = optuna.create_study(direction="maximize")
@@ -290,14 +293,7 @@ def test_a_space_with_an_optimizer_without_a_batched_update_trains_one_trial_at_
 ):
     from study.run import main as run_main
 
-    text = """
-[custom_optimizers.signsgd]
-class = "my_optim:SignSGD"
-default_lr = 1e-3
-
-[optimizers.signsgd]
-lr = { low = 1e-4, high = 3e-4, log = true }
-"""
+    text = SIGNSGD_SPACE
     path = write(user_module, text)
     monkeypatch.chdir(user_module)
     url = f"sqlite:///{user_module / 'sign.db'}"

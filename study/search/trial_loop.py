@@ -11,6 +11,7 @@ drops that trial's result and carries on.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import sys
@@ -68,6 +69,13 @@ class _Claim:
         fcntl.flock(self._file, fcntl.LOCK_UN)
         self._file.close()
         self._file = None
+
+    def __enter__(self) -> _Claim:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 #: Observers of a trial's moments in this process, each called with the moment's name:
@@ -255,9 +263,7 @@ def _optimize_until(
     numbers of the trials the objective began; one that another process failed as dead
     meanwhile (:func:`_taken_over`) is dropped, and the loop goes on."""
     while not STOP.requested:
-        if claim is not None:
-            claim.acquire()
-        try:
+        with claim or contextlib.nullcontext():
             if STOP.requested or reached():
                 break
             before = len(started)
@@ -267,9 +273,6 @@ def _optimize_until(
             except Exception as exc:
                 if not _taken_over(optuna_study, started[before:], exc):
                     raise
-        finally:
-            if claim is not None:
-                claim.release()
 
 
 def _optimize_cohorts_until(
@@ -287,9 +290,7 @@ def _optimize_cohorts_until(
     together; until ``reached()`` or a stop is requested. With ``claim`` the check and the
     asks happen under the lock the sibling workers share."""
     while not STOP.requested:
-        if claim is not None:
-            claim.acquire()
-        try:
+        with claim or contextlib.nullcontext():
             if STOP.requested or reached():
                 break
             with warnings.catch_warnings():
@@ -304,9 +305,6 @@ def _optimize_cohorts_until(
                 except BaseException:
                     runner.abandon()
                     raise
-        finally:
-            if claim is not None:
-                claim.release()
         runner.run()
 
 
