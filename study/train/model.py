@@ -148,7 +148,7 @@ def relu_dropout_forward(
     if p == 0:
         return out, 1.0
     per_member = out[0].numel()
-    if len(generators) == 1:  # one row of words serves the whole stack
+    if len(generators) == 1 == out.shape[0]:  # one model: its one row of words
         bits = random_bits(per_member, generator=generators[0], device=out.device)
     else:
         bits = torch.empty(len(generators), (per_member + _LANES - 1) // _LANES,
