@@ -4,14 +4,12 @@ a pause past the grace period and a killed process lose nothing finished."""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import time
 
 import optuna
 import pytest
-from processes import COHORT, child_env, hooked_run, study_run
+from processes import COHORT, child_env, hooked_run, paused_past_grace, study_run
 
 from study.run import main as run_main
 from study.store import records
@@ -125,33 +123,15 @@ def test_a_cohort_paused_past_its_grace_drops_its_trials_and_carries_on(tmp_path
     url = f"sqlite:///{tmp_path / 'paused.db'}"
     args = ["--storage", url, "--study-name", "paused", "--trials", "2", *COHORT,
             "--heartbeat", "1", "--grace", "2"]
-    run = subprocess.Popen(hooked_run("--signal-at", "epoch:SIGSTOP", args=args),
-                           cwd=tmp_path, env=child_env(), stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while not (os.waitpid(run.pid, os.WNOHANG | os.WUNTRACED)[1] & 0xFF == 0x7F):
-            assert time.monotonic() < deadline and run.poll() is None, "it never paused"
-            time.sleep(0.02)
-        # Another process (this one) finds the cohort's trials silent past their grace.
-        from study.store.storage import open_storage
-
-        optuna_study = optuna.load_study(study_name="paused",
-                                         storage=open_storage(url, heartbeat=1, grace=2))
-        while {t.state.name for t in optuna_study.get_trials()} != {"FAIL"}:
-            assert time.monotonic() < deadline, "the trials never counted as dead"
-            optuna.storages.fail_stale_trials(optuna_study)
-            time.sleep(0.2)
-        os.kill(run.pid, signal.SIGCONT)
-        out, err = run.communicate(timeout=120)
-    finally:
-        if run.poll() is None:
-            run.kill()
-    assert run.returncode == 0, out + err
+    # Another process (this one) finds the cohort's trials silent past their grace.
+    code, out, err = paused_past_grace(
+        "epoch", args, cwd=tmp_path, url=url, study_name="paused",
+        dead=lambda trials: {t.state.name for t in trials} == {"FAIL"})
+    assert code == 0, out + err
     assert "Traceback" not in err and "UpdateFinishedTrialError" not in err
     dropped = [line for line in err.splitlines() if "went without a heartbeat" in line]
     assert len(dropped) == 2, err  # one line per trial of the cohort
-    states = [t.state.name for t in optuna_study.get_trials()]
+    states = [t.state.name for t in _study(url, "paused").get_trials()]
     assert states == ["FAIL", "FAIL", "COMPLETE", "COMPLETE"]
 
 

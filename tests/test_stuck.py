@@ -13,17 +13,16 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
 
 import optuna
 import pytest
-from processes import TINY, child_env, hooked_run, study_run
+from processes import TINY, child_env, paused_past_grace, study_run
 
 from study.search.workers import _Worker
-from study.store.storage import TIMEOUT_ENV, open_storage
+from study.store.storage import TIMEOUT_ENV
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGSTOP is POSIX")
 
@@ -135,18 +134,6 @@ def test_a_frozen_server_stops_the_run_in_one_line_and_the_rerun_continues(
     assert sorted(t.state.name for t in trials) == ["COMPLETE"] * 3
 
 
-def _wait_until_stopped(process: subprocess.Popen, timeout: float = 120) -> None:
-    """Wait until ``process`` is stopped by a signal; fail if it exits instead."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pid, status = os.waitpid(process.pid, os.WNOHANG | os.WUNTRACED)
-        if pid and os.WIFSTOPPED(status):
-            return
-        assert not pid, f"the run ended (status {status}) before it paused"
-        time.sleep(0.02)
-    pytest.fail("the run never paused")
-
-
 @pytest.mark.parametrize(
     "moment",
     [
@@ -158,32 +145,18 @@ def test_a_run_paused_past_its_grace_drops_the_trial_failed_meanwhile(tmp_path, 
     url = f"sqlite:///{tmp_path / 'paused.db'}"
     args = ["--storage", url, "--study-name", "paused", "--trials", "2", *TINY,
             "--heartbeat", "1", "--grace", "2"]
-    run = subprocess.Popen(hooked_run("--signal-at", f"{moment}:SIGSTOP", args=args),
-                           cwd=tmp_path, env=child_env(), stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
-    try:
-        _wait_until_stopped(run)
-        # Another process (this one) finds trial 0 silent past its grace and fails it.
-        optuna_study = optuna.load_study(study_name="paused",
-                                         storage=open_storage(url, heartbeat=1, grace=2))
-        deadline = time.monotonic() + 30
-        while optuna_study.get_trials()[0].state.name == "RUNNING":
-            assert time.monotonic() < deadline, "trial 0 never counted as dead"
-            optuna.storages.fail_stale_trials(optuna_study)
-            time.sleep(0.2)
-        os.kill(run.pid, signal.SIGCONT)
-        out, err = run.communicate(timeout=120)
-    finally:
-        if run.poll() is None:
-            run.kill()
-    assert run.returncode == 0, out + err
+    # Another process (this one) finds trial 0 silent past its grace and fails it.
+    code, out, err = paused_past_grace(
+        moment, args, cwd=tmp_path, url=url, study_name="paused",
+        dead=lambda trials: trials[0].state.name != "RUNNING")
+    assert code == 0, out + err
     for crash in ("Traceback", "Cannot tell", "Should not reach", "UpdateFinishedTrialError"):
         assert crash not in err, err
     dropped = [line for line in err.splitlines() if "trial 0 went without a heartbeat" in line]
     assert len(dropped) == 1, err
     assert "another process marked it failed" in dropped[0]
     assert "its result is dropped and the run carries on" in dropped[0]
-    trials = optuna_study.get_trials()
+    trials = optuna.load_study(study_name="paused", storage=url).get_trials()
     assert trials[0].state.name == "FAIL" and trials[0].value is None
     assert sorted(t.state.name for t in trials[1:]) == ["COMPLETE", "COMPLETE"]
 
