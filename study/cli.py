@@ -149,9 +149,10 @@ def torch_threads(threads: int | None, *, workers: int) -> int:
 def set_training_threads(threads: int | None, device: str, *, cohort: int | None = None
                          ) -> int:
     """Set torch's threads for a command that trains in one process (``study.confirm``,
-    ``study.lr_range``) as ``study.run`` sets each of its default workers' for trials
-    trained ``cohort`` at a time (default: ``study.run``'s cohort; one at a time: 1 thread on
-    a 2-core CPU; in cohorts, one process: every core); returns the number set.
+    ``study.lr_range``) as ``study.run`` sets them for a sampled study trained ``cohort``
+    trials at a time (default: ``study.run``'s cohort): one at a time, 1 thread on a 2-core
+    CPU (each of two workers); in cohorts, one process with every core. Returns the number
+    set.
 
     One process whose threads split each small matrix product of this MLP trains slower
     than one thread per process, and several times slower while anything else runs on the

@@ -57,8 +57,12 @@ def paused_past_grace(
                            stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
-        while not os.WIFSTOPPED(os.waitpid(run.pid, os.WNOHANG | os.WUNTRACED)[1]):
-            assert time.monotonic() < deadline and run.poll() is None, "it never paused"
+        while True:
+            pid, status = os.waitpid(run.pid, os.WNOHANG | os.WUNTRACED)
+            if pid and os.WIFSTOPPED(status):
+                break
+            assert not pid, f"the run ended (status {status}) before it paused"
+            assert time.monotonic() < deadline, "it never paused"
             time.sleep(0.02)
         optuna_study = optuna.load_study(study_name=study_name,
                                          storage=open_storage(url, heartbeat=1, grace=2))

@@ -72,3 +72,11 @@ def test_the_cross_entropy_pair_gives_autograds_losses_and_gradient():
     torch.testing.assert_close(nll, per_example.detach())
     assert torch.equal(pred, logits.argmax(dim=1))
     torch.testing.assert_close(cross_entropy_backward(log_p, y) / 16, leaf.grad)
+
+
+def test_the_relu_dropout_layer_needs_one_generator_per_member():
+    pre = torch.randn(2, 8, 32)
+    with pytest.raises(ValueError, match="one generator per member: got 1 for a stack of 2"):
+        relu_dropout_forward(pre, 0.2, [None])
+    with pytest.raises(ValueError, match="got 3 for a stack of 2"):
+        relu_dropout_forward(pre, 0.2, [torch.Generator() for _ in range(3)])

@@ -144,11 +144,14 @@ def relu_dropout_forward(
     generator) exactly as :meth:`Dropout.cpu_mask` draws one. Returns ``(out, scale)``, the
     layer's output being ``scale * out`` (the kept units stay unscaled: ``scale`` rides on
     the next :func:`linear_forward`)."""
+    if len(generators) != pre.shape[0]:
+        raise ValueError(f"relu_dropout_forward needs one generator per member: got "
+                         f"{len(generators)} for a stack of {pre.shape[0]}.")
     out = pre.relu_()
     if p == 0:
         return out, 1.0
     per_member = out[0].numel()
-    if len(generators) == 1 == out.shape[0]:  # one model: its one row of words
+    if len(generators) == 1:  # one model: its one row of words
         bits = random_bits(per_member, generator=generators[0], device=out.device)
     else:
         bits = torch.empty(len(generators), (per_member + _LANES - 1) // _LANES,
