@@ -731,8 +731,8 @@ def _settle_cohort(options: RunOptions) -> RunOptions:
     """``options`` with its cohort size and, where --workers was left out, the workers that
     go with it. The size is the one given or kept with the study, else the device's default;
     1 where cohorts cannot train; on a GPU no more trials than fit in this process's share
-    of the free memory (a default is lowered to fit, a ``--cohort`` given too large is
-    refused with the size that fits)."""
+    of the free memory (a size kept with the study is lowered to fit for this run, a
+    ``--cohort`` given too large is refused with the size that fits)."""
     own = options.data is not None or options.model is not None
     cohort = options.cohort or default_cohort(options.device, options.repeats)
     if _cohort_refusal(options.space, checkpoints=options.checkpoints, own=own) is not None:
