@@ -211,6 +211,30 @@ def test_a_reader_waits_for_settings_another_worker_is_still_writing(tmp_path):
     assert stored_settings(storage, "none") is None
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # the creator asks, as cohorts do
+def test_a_creator_that_starts_a_trial_between_the_readers_reads_is_waited_for(tmp_path):
+    """The CI failure this guards: a reader got half the settings, then saw the trial the
+    creator started just after writing the rest, took the study for complete and was refused
+    ("no 'batch_size'"). Here the creator finishes (settings, mark, a trial) while the reader
+    reads the attributes; the reader must come back for all of them."""
+    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}")
+    creating = optuna.create_study(storage=storage, study_name="s", direction="maximize")
+    creating.set_user_attr("space", "default")  # the creator is half-way through
+    read = storage.get_study_user_attrs
+
+    def read_then_finish(study_id: int) -> dict:
+        attrs = read(study_id)  # what the reader gets: half the settings
+        if SETTINGS_COMPLETE not in attrs:
+            creating.set_user_attr("batch_size", 64)
+            creating.set_user_attr(SETTINGS_COMPLETE, True)
+            creating.ask()  # its first trial
+        return attrs
+
+    storage.get_study_user_attrs = read_then_finish
+    found = stored_settings(storage, "s")
+    assert found["batch_size"] == 64
+
+
 def test_heartbeat_and_grace_reach_the_storage(tmp_path):
     storage = open_storage(f"sqlite:///{tmp_path / 'h.db'}", heartbeat=1, grace=3)
     assert (storage.heartbeat_interval, storage.grace_period) == (1, 3)

@@ -606,8 +606,12 @@ def stored_settings(
         return None
     deadline = time.monotonic() + SETTINGS_WAIT
     while True:
+        # The trials first: a creator writes all the settings before the first trial, so the
+        # attributes read after a trial was seen hold them all (read the other way round, a
+        # trial started between the two reads would pass half the settings as complete).
+        has_trials = storage.get_n_trials(study_id) > 0
         attrs = dict(storage.get_study_user_attrs(study_id))
-        complete = SETTINGS_COMPLETE in attrs or storage.get_n_trials(study_id) > 0
+        complete = SETTINGS_COMPLETE in attrs or has_trials
         if complete:
             return {**(legacy or {}), **attrs, SETTINGS_COMPLETE: True}
         if time.monotonic() >= deadline:
