@@ -355,50 +355,53 @@ def run_trials(
 ) -> tuple[bool, float]:
     """Run trials until ``target`` are finished; returns (interrupted, wall seconds).
 
-    Each trial trains ``propose(trial)`` with ``repeats`` seeds (see
-    :class:`study.search.objective.Objective`). ``show_progress``: bars and a line per
-    finished trial on stderr (off in a worker of ``--workers``, whose parent shows them).
-    ``siblings``: this process is one of the workers of ``--workers``; it counts their
-    running trials towards the target and starts each trial under the lock they share, named
-    by ``claim_key`` (the storage URL and study name). ``done(study)`` counts what the target
-    counts (default: finished trials; a grid counts its distinct points). With
+    Each trial trains ``propose(trial)`` with ``repeats`` seeds (:class:`Objective`).
+    ``show_progress``: bars and a line per finished trial on stderr (off in a worker, whose
+    parent shows them). ``siblings``: this process is one of ``workers`` workers; it counts
+    their running trials towards the target and starts each trial under the lock they share,
+    named by ``claim_key`` (the storage URL and study name). ``done(study)`` counts what the
+    target counts (default: finished trials; a grid counts its distinct points). With
     ``checkpoints`` (a folder) each trial that completes or is pruned leaves a checkpoint per
-    seed there, and with ``keep_checkpoints`` K only the best K trials' files are kept.
-    ``make_run``: ``(config, data) -> run``, as :class:`~study.search.objective.Objective`
-    takes it (another model: ``partial(TrainingRun, model=factory)``). ``cohort`` N above 1
-    trains up to N trials at a time as one stacked model (the lab's MLP only; with
-    ``make_run`` and ``checkpoints`` left out), each stored as one trained alone would be
-    (:mod:`study.search.cohort_trials`); with ``siblings``, ``workers`` workers share the
-    study and each asks for no more than its share of the trials left.
+    seed there; with ``keep_checkpoints`` K only the best K trials' files stay. ``make_run``:
+    ``(config, data) -> run``, as ``Objective`` takes it (another model: ``partial(TrainingRun,
+    model=factory)``). ``cohort`` N above 1 trains up to N trials at a time as one stacked
+    model (the lab's MLP, without ``make_run`` and ``checkpoints``), each stored as one trained
+    alone would be; each sibling asks for at most its share.
 
     Raises:
-        StorageError: the database (``url``) failed during the run, a full disk for example;
-            this worker's running trial is closed as failed where the database still allows.
+        StorageError: the database (``url``) failed during the run (a full disk, say); this
+            worker's running trial is closed as failed where the database still allows.
     """
     if cohort > 1 and (make_run is not TrainingRun or checkpoints is not None):
-        raise ValueError("cohorts train the lab's MLP and keep no checkpoints; give cohort=1"
-                         " with make_run or checkpoints")
+        raise ValueError("cohorts train the lab's MLP without checkpoints: give cohort=1")
     progress = _Progress(optuna_study, epochs=epochs, target=target, finished=finished,
                          enabled=show_progress)
     claim = _Claim(claim_key) if siblings and claim_key else None
     callbacks = _callbacks(progress, keep_checkpoints, checkpoints)
     count = done or _count_finished
-    reached = partial(_target_reached, optuna_study, count=count, target=target,
-                      siblings=siblings)
+    reached = partial(_target_reached, optuna_study, count=count, target=target, siblings=siblings)
     if cohort > 1:
         runner = CohortRunner(optuna_study, propose, data, repeats=repeats, callbacks=callbacks,
                               on_epoch=progress.on_cohort_epoch, moment=_moment)
-        started = runner.started
-        loop = partial(_optimize_cohorts_until, optuna_study, runner, size=cohort,
-                       room=partial(_room, optuna_study, count=count, target=target,
-                                    siblings=workers if siblings else 1),
+        room = partial(_room, optuna_study, count=count, target=target,
+                       siblings=workers if siblings else 1)
+        loop = partial(_optimize_cohorts_until, optuna_study, runner, size=cohort, room=room,
                        reached=reached, claim=claim)
-    else:
-        objective = Objective(propose, data, repeats=repeats, on_epoch=progress.on_epoch,
-                              make_run=make_run, checkpoints=checkpoints)
-        started = objective.started
-        loop = partial(_optimize_until, optuna_study, _claimed(objective, claim), callbacks,
-                       reached=reached, claim=claim, started=started)
+        return _run_loop(loop, optuna_study, progress, started=runner.started, url=url)
+    objective = Objective(propose, data, repeats=repeats, on_epoch=progress.on_epoch,
+                          make_run=make_run, checkpoints=checkpoints)
+    loop = partial(_optimize_until, optuna_study, _claimed(objective, claim), callbacks,
+                   reached=reached, claim=claim, started=objective.started)
+    return _run_loop(loop, optuna_study, progress, started=objective.started, url=url)
+
+
+def _run_loop(
+    loop: Callable[[], None], optuna_study: optuna.Study, progress: _Progress, *,
+    started: list[int], url: str | None,
+) -> tuple[bool, float]:
+    """Run the trial ``loop`` with Ctrl-C and SIGTERM handled, closing the trials it
+    ``started`` that are left running, then the progress display; returns (interrupted,
+    wall seconds)."""
     start = time.perf_counter()
     with STOP.handling():
         try:
