@@ -94,3 +94,34 @@ def test_ctrl_c_while_starting_is_one_line(tmp_path):
         "python -m study.run: interrupted while starting; nothing was run."
     ], err
     assert not (tmp_path / "studies").exists()
+
+
+def test_ctrl_c_while_waiting_for_the_sibling_lock_leaves_it_free_to_take_again(tmp_path):
+    """The lock two sibling workers share: an interrupted wait holds nothing, so the next
+    ``with`` waits again instead of running unlocked."""
+    fcntl = pytest.importorskip("fcntl")
+    from study.search.trial_loop import _Claim
+
+    claim = _Claim(f"test-{tmp_path}")
+    other = open(claim.path, "a")  # another open file: flock makes it wait for this one
+    fcntl.flock(other, fcntl.LOCK_EX)
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        with pytest.raises(KeyboardInterrupt):
+            claim.acquire()
+        fcntl.flock(other, fcntl.LOCK_UN)
+        with claim:  # takes it for real: a third holder is refused
+            probe = open(claim.path, "a")
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            probe.close()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        other.close()
+        claim.path.unlink(missing_ok=True)

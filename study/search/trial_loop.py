@@ -58,10 +58,17 @@ class _Claim:
         self._file: IO[str] | None = None
 
     def acquire(self) -> None:
+        """Wait for the lock. A wait cut short (Ctrl-C, a signal whose handler raises)
+        holds nothing and leaves no file open, so a later call waits again."""
         if fcntl is None or self._file is not None:
             return
-        self._file = open(self.path, "a")  # held from acquire to release
-        fcntl.flock(self._file, fcntl.LOCK_EX)
+        file = open(self.path, "a")  # held from acquire to release
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX)
+        except BaseException:
+            file.close()
+            raise
+        self._file = file
 
     def release(self) -> None:
         if self._file is None:
