@@ -326,3 +326,36 @@ def test_configs_that_cannot_share_a_stack_are_refused_naming_the_field(field, v
     configs = [TrialConfig(), TrialConfig().replace(**{field: value})]
     with pytest.raises(ValueError, match=f"share {field}"):
         train_cohort(configs, make_tiny_dataset(n_train=8, n_eval=8))
+
+
+@pytest.mark.parametrize("lr_mults, exact", [
+    ((1.0, 1.0, 0.5, 2.0), True),  # torch's own expressions, a call per learning rate
+    (tuple(1.0 + 0.1 * k for k in range(10)), False),  # past _MAX_RUNS rates: one call
+])
+def test_rmsprop_members_sharing_alpha_update_as_torch_optim_does(lr_mults, exact):
+    """RMSprop's common case (one alpha, no momentum) in float32: bit for bit where each
+    learning rate has its own call, to float32 rounding where one call takes them all."""
+    models, optimizers = [], []
+    for seed, mult in enumerate(lr_mults):
+        torch.manual_seed(seed)
+        models.append(MLP(in_features=6, hidden=(5, 4), num_classes=3))
+        optimizers.append(create_optimizer(models[-1], "rmsprop", lr=1e-2 * mult))
+    params = [torch.stack([p.detach().clone() for p in ps])
+              for ps in zip(*[m.parameters() for m in models], strict=True)]
+    groups = [groups_by_parameter(o, list(m.parameters()))
+              for o, m in zip(optimizers, models, strict=True)]
+    stacked = stacked_optimizer_class("rmsprop")(groups, params)
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(20):
+        grads = [torch.randn(p.shape, generator=generator) for p in params]
+        for k, (model, optimizer) in enumerate(zip(models, optimizers, strict=True)):
+            for p, g in zip(model.parameters(), grads, strict=True):
+                p.grad = g[k].clone()
+            optimizer.step()
+        stacked.step(params, grads, [1.0] * len(lr_mults))
+    for k, model in enumerate(models):
+        for p, stack in zip(model.parameters(), params, strict=True):
+            if exact:
+                assert torch.equal(stack[k], p.detach())
+            else:
+                torch.testing.assert_close(stack[k], p.detach(), rtol=1e-5, atol=1e-6)

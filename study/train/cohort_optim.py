@@ -252,6 +252,22 @@ class StackedLabSGD(StackedOptimizer):
         p.sub_(buf)
 
 
+#: The most calls an update makes where a per-member scalar saves a pass over the weights
+#: (beyond it, one call with a column of values: on a GPU each call is a kernel launch)
+_MAX_RUNS = 8
+
+
+def _runs(values: Floats) -> list[tuple[int, int, float]]:
+    """``values`` (one per member) as runs of equal values: ``(start, stop, value)``."""
+    runs: list[tuple[int, int, float]] = []
+    for k, value in enumerate(values):
+        if runs and runs[-1][2] == value:
+            runs[-1] = (runs[-1][0], k + 1, value)
+        else:
+            runs.append((k, k + 1, value))
+    return runs
+
+
 class StackedRMSprop(StackedOptimizer):
     """``torch.optim.RMSprop``: weight decay, momentum, centered."""
 
@@ -263,22 +279,35 @@ class StackedRMSprop(StackedOptimizer):
                 "one_minus_alpha": [1 - a for a in v["alpha"]], "eps": v["eps"],
                 "momentum": v["momentum"], "centered": v["centered"]}
 
+    def _init_state(self, p: torch.Tensor) -> dict[str, torch.Tensor]:
+        # "scratch" holds each update's temporaries: a stack-sized tensor allocated per
+        # update costs more than the pass that fills it
+        return {**super()._init_state(p), "scratch": torch.empty_like(p)}
+
     def _update(self, p, g, state, c, host) -> None:
         g = _decayed(g, p, c, host)
-        square_avg = state["square_avg"]
-        square_avg.mul_(c["alpha"]).addcmul_(g * c["one_minus_alpha"], g)
+        square_avg, scratch = state["square_avg"], state["scratch"]
+        if len(set(host["alpha"])) == 1:  # torch's own expression: one pass less
+            alpha = host["alpha"][0]
+            square_avg.mul_(alpha).addcmul_(g, g, value=1 - alpha)
+        else:
+            square_avg.mul_(c["alpha"]).addcmul_(torch.mul(g, c["one_minus_alpha"], out=scratch),
+                                                 g)
         if any(host["centered"]):
             grad_avg = state["grad_avg"].lerp_(g, c["one_minus_alpha"])
             centered = square_avg.addcmul(grad_avg, grad_avg, value=-1).sqrt_()
-            avg = torch.where(c["centered"] > 0, centered, square_avg.sqrt())
+            avg = torch.where(c["centered"] > 0, centered, square_avg.sqrt(), out=scratch)
         else:
-            avg = square_avg.sqrt()
+            avg = torch.sqrt(square_avg, out=scratch)
         avg.add_(c["eps"])
         if any(host["momentum"]):  # momentum 0: buf == grad / avg, torch's plain step
             buf = state["momentum_buffer"].mul_(c["momentum"]).addcdiv_(g, avg)
             p.addcmul_(buf, c["neg_lr"])
+        elif len(runs := _runs(host["neg_lr"])) <= _MAX_RUNS:  # torch's addcdiv: one pass
+            for start, stop, neg_lr in runs:
+                p[start:stop].addcdiv_(g[start:stop], avg[start:stop], value=neg_lr)
         else:
-            p.addcmul_(g / avg, c["neg_lr"])
+            p.addcmul_(g.div_(avg), c["neg_lr"])
 
 
 def _betas(v: Mapping[str, Floats]) -> dict:
