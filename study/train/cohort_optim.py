@@ -78,6 +78,10 @@ class StackedOptimizer:
     #: whether torch has a fused kernel for this update (:meth:`_fused_scalars` and
     #: :meth:`_fused_kernel` then call it)
     has_kernel: ClassVar[bool] = False
+    #: whether :meth:`_update` keeps its temporaries in ``state["scratch"]``, a tensor of the
+    #: parameter's shape kept between updates: a stack-sized tensor allocated per update
+    #: costs more than the pass that fills it
+    uses_scratch: ClassVar[bool] = False
 
     def __init__(
         self, groups: Sequence[Sequence[Mapping[str, Any]]], params: Sequence[torch.Tensor]
@@ -101,7 +105,10 @@ class StackedOptimizer:
         self.steps = 0
 
     def _init_state(self, p: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {name: torch.zeros_like(p) for name in self.state_names}
+        state = {name: torch.zeros_like(p) for name in self.state_names}
+        if self.uses_scratch:
+            state["scratch"] = torch.empty_like(p)
+        return state
 
     @torch.no_grad()
     def step(
@@ -273,16 +280,12 @@ class StackedRMSprop(StackedOptimizer):
 
     hparams = ("alpha", "eps", "momentum", "centered")
     state_names = ("square_avg", "grad_avg", "momentum_buffer")
+    uses_scratch = True
 
     def _scalars(self, lr: Floats, wd: Floats, v: Mapping[str, Floats]) -> dict:
         return {"neg_lr": [-x for x in lr], "weight_decay": wd, "alpha": v["alpha"],
                 "one_minus_alpha": [1 - a for a in v["alpha"]], "eps": v["eps"],
                 "momentum": v["momentum"], "centered": v["centered"]}
-
-    def _init_state(self, p: torch.Tensor) -> dict[str, torch.Tensor]:
-        # "scratch" holds each update's temporaries: a stack-sized tensor allocated per
-        # update costs more than the pass that fills it
-        return {**super()._init_state(p), "scratch": torch.empty_like(p)}
 
     def _update(self, p, g, state, c, host) -> None:
         g = _decayed(g, p, c, host)
@@ -317,9 +320,11 @@ def _betas(v: Mapping[str, Floats]) -> dict:
 
 def _moments(g: torch.Tensor, state: dict[str, torch.Tensor],
              c: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Adam's first and second moments, updated in place."""
+    """Adam's first and second moments, updated in place (``g * (1 - beta2)`` goes through
+    ``state["scratch"]`` where the update keeps one)."""
     exp_avg = state["exp_avg"].lerp_(g, c["one_minus_beta1"])
-    exp_avg_sq = state["exp_avg_sq"].mul_(c["beta2"]).addcmul_(g * c["one_minus_beta2"], g)
+    scaled = torch.mul(g, c["one_minus_beta2"], out=state.get("scratch"))
+    exp_avg_sq = state["exp_avg_sq"].mul_(c["beta2"]).addcmul_(scaled, g)
     return exp_avg, exp_avg_sq
 
 
@@ -387,6 +392,7 @@ class StackedNAdam(StackedOptimizer):
 
     hparams = ("beta1", "beta2", "eps", "momentum_decay")
     state_names = ("exp_avg", "exp_avg_sq")
+    uses_scratch = True
 
     def __init__(self, groups, params) -> None:
         super().__init__(groups, params)
@@ -414,9 +420,9 @@ class StackedNAdam(StackedOptimizer):
     def _update(self, p, g, state, c, host) -> None:
         g = _decayed(g, p, c, host)
         exp_avg, exp_avg_sq = _moments(g, state, c)
-        denom = exp_avg_sq.div(c["bc2"]).sqrt().add_(c["eps"])
-        p.addcmul_(g / denom, c["grad_c"])
-        p.addcmul_(exp_avg / denom, c["avg_c"])
+        denom = torch.div(exp_avg_sq, c["bc2"], out=state["scratch"]).sqrt_().add_(c["eps"])
+        p.addcmul_(g.div_(denom), c["grad_c"])
+        p.addcmul_(torch.div(exp_avg, denom, out=g), c["avg_c"])  # g is spent: its room
 
     def keep(self, index: torch.Tensor) -> None:
         super().keep(index)
@@ -429,6 +435,7 @@ class StackedRAdam(StackedOptimizer):
 
     hparams = ("beta1", "beta2", "eps")
     state_names = ("exp_avg", "exp_avg_sq")
+    uses_scratch = True
 
     def _scalars(self, lr: Floats, wd: Floats, v: Mapping[str, Floats]) -> dict:
         t, rect = self.steps, []
@@ -444,10 +451,14 @@ class StackedRAdam(StackedOptimizer):
     def _update(self, p, g, state, c, host) -> None:
         g = _decayed(g, p, c, host)
         exp_avg, exp_avg_sq = _moments(g, state, c)
-        step = (exp_avg / c["bc1"]) * c["lr"]
+        step = torch.div(exp_avg, c["bc1"], out=state["scratch"]).mul_(c["lr"])
         if any(host["rect"]):
-            adaptive = c["bc2_sqrt"] / exp_avg_sq.sqrt().add_(c["eps"])
-            step = torch.where(c["rect"] > 0, step * adaptive * c["rect"], step)
+            adaptive = torch.sqrt(exp_avg_sq, out=g).add_(c["eps"])  # g is spent: its room
+            adaptive = torch.div(c["bc2_sqrt"], adaptive, out=adaptive)
+            if all(host["rect"]):
+                step.mul_(adaptive).mul_(c["rect"])
+            else:  # members whose variance is not yet long enough take the plain step
+                step = torch.where(c["rect"] > 0, step * adaptive * c["rect"], step)
         p.sub_(step)
 
 
@@ -500,8 +511,8 @@ class StackedAdamax(StackedOptimizer):
         g = _decayed(g, p, c, host)
         exp_avg = state["exp_avg"].lerp_(g, c["one_minus_beta1"])
         exp_inf = state["exp_inf"]
-        torch.maximum(exp_inf.mul_(c["beta2"]), g.abs().add_(c["eps"]), out=exp_inf)
-        p.addcmul_(exp_avg / exp_inf, c["neg_clr"])
+        torch.maximum(exp_inf.mul_(c["beta2"]), g.abs_().add_(c["eps"]), out=exp_inf)
+        p.addcmul_(torch.div(exp_avg, exp_inf, out=g), c["neg_clr"])  # g is spent: its room
 
 
 #: The batched update of each optimizer class the registry can name.
