@@ -5,17 +5,21 @@ torch threads, or split between two single-threaded processes running at once.
 cohort holds: for each optimizer of ``--optimizers`` (default the ``lr-grid`` space's four)
 ``--seeds`` networks at its default learning rate, bf16 where the CPU has fast bf16. It
 trains one epoch of all of them with :func:`~study.train.cohort.train_cohort` in one
-process at ``--threads`` threads, then, in two processes started together at one thread
-each, one epoch of half of them each (the optimizers alternately, a trial's seeds staying
-together as in a grid's cohorts). Each process repeats its epoch ``--repeats`` times; the
-figures are medians. It prints member-epochs per second of both layouts and their ratio,
-and writes them as JSON (``bench/results/cohort_layout.json``, git-ignored).
+process at ``--threads`` threads, then, in two processes at one thread each, one epoch of
+half of them each (the optimizers alternately, a trial's seeds staying together as in a
+grid's cohorts). The two start their timed epochs together, once both are warm, and each
+keeps training until both have finished theirs, so that every timed epoch shares the
+machine with the other process, as two workers of a study do. Each process times
+``--repeats`` epochs; the figures are medians. It prints member-epochs per second of both
+layouts and their ratio, and writes them as JSON (``bench/results/cohort_layout.json``,
+git-ignored).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import select
 import statistics
 import subprocess
 import sys
@@ -38,6 +42,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, default=RESULTS)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if not args.child:
+        _check_optimizers(parser, args.optimizers)
     for name in ("seeds", "train_size", "repeats", "threads"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, but got "
@@ -45,8 +51,24 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _check_optimizers(parser: argparse.ArgumentParser, value: str) -> None:
+    from study.train.cohort_optim import stacked_optimizer_class
+
+    names = value.split(",")
+    if len(names) < 2 or "" in names:
+        parser.error(f"--optimizers needs at least two names, comma-separated (one half for "
+                     f"each process), but got {value!r}")
+    for name in names:
+        try:
+            stacked_optimizer_class(name)
+        except ValueError as exc:
+            parser.error(f"--optimizers: {exc}")
+
+
 def _child(args: argparse.Namespace) -> None:
-    """Train this process's networks; print the median epoch's seconds as JSON."""
+    """Train this process's networks: say "ready" once warm, wait for "go", time
+    ``repeats`` epochs and print the median's seconds as JSON, then keep training until
+    told "stop" (the other process's timed epochs then never run alone)."""
     from search_spaces import get_space
     from study.train.cohort import train_cohort
     from study.train.config import TrialConfig
@@ -62,13 +84,17 @@ def _child(args: argparse.Namespace) -> None:
                for name in args.optimizers.split(",") for seed in range(args.seeds)]
     data = load_mnist(device="cpu", train_size=args.train_size)
     train_cohort(configs, data)  # warm-up: first-call allocations, the data's bf16 copy
+    print("ready", flush=True)
+    sys.stdin.readline()
     seconds = []
     for _ in range(args.repeats):
         start = time.perf_counter()
         train_cohort(configs, data)
         seconds.append(time.perf_counter() - start)
     print(json.dumps({"members": len(configs), "precision": precision,
-                      "seconds": statistics.median(seconds)}))
+                      "seconds": statistics.median(seconds)}), flush=True)
+    while not select.select([sys.stdin], [], [], 0)[0]:
+        train_cohort(configs, data)
 
 
 def _start(args: argparse.Namespace, optimizers: list[str], threads: int) -> subprocess.Popen:
@@ -76,14 +102,43 @@ def _start(args: argparse.Namespace, optimizers: list[str], threads: int) -> sub
                "--optimizers", ",".join(optimizers), "--seeds", str(args.seeds),
                "--train-size", str(args.train_size), "--repeats", str(args.repeats),
                "--threads", str(threads)]
-    return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen(command, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)
 
 
-def _result(process: subprocess.Popen) -> dict:
-    out, _ = process.communicate()
-    if process.returncode != 0:
-        raise SystemExit(f"a benchmark process failed (exit {process.returncode})")
-    return json.loads(out.strip().splitlines()[-1])
+def _line(process: subprocess.Popen) -> str:
+    """The child's next line; a child that died is a failed benchmark."""
+    line = process.stdout.readline()
+    if not line:
+        raise SystemExit(f"a benchmark process failed (exit {process.wait()})")
+    return line.strip()
+
+
+def _tell(processes: list[subprocess.Popen], word: str) -> None:
+    for process in processes:
+        process.stdin.write(word + "\n")
+        process.stdin.flush()
+
+
+def _run(args: argparse.Namespace, groups: list[list[str]], threads: int) -> list[dict]:
+    """Run one child per group of optimizers, their timed epochs started together; each
+    child's record."""
+    processes = [_start(args, group, threads) for group in groups]
+    try:
+        for process in processes:
+            if _line(process) != "ready":
+                raise SystemExit("a benchmark process said something unexpected")
+        _tell(processes, "go")
+        results = [json.loads(_line(process)) for process in processes]
+        _tell(processes, "stop")
+        for process in processes:
+            process.wait()
+        return results
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,9 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         _child(args)
         return 0
     optimizers = args.optimizers.split(",")
-    one = _result(_start(args, optimizers, args.threads))
-    halves = [_start(args, optimizers[i::2], 1) for i in range(2)]
-    two = [_result(p) for p in halves]
+    [one] = _run(args, [optimizers], args.threads)
+    two = _run(args, [optimizers[0::2], optimizers[1::2]], 1)
     one_rate = one["members"] / one["seconds"]
     two_rate = sum(r["members"] / r["seconds"] for r in two)
     figures = {

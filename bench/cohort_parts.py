@@ -2,15 +2,16 @@
 part by part.
 
 ``python -m bench.cohort_parts`` (from the repository root) trains, for each optimizer of
-``--optimizers``, ``--members`` networks as one stack (half at the optimizer's default
-learning rate, half at a third of it; seeds 0, 1, ...) for one epoch of ``--train-size``
-images at ``--threads`` threads, after one epoch of warm-up. Wrappers around the trainer's
-functions add up their time, and it prints each part in milliseconds per update:
-the forward and backward (the batched products, the dropout masks, and the casts of the
-weights and their gradients, which is the step less what it calls), the optimizer's
-update, and the evaluation after the epoch spread over its updates. The wrappers
-cost a few microseconds per call; the parts are for comparing, not for the epoch's wall
-time (``bench.cohort_speed``).
+``--optimizers``, ``--members`` networks as one stack (the first half at the optimizer's
+default learning rate, the rest at a third of it, as a grid's cohort of two trials holds
+them; seeds 0, 1, ...) for one epoch of ``--train-size`` images at ``--threads`` threads,
+after one epoch of warm-up. Wrappers around the trainer's functions add up their time, and
+it prints each part in milliseconds per update: the forward and backward (the batched
+products, the dropout masks, and the casts of the weights and their gradients: the step
+less what it calls, so also the batch's cast and, after members leave, the buffers made
+anew), the optimizer's update, and the evaluation after the epoch spread over its updates.
+The wrappers cost a few microseconds per call; the parts are for comparing, not for the
+epoch's wall time (``bench.cohort_speed``).
 """
 
 from __future__ import annotations
@@ -81,14 +82,15 @@ def main(argv: list[str] | None = None) -> int:
                                          stacked_module.mlp_gradients)
     data = load_mnist(device="cpu", train_size=args.train_size)
     precision = "bf16" if fast_bf16_available("cpu") else "fp32"
-    updates = math.ceil(args.train_size / 64)
     print(f"ms per update of {args.members} networks as one stack ({precision}, "
-          f"{args.threads} thread(s), {args.train_size} images, batch 64):")
+          f"{args.threads} thread(s), {args.train_size} images):")
     for name in args.optimizers.split(","):
         lr = get_optimizer_info(name).default_lr
-        configs = [TrialConfig(optimizer=name, lr=lr if k % 2 == 0 else lr / 3, seed=k,
+        half = (args.members + 1) // 2
+        configs = [TrialConfig(optimizer=name, lr=lr if k < half else lr / 3, seed=k,
                                epochs=1, precision=precision)
                    for k in range(args.members)]
+        updates = math.ceil(args.train_size / configs[0].batch_size)
         cohort_module.train_cohort(configs, data)  # warm-up
         totals.clear()
         cohort_module.train_cohort(configs, data)

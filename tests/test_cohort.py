@@ -151,27 +151,34 @@ def test_a_batched_update_gives_torch_optims_parameters_member_by_member(
             torch.testing.assert_close(stack[k], p.detach(), rtol=tol, atol=tol)
 
 
-def test_members_leave_the_batched_update_and_the_rest_go_on_unchanged():
-    members = _member_hparams("adam")
-    params = [torch.zeros(3, 4, 2, dtype=torch.float64)]
-    groups = [[{"params": [], "lr": h["lr"], "betas": (h["beta1"], h["beta2"]), "eps": 1e-8,
-                "weight_decay": h["weight_decay"]}] for h in members]
-    whole = stacked_optimizer_class("adam")(groups, params)
-    alone = stacked_optimizer_class("adam")(groups[2:], [params[0][2:].clone()])
-    shrunk, kept = [params[0].clone()], [params[0][2:].clone()]
+@pytest.mark.parametrize("name", ["adam", "rmsprop", "nadam", "radam", "adamax"])
+def test_members_leave_the_batched_update_and_the_rest_go_on_unchanged(name):
+    """A member left alone in the stack after others leave updates exactly as in a stack of
+    its own from the start (the unfused updates' kept temporaries shrink with it)."""
+    models, optimizers = [], []
+    for seed, hparams in enumerate(_member_hparams(name)):
+        torch.manual_seed(seed)
+        models.append(MLP(in_features=6, hidden=(5, 4), num_classes=3).double())
+        optimizers.append(create_optimizer(models[-1], name, **hparams))
+    stacked = [torch.stack([p.detach().clone() for p in ps])
+               for ps in zip(*[m.parameters() for m in models], strict=True)]
+    groups = [groups_by_parameter(o, list(m.parameters()))
+              for o, m in zip(optimizers, models, strict=True)]
+    whole = stacked_optimizer_class(name)(groups, stacked)
+    alone = stacked_optimizer_class(name)(groups[2:], [p[2:].clone() for p in stacked])
+    kept = [p[2:].clone() for p in stacked]
     generator = torch.Generator().manual_seed(0)
     for step in range(6):
-        grads = [torch.randn(3, 4, 2, generator=generator, dtype=torch.float64)]
+        grads = [torch.randn(p.shape, generator=generator, dtype=torch.float64)
+                 for p in stacked]
         if step == 3:
             whole.keep(torch.tensor([2]))
-            shrunk = [shrunk[0][2:].clone()]
-        last = [grads[0][-1:].clone()]  # a step consumes its gradients
-        if step >= 3:
-            whole.step(shrunk, [grads[0][2:]], [1.0])
-        else:
-            whole.step(shrunk, grads, [1.0, 1.0, 1.0])
+            stacked = [p[2:].clone() for p in stacked]
+        last = [g[-1:].clone() for g in grads]  # a step consumes its gradients
+        whole.step(stacked, [g[-len(stacked[0]):] for g in grads], [1.0] * len(stacked[0]))
         alone.step(kept, last, [1.0])
-    torch.testing.assert_close(shrunk[0], kept[0], rtol=1e-12, atol=1e-12)
+    for mine, theirs in zip(stacked, kept, strict=True):
+        torch.testing.assert_close(mine, theirs, rtol=1e-12, atol=1e-12)
 
 
 def test_an_optimizer_without_a_batched_update_is_named_with_the_ones_that_have_one():

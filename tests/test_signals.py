@@ -96,10 +96,17 @@ def test_ctrl_c_while_starting_is_one_line(tmp_path):
     assert not (tmp_path / "studies").exists()
 
 
+class _Alarm(BaseException):
+    """Stands for Ctrl-C in the lock test (a KeyboardInterrupt that strayed outside the
+    test would stop the whole session)."""
+
+
 def test_ctrl_c_while_waiting_for_the_sibling_lock_leaves_it_free_to_take_again(tmp_path):
     """The lock two sibling workers share: an interrupted wait holds nothing, so the next
     ``with`` waits again instead of running unlocked."""
     fcntl = pytest.importorskip("fcntl")
+    import threading
+
     from study.search.trial_loop import _Claim
 
     claim = _Claim(f"test-{tmp_path}")
@@ -107,12 +114,16 @@ def test_ctrl_c_while_waiting_for_the_sibling_lock_leaves_it_free_to_take_again(
     fcntl.flock(other, fcntl.LOCK_EX)
 
     def interrupt(signum, frame):
-        raise KeyboardInterrupt
+        assert frame.f_code is _Claim.acquire.__code__, "the alarm came outside the wait"
+        raise _Alarm
 
     previous = signal.signal(signal.SIGALRM, interrupt)
+    # should the alarm never come, the wait ends (and the test fails) instead of hanging
+    rescue = threading.Timer(10.0, lambda: fcntl.flock(other, fcntl.LOCK_UN))
+    rescue.start()
     try:
         signal.setitimer(signal.ITIMER_REAL, 0.2)
-        with pytest.raises(KeyboardInterrupt):
+        with pytest.raises(_Alarm):
             claim.acquire()
         fcntl.flock(other, fcntl.LOCK_UN)
         with claim:  # takes it for real: a third holder is refused
@@ -121,6 +132,7 @@ def test_ctrl_c_while_waiting_for_the_sibling_lock_leaves_it_free_to_take_again(
                 fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
             probe.close()
     finally:
+        rescue.cancel()
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
         other.close()

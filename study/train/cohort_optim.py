@@ -120,8 +120,9 @@ class StackedOptimizer:
     ) -> None:
         """One update of every member: ``factors[k]`` multiplies member ``k``'s learning
         rates (its schedule); ``overrides`` replaces hyperparameters for this update (a
-        momentum or beta1 schedule), one value per member. ``grads`` are consumed (weight
-        decay is added to them in place)."""
+        momentum or beta1 schedule), one value per member. ``grads`` are consumed: the
+        update writes its temporaries into them, so their contents afterwards are
+        unspecified."""
         self.steps += 1
         values = {**self.values, **(overrides or {})}
         self._begin_step(values)
@@ -171,7 +172,8 @@ class StackedOptimizer:
         self.base_lr = [[lrs[k] for k in rows] for lrs in self.base_lr]
         self.weight_decay = [[wds[k] for k in rows] for wds in self.weight_decay]
         self.values = {name: [v[k] for k in rows] for name, v in self.values.items()}
-        self.state = [{name: t.index_select(0, index.to(t.device)) for name, t in s.items()}
+        self.state = [{name: t.new_empty((len(rows), *t.shape[1:])) if name == "scratch"
+                       else t.index_select(0, index.to(t.device)) for name, t in s.items()}
                       for s in self.state]
 
     def _begin_step(self, values: Mapping[str, Floats]) -> None:
