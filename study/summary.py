@@ -52,7 +52,7 @@ def summarize(
     lines = [
         "",
         f"Study {study_name!r} ({shown_url}): {finished} finished of target {target}"
-        + (" (parallel workers can overshoot by at most workers - 1)"
+        + (" (commands and workers running side by side can overshoot it)"
            if finished > target else ""),
         "  " + ", ".join(f"{k} {v}" for k, v in counts.items()),
         *_grid_lines(trials, attrs),

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import subprocess
 import time
+import warnings
 
 import optuna
 import pytest
 from processes import COHORT, child_env, hooked_run, paused_past_grace, study_run
 
 from study.run import main as run_main
+from study.search import trial_loop
 from study.store import records
+from study.store.storage import open_storage
 
 #: Attributes that a trial's training measures (they may differ by float rounding between a
 #: cohort and a run alone); every other attribute must be equal.
@@ -92,6 +95,40 @@ def test_a_resumed_study_keeps_its_cohort_unless_given(tmp_path, monkeypatch, ca
     assert run_main(_default_run(url, "--trials", "4", "--cohort", "1")) == 0  # not checked
     assert "in cohorts" not in caplog.text
     assert _study(url, "r").user_attrs[records.COHORT] == 3  # what it was created with
+
+
+def test_a_command_sizes_its_cohort_by_the_trials_other_live_commands_are_running(
+    tmp_path, monkeypatch
+):
+    # Separate commands on one database overshoot --trials by single trials, not by
+    # cohorts: a command leaves out what another command, its heartbeat fresh, is running.
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'o.db'}"
+    assert run_main(_default_run(url, "--trials", "1")) == 0
+    other = optuna.load_study(study_name="r", storage=open_storage(url))
+    with warnings.catch_warnings():  # Optuna: heartbeats are meant for optimize
+        warnings.simplefilter("ignore")
+        theirs = [other.ask() for _ in range(2)]  # their heartbeats start at once
+    for trial in theirs:
+        other._storage.record_heartbeat(trial._trial_id)
+    cohorts = []
+
+    def on_moment(moment: str) -> None:
+        if moment != "started":
+            return
+        running = other.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        mine = [t for t in running if t.number not in {o.number for o in theirs}]
+        cohorts.append(len(mine))
+        for trial in theirs:  # the other command ends (its trials failed) meanwhile
+            if trial.number in {t.number for t in running}:
+                other.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+    monkeypatch.setattr(trial_loop, "MOMENT_OBSERVERS", [on_moment])
+    assert run_main(_default_run(url, "--trials", "5")) == 0
+    assert cohorts == [2, 2]  # 5 - 1 finished - 2 running elsewhere; then what is left
+    finished = _study(url, "r").get_trials(states=(optuna.trial.TrialState.COMPLETE,
+                                                   optuna.trial.TrialState.PRUNED))
+    assert len(finished) == 5
 
 
 @pytest.mark.parametrize("moment, kept", [

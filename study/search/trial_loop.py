@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import IO
 
 import optuna
+from optuna.storages._heartbeat import is_heartbeat_enabled
 from tqdm.auto import tqdm
 
 try:
@@ -203,11 +204,18 @@ def _room(
     optuna_study: optuna.Study, *, count: Callable[[optuna.Study], int], target: int,
     siblings: int,
 ) -> int:
-    """How many more trials this worker may ask for: what the study still needs (less the
-    running trials, with siblings), shared with the ``siblings - 1`` other workers that may
-    still ask; at least the waiting retries."""
-    running = (len(optuna_study.get_trials(deepcopy=False, states=(RUNNING,)))
-               if siblings > 1 else 0)
+    """How many more trials this worker may ask for, between its cohorts: what the study
+    still needs less the trials running elsewhere, shared with the ``siblings - 1`` other
+    workers that may still ask; at least the waiting retries.
+
+    Running trials count with siblings, and on a storage with heartbeats: called right after
+    ``fail_stale_trials``, a RUNNING trial there is another live command's (or one dead for
+    less than the grace period). So separate commands on one database, each sizing its cohort
+    by what the others leave, overshoot the target by single trials, not by cohorts. Alone
+    on a storage without heartbeats a RUNNING trial may be a crashed run's: it does not
+    count."""
+    counted = siblings > 1 or is_heartbeat_enabled(optuna_study._storage)
+    running = len(optuna_study.get_trials(deepcopy=False, states=(RUNNING,))) if counted else 0
     needed = target - count(optuna_study) - running
     return max(-(-needed // siblings), len(waiting_retries(optuna_study)))
 
