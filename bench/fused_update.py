@@ -23,6 +23,8 @@ time, and how much of the update and casts a perfectly fused pass could save at 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import statistics
 import sys
 import time
@@ -45,6 +47,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     for name in ("members", "threads", "repeats"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1, but got {getattr(args, name)}")
+    compilers = [os.environ.get("CXX", ""), "g++", "clang++", "c++"]
+    if not any(shutil.which(c) for c in compilers if c):
+        parser.error("torch.compile needs a C++ compiler on a CPU, and none was found (g++, "
+                     "clang++, c++ or $CXX); install one (apt install g++) and run it again")
     return args
 
 
