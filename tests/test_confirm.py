@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import optuna
 import pytest
 import torch
@@ -163,7 +165,9 @@ def test_an_interrupted_confirmation_finishes_its_queued_runs_on_the_next_run(
         real(optuna_study, propose, data, epochs=epochs, target=finished + 1, finished=finished,
              **options)
         # Ctrl-C in the second run: it is marked failed, as run_trials marks it.
-        optuna_study.tell(optuna_study.ask(), state=optuna.trial.TrialState.FAIL)
+        with warnings.catch_warnings():  # Optuna: heartbeats are meant for optimize
+            warnings.simplefilter("ignore")
+            optuna_study.tell(optuna_study.ask(), state=optuna.trial.TrialState.FAIL)
         return True, 0.0
 
     argv = ["--study-name", "s", "--storage", url, "--seeds", "2", "--threads", "1"]
