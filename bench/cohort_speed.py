@@ -11,8 +11,10 @@ over ``fit`` and the median test accuracy of the members.
 
 It prints a table and writes the figures as JSON (``bench/results/cohort_speed.json``,
 git-ignored). ``--train-size N`` trains on the first N images only, for a first look.
-``--threads 1`` times what one study worker gets on a 2-core machine. :func:`measure` gives
-the same record to ``make bench`` (``bench.epoch_speed``'s ``cohort`` key).
+``--threads 1`` times what one study worker gets on a 2-core machine. ``--optimizer NAME``
+trains another registered optimizer instead (the lab's configuration where the lab has one,
+else the optimizer's defaults). :func:`measure` gives the same record to ``make bench``
+(``bench.epoch_speed``'s ``cohort`` key).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from study.train.cohort import train_cohort
 from study.train.config import TrialConfig
 from study.train.data import load_mnist
 from study.train.loop import fast_bf16_available, fit
+from study.train.optim import get_optimizer_info, list_optimizers
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results" / "cohort_speed.json"
@@ -51,8 +54,13 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="fp32 and/or bf16, comma-separated (default: both where bf16 is"
                              " fast)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--optimizer", default="sgd",
+                        help="a registered optimizer (default: the lab's SGD configuration)")
     parser.add_argument("--json", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    if args.optimizer not in list_optimizers():
+        parser.error(f"--optimizer must be one of {', '.join(list_optimizers())}, but got "
+                     f"{args.optimizer!r}")
     if args.threads is not None:
         if args.threads < 1:
             parser.error(f"--threads must be at least 1, but got {args.threads}")
@@ -79,10 +87,17 @@ def _time(device: str, train) -> tuple[float, list[float]]:
     return time.perf_counter() - start, [r.final_accuracy for r in results]
 
 
+def _config(optimizer: str) -> dict:
+    """The lab's configuration of ``optimizer``, else its defaults."""
+    return LAB_CONFIGS.get(optimizer) or {"optimizer": optimizer,
+                                          "lr": get_optimizer_info(optimizer).default_lr}
+
+
 def _measure(data, *, device: str, batch_size: int, ks: Sequence[int],
-             precisions: Sequence[str], repeats: int) -> dict[str, dict[str, list]]:
+             precisions: Sequence[str], repeats: int,
+             optimizer: str) -> dict[str, dict[str, list]]:
     """Per loop (``fit`` and each K, per precision): seconds and accuracies per repeat."""
-    base = TrialConfig(**LAB_CONFIGS["sgd"], epochs=1, batch_size=batch_size)
+    base = TrialConfig(**_config(optimizer), epochs=1, batch_size=batch_size)
     loops = {}
     for precision in precisions:
         config = base.replace(precision=precision)
@@ -104,12 +119,13 @@ def _measure(data, *, device: str, batch_size: int, ks: Sequence[int],
 
 
 def measure(data, *, device: str, batch_size: int = 64, ks: Sequence[int] = (4, 8),
-            precisions: Sequence[str] = ("fp32",), repeats: int = 3) -> dict:
-    """The JSON record of cohorts of ``ks`` members against ``fit`` on ``data``:
-    member-epochs/s, speed-up over fit and accuracy per loop, and the best K of each
-    precision (``best_k``: K and its speed-up)."""
+            precisions: Sequence[str] = ("fp32",), repeats: int = 3,
+            optimizer: str = "sgd") -> dict:
+    """The JSON record of cohorts of ``ks`` members of ``optimizer`` against ``fit`` on
+    ``data``: member-epochs/s, speed-up over fit and accuracy per loop, and the best K of
+    each precision (``best_k``: K and its speed-up)."""
     measured = _measure(data, device=device, batch_size=batch_size, ks=ks,
-                        precisions=precisions, repeats=repeats)
+                        precisions=precisions, repeats=repeats, optimizer=optimizer)
     rows = {}
     for name, m in measured.items():
         precision = name.rsplit("_", 1)[1]
@@ -129,14 +145,15 @@ def measure(data, *, device: str, batch_size: int = 64, ks: Sequence[int] = (4, 
     return {"device": device,
             "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else None,
             "cpu_threads": torch.get_num_threads(), "batch_size": batch_size,
+            "optimizer": optimizer,
             "train_size": data.num_train, "repeats": repeats, "loops": rows,
             "best_k": best}
 
 
 def _print_table(figures: dict) -> None:
-    print(f"one epoch ({figures['train_size']} training images, then the test set), median"
-          f" of {figures['repeats']}, {figures['device']}, batch {figures['batch_size']},"
-          f" {figures['cpu_threads']} threads:")
+    print(f"{figures['optimizer']}, one epoch ({figures['train_size']} training images, then"
+          f" the test set), median of {figures['repeats']}, {figures['device']}, batch"
+          f" {figures['batch_size']}, {figures['cpu_threads']} threads:")
     print(f"  {'loop':<16} {'K':>4} {'member-epochs/s':>16} {'x fit':>7} {'accuracy':>9}")
     for name, row in figures["loops"].items():
         print(f"  {name:<16} {row['members']:>4} {row['member_epochs_per_s']:>16.3f}"
@@ -150,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     data = load_mnist(device=args.device, train_size=args.train_size)
     figures = measure(data, device=args.device, batch_size=args.batch_size, ks=args.ks,
-                      precisions=args.precisions, repeats=args.repeats)
+                      precisions=args.precisions, repeats=args.repeats,
+                      optimizer=args.optimizer)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(figures, indent=2))
     _print_table(figures)

@@ -277,6 +277,20 @@ def _runs(values: Floats) -> list[tuple[int, int, float]]:
     return runs
 
 
+def _add_quotients(p: torch.Tensor, num: torch.Tensor, den: torch.Tensor, values: Floats,
+                   column: torch.Tensor, room: torch.Tensor) -> None:
+    """``p += values[k] * num / den`` for each member ``k``: torch's ``addcdiv_``, one pass,
+    one call per run of equal values; past :data:`_MAX_RUNS` runs, the quotient into
+    ``room`` (which may be ``num`` or ``den``) and one product with ``column`` (the values
+    as a column), two passes."""
+    runs = _runs(values)
+    if len(runs) <= _MAX_RUNS:
+        for start, stop, value in runs:
+            p[start:stop].addcdiv_(num[start:stop], den[start:stop], value=value)
+    else:
+        p.addcmul_(torch.div(num, den, out=room), column)
+
+
 class StackedRMSprop(StackedOptimizer):
     """``torch.optim.RMSprop``: weight decay, momentum, centered."""
 
@@ -308,11 +322,8 @@ class StackedRMSprop(StackedOptimizer):
         if any(host["momentum"]):  # momentum 0: buf == grad / avg, torch's plain step
             buf = state["momentum_buffer"].mul_(c["momentum"]).addcdiv_(g, avg)
             p.addcmul_(buf, c["neg_lr"])
-        elif len(runs := _runs(host["neg_lr"])) <= _MAX_RUNS:  # torch's addcdiv: one pass
-            for start, stop, neg_lr in runs:
-                p[start:stop].addcdiv_(g[start:stop], avg[start:stop], value=neg_lr)
         else:
-            p.addcmul_(g.div_(avg), c["neg_lr"])
+            _add_quotients(p, g, avg, host["neg_lr"], c["neg_lr"], room=g)
 
 
 def _betas(v: Mapping[str, Floats]) -> dict:
@@ -320,14 +331,20 @@ def _betas(v: Mapping[str, Floats]) -> dict:
             "one_minus_beta2": [1 - b for b in v["beta2"]], "eps": v["eps"]}
 
 
-def _moments(g: torch.Tensor, state: dict[str, torch.Tensor],
-             c: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Adam's first and second moments, updated in place (``g * (1 - beta2)`` goes through
-    ``state["scratch"]`` where the update keeps one)."""
-    exp_avg = state["exp_avg"].lerp_(g, c["one_minus_beta1"])
+def _moments(g: torch.Tensor, state: dict[str, torch.Tensor], c: Mapping[str, torch.Tensor],
+             host: Mapping[str, Floats]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Adam's first and second moments, updated in place. Where the members share a beta,
+    torch's own expressions with a scalar; otherwise a column of them (``g * (1 - beta2)``
+    then goes through ``state["scratch"]`` where the update keeps one: a pass more)."""
+    if len(set(host["one_minus_beta1"])) == 1:
+        exp_avg = state["exp_avg"].lerp_(g, host["one_minus_beta1"][0])
+    else:
+        exp_avg = state["exp_avg"].lerp_(g, c["one_minus_beta1"])
+    if len(set(host["beta2"])) == 1:
+        beta2 = host["beta2"][0]
+        return exp_avg, state["exp_avg_sq"].mul_(beta2).addcmul_(g, g, value=1 - beta2)
     scaled = torch.mul(g, c["one_minus_beta2"], out=state.get("scratch"))
-    exp_avg_sq = state["exp_avg_sq"].mul_(c["beta2"]).addcmul_(scaled, g)
-    return exp_avg, exp_avg_sq
+    return exp_avg, state["exp_avg_sq"].mul_(c["beta2"]).addcmul_(scaled, g)
 
 
 class _StepCount:
@@ -378,7 +395,7 @@ class StackedAdam(StackedOptimizer):
                 p.mul_(c["decay"])
         else:
             g = _decayed(g, p, c, host)
-        exp_avg, exp_avg_sq = _moments(g, state, c)
+        exp_avg, exp_avg_sq = _moments(g, state, c, host)
         denom = (exp_avg_sq.sqrt() / c["bc2_sqrt"]).add_(c["eps"])
         p.addcmul_(exp_avg / denom, c["neg_step_size"])
 
@@ -421,10 +438,10 @@ class StackedNAdam(StackedOptimizer):
 
     def _update(self, p, g, state, c, host) -> None:
         g = _decayed(g, p, c, host)
-        exp_avg, exp_avg_sq = _moments(g, state, c)
+        exp_avg, exp_avg_sq = _moments(g, state, c, host)
         denom = torch.div(exp_avg_sq, c["bc2"], out=state["scratch"]).sqrt_().add_(c["eps"])
-        p.addcmul_(g.div_(denom), c["grad_c"])
-        p.addcmul_(torch.div(exp_avg, denom, out=g), c["avg_c"])  # g is spent: its room
+        _add_quotients(p, g, denom, host["grad_c"], c["grad_c"], room=g)
+        _add_quotients(p, exp_avg, denom, host["avg_c"], c["avg_c"], room=g)  # g is spent
 
     def keep(self, index: torch.Tensor) -> None:
         super().keep(index)
@@ -446,21 +463,24 @@ class StackedRAdam(StackedOptimizer):
             rho_t = rho_inf - 2 * t * (b2**t) / (1 - b2**t)
             rect.append(((rho_t - 4) * (rho_t - 2) * rho_inf
                          / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5 if rho_t > 5 else 0.0)
-        return {"weight_decay": wd, **_betas(v), "lr": lr, "rect": rect,
-                "bc1": [1 - b**t for b in v["beta1"]],
-                "bc2_sqrt": [(1 - b**t) ** 0.5 for b in v["beta2"]]}
+        bc1 = [1 - b**t for b in v["beta1"]]
+        bc2_sqrt = [(1 - b**t) ** 0.5 for b in v["beta2"]]
+        rect_step = [-x * r * s / b for x, r, s, b in zip(lr, rect, bc2_sqrt, bc1, strict=True)]
+        return {"weight_decay": wd, **_betas(v), "lr": lr, "rect": rect, "bc1": bc1,
+                "bc2_sqrt": bc2_sqrt, "rect_step": rect_step}
 
     def _update(self, p, g, state, c, host) -> None:
         g = _decayed(g, p, c, host)
-        exp_avg, exp_avg_sq = _moments(g, state, c)
+        exp_avg, exp_avg_sq = _moments(g, state, c, host)
+        if all(host["rect"]):  # p -= lr * rect * sqrt(bc2) / bc1 * exp_avg / (sqrt(v) + eps)
+            denom = torch.sqrt(exp_avg_sq, out=g).add_(c["eps"])  # g is spent: its room
+            _add_quotients(p, exp_avg, denom, host["rect_step"], c["rect_step"], room=denom)
+            return
         step = torch.div(exp_avg, c["bc1"], out=state["scratch"]).mul_(c["lr"])
-        if any(host["rect"]):
-            adaptive = torch.sqrt(exp_avg_sq, out=g).add_(c["eps"])  # g is spent: its room
+        if any(host["rect"]):  # members whose variance is not yet long enough: the plain step
+            adaptive = torch.sqrt(exp_avg_sq, out=g).add_(c["eps"])
             adaptive = torch.div(c["bc2_sqrt"], adaptive, out=adaptive)
-            if all(host["rect"]):
-                step.mul_(adaptive).mul_(c["rect"])
-            else:  # members whose variance is not yet long enough take the plain step
-                step = torch.where(c["rect"] > 0, step * adaptive * c["rect"], step)
+            step = torch.where(c["rect"] > 0, step * adaptive * c["rect"], step)
         p.sub_(step)
 
 
@@ -514,7 +534,7 @@ class StackedAdamax(StackedOptimizer):
         exp_avg = state["exp_avg"].lerp_(g, c["one_minus_beta1"])
         exp_inf = state["exp_inf"]
         torch.maximum(exp_inf.mul_(c["beta2"]), g.abs_().add_(c["eps"]), out=exp_inf)
-        p.addcmul_(torch.div(exp_avg, exp_inf, out=g), c["neg_clr"])  # g is spent: its room
+        _add_quotients(p, exp_avg, exp_inf, host["neg_clr"], c["neg_clr"], room=g)  # g spent
 
 
 #: The batched update of each optimizer class the registry can name.
