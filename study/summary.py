@@ -52,7 +52,7 @@ def summarize(
     lines = [
         "",
         f"Study {study_name!r} ({shown_url}): {finished} finished of target {target}"
-        + (" (commands and workers running side by side can overshoot it)"
+        + (" (beyond it: commands side by side, retried trials or an earlier larger --trials)"
            if finished > target else ""),
         "  " + ", ".join(f"{k} {v}" for k, v in counts.items()),
         *_grid_lines(trials, attrs),

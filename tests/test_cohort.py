@@ -335,21 +335,31 @@ def test_configs_that_cannot_share_a_stack_are_refused_naming_the_field(field, v
         train_cohort(configs, make_tiny_dataset(n_train=8, n_eval=8))
 
 
-@pytest.mark.parametrize("lr_mults", [
-    (1.0, 1.0, 0.5, 2.0),  # torch's own expressions, a call per learning rate
-    tuple(1.0 + 0.1 * k for k in range(10)),  # past _MAX_RUNS rates: one call
+def _decay_rate(name: str, k: int) -> dict:
+    """Member ``k``'s own decay rate (alpha or betas) and weight decay."""
+    if name == "rmsprop":
+        return {"alpha": 0.99 - 0.01 * k, "weight_decay": 1e-3 * k}
+    return {"beta1": 0.9 - 0.02 * k, "beta2": 0.999 - 0.001 * k, "weight_decay": 1e-3 * k}
+
+
+@pytest.mark.parametrize("lr_mults, own_rates", [
+    ((1.0, 1.0, 0.5, 2.0), False),  # torch's own expressions, a call per learning rate
+    (tuple(1.0 + 0.1 * k for k in range(10)), False),  # past _MAX_RUNS rates: one call
+    (tuple(1.0 + 0.1 * k for k in range(10)), True),  # and every member its own betas
 ])
 @pytest.mark.parametrize("name", ["rmsprop", "nadam", "radam", "adamax"])
-def test_members_sharing_their_betas_update_as_torch_optim_does(name, lr_mults):
+def test_members_sharing_their_betas_update_as_torch_optim_does(name, lr_mults, own_rates):
     """The common case (the members share alpha or betas, no momentum) in float32:
-    RMSprop bit for bit where each learning rate has its own call; every optimizer to
-    float32 rounding, where one call takes all the rates too. RAdam's 20 updates cover
-    both its plain steps and its rectified ones."""
+    RMSprop, NAdam and Adamax bit for bit where each learning rate has its own call; every
+    optimizer to float32 rounding where one call takes all the rates, with shared or
+    per-member betas (and weight decay). RAdam's 20 updates cover both its plain steps and
+    its rectified ones."""
     models, optimizers = [], []
     for seed, mult in enumerate(lr_mults):
         torch.manual_seed(seed)
         models.append(MLP(in_features=6, hidden=(5, 4), num_classes=3))
-        optimizers.append(create_optimizer(models[-1], name, lr=1e-2 * mult))
+        own = _decay_rate(name, seed) if own_rates else {}
+        optimizers.append(create_optimizer(models[-1], name, lr=1e-2 * mult, **own))
     params = [torch.stack([p.detach().clone() for p in ps])
               for ps in zip(*[m.parameters() for m in models], strict=True)]
     groups = [groups_by_parameter(o, list(m.parameters()))
@@ -363,7 +373,7 @@ def test_members_sharing_their_betas_update_as_torch_optim_does(name, lr_mults):
                 p.grad = g[k].clone()
             optimizer.step()
         stacked.step(params, grads, [1.0] * len(lr_mults))
-    exact = name == "rmsprop" and len(lr_mults) < 8
+    exact = name != "radam" and len(lr_mults) < 8
     for k, model in enumerate(models):
         for p, stack in zip(model.parameters(), params, strict=True):
             if exact:

@@ -209,11 +209,12 @@ def _room(
     workers that may still ask; at least the waiting retries.
 
     Running trials count with siblings, and on a storage with heartbeats: called right after
-    ``fail_stale_trials``, a RUNNING trial there is another live command's (or one dead for
-    less than the grace period). So separate commands on one database, each sizing its cohort
-    by what the others leave, overshoot the target by single trials, not by cohorts. Alone
-    on a storage without heartbeats a RUNNING trial may be a crashed run's: it does not
-    count."""
+    ``fail_stale_trials``, a RUNNING trial there is another command's, alive or dead for less
+    than the grace period. So separate commands on one database do not each ask for a cohort
+    the others already train. (A RUNNING trial that never had a heartbeat, asked outside
+    ``study.run`` or killed before its first one, is never failed and keeps counting: cohorts
+    get smaller, and the run goes on, at least one trial at a time.) Alone on a storage
+    without heartbeats a RUNNING trial may be a crashed run's: it does not count."""
     counted = siblings > 1 or is_heartbeat_enabled(optuna_study._storage)
     running = len(optuna_study.get_trials(deepcopy=False, states=(RUNNING,))) if counted else 0
     needed = target - count(optuna_study) - running
