@@ -79,28 +79,43 @@ def _median_ms(update, repeats: int) -> float:
     return statistics.median(blocks)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parse_args(argv)
-    torch.set_num_threads(args.threads)
+def _stacks(members: int) -> tuple[list[list[torch.Tensor]], list[float], StackedAdam]:
+    """Two copies of ``members`` MLPs' stacked parameters, their learning rates, and the
+    cohort's Adam for the first copy."""
     lr = torch.optim.Adam([torch.zeros(1)]).defaults["lr"]
-    lrs = [lr if k < (args.members + 1) // 2 else lr / 3 for k in range(args.members)]
+    lrs = [lr if k < (members + 1) // 2 else lr / 3 for k in range(members)]
     models = []
-    for k in range(args.members):
+    for k in range(members):
         torch.manual_seed(k)
         models.append(MLP())
     groups = [groups_by_parameter(torch.optim.Adam(m.parameters(), lr=rate, fused=True),
                                   list(m.parameters()))
               for m, rate in zip(models, lrs, strict=True)]
-    stacks = [StackedMLP.from_mlps(models) for _ in range(2)]
-    params = [s.parameters() for s in stacks]
-    optimizer = StackedAdam(groups, params[0])
+    params = [StackedMLP.from_mlps(models).parameters() for _ in range(2)]
+    return params, lrs, StackedAdam(groups, params[0])
+
+
+def _copy_of(params: list[torch.Tensor]):
+    """A plain copy of 28 bytes per weight (read 14, write 14), parameter by parameter as
+    the update goes."""
+    sources = [torch.ones(p.numel() * 7 // 2) for p in params]  # pages in memory
+    targets = [torch.empty_like(s) for s in sources]
+
+    def copy() -> None:
+        for target, source in zip(targets, sources, strict=True):
+            target.copy_(source)
+    return copy
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    torch.set_num_threads(args.threads)
+    params, lrs, optimizer = _stacks(args.members)
     staged = [[torch.randn_like(p).mul_(1e-3).bfloat16() for p in params[0]] for _ in range(4)]
     grads32 = [torch.empty_like(p) for p in params[0]]
     casts = [[torch.empty_like(p, dtype=torch.bfloat16) for p in ps] for ps in params]
     moments = [[torch.zeros_like(p) for p in params[1]] for _ in range(2)]
-    rates = torch.tensor(lrs)
-    compiled = torch.compile(_adam_pass, dynamic=False)
-    steps = [0, 0]
+    compiled, rates, steps = torch.compile(_adam_pass, dynamic=False), torch.tensor(lrs), [0, 0]
 
     def cohort() -> None:
         for target, g in zip(grads32, staged[steps[0] % 4], strict=True):
@@ -124,18 +139,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"the compiled update differs from the cohort's by {worst:.1e} after 20 updates:"
               f" not the same arithmetic, so its time says nothing", file=sys.stderr)
         return 1
-    weights = sum(p.numel() for p in params[0])
-    # 28 bytes per weight, parameter by parameter as the update goes: read 14, write 14
-    sources = [torch.ones(p.numel() * 7 // 2) for p in params[0]]  # pages in memory
-    targets = [torch.empty_like(s) for s in sources]
-
-    def copy() -> None:
-        for target, source in zip(targets, sources, strict=True):
-            target.copy_(source)
-
     times = {"cohort": _median_ms(cohort, args.repeats),
              "compiled": _median_ms(fused, args.repeats),
-             "copy": _median_ms(copy, args.repeats)}
+             "copy": _median_ms(_copy_of(params[0]), args.repeats)}
+    _report(times, worst, sum(p.numel() for p in params[0]), args)
+    return 0
+
+
+def _report(times: dict[str, float], worst: float, weights: int,
+            args: argparse.Namespace) -> None:
     print(f"Adam's update of {args.members} networks as one stack ({weights:,} weights), "
           f"{args.threads} thread(s), ms per update, medians of {args.repeats} x {_UPDATES}:")
     print(f"  cohort (casts + fused kernel, 40 bytes per weight): {times['cohort']:.2f}")
@@ -145,7 +157,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  the two updates' weights differ by at most {worst:.1e} after 20 updates")
     print(f"  a pass at the copy's speed would save at most "
           f"{times['cohort'] - times['copy']:.2f} ms per update")
-    return 0
 
 
 if __name__ == "__main__":
