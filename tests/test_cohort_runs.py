@@ -100,8 +100,8 @@ def test_a_resumed_study_keeps_its_cohort_unless_given(tmp_path, monkeypatch, ca
 def test_a_command_sizes_its_cohort_by_the_trials_other_live_commands_are_running(
     tmp_path, monkeypatch
 ):
-    # Separate commands on one database overshoot --trials by single trials, not by
-    # cohorts: a command leaves out what another command, its heartbeat fresh, is running.
+    # Separate commands on one database do not each ask for a cohort of what is left: a
+    # command leaves out what another command, its heartbeat fresh, is running.
     monkeypatch.chdir(tmp_path)
     url = f"sqlite:///{tmp_path / 'o.db'}"
     assert run_main(_default_run(url, "--trials", "1")) == 0
@@ -111,17 +111,17 @@ def test_a_command_sizes_its_cohort_by_the_trials_other_live_commands_are_runnin
         theirs = [other.ask() for _ in range(2)]  # their heartbeats start at once
     for trial in theirs:
         other._storage.record_heartbeat(trial._trial_id)
+    their_numbers = {trial.number for trial in theirs}
     cohorts = []
 
     def on_moment(moment: str) -> None:
         if moment != "started":
             return
         running = other.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-        mine = [t for t in running if t.number not in {o.number for o in theirs}]
-        cohorts.append(len(mine))
-        for trial in theirs:  # the other command ends (its trials failed) meanwhile
-            if trial.number in {t.number for t in running}:
-                other.tell(trial, state=optuna.trial.TrialState.FAIL)
+        cohorts.append(sum(t.number not in their_numbers for t in running))
+        for t in running:  # the other command ends (its trials failed) meanwhile
+            if t.number in their_numbers:
+                other.tell(t.number, state=optuna.trial.TrialState.FAIL)
 
     monkeypatch.setattr(trial_loop, "MOMENT_OBSERVERS", [on_moment])
     assert run_main(_default_run(url, "--trials", "5")) == 0
